@@ -1,0 +1,74 @@
+"""Pure ASGI middleware that refuses bodies over MAX_BODY_BYTES with 413 before any parsing."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import PROBLEM_MEDIA_TYPE, problem_body
+
+
+class BodySizeLimitMiddleware:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if not value.isdigit() or int(value) > self.max_body_bytes:
+                    await self._reject(scope, send)
+                    return
+                await self.app(scope, receive, send)
+                return
+        if scope["method"] in {"GET", "HEAD", "OPTIONS", "DELETE"}:
+            await self.app(scope, receive, send)
+            return
+        # A chunked body has no length up front. Buffer it (it is bounded by the limit)
+        # and reject as soon as it passes the limit, before the app parses anything;
+        # raising from inside the app instead would surface as FastAPI's generic 400.
+        buffered: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            buffered.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.max_body_bytes:
+                await self._reject(scope, send)
+                return
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            return buffered.pop(0) if buffered else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _reject(self, scope: Scope, send: Send) -> None:
+        body = orjson.dumps(
+            problem_body(
+                status=413,
+                slug="body-too-large",
+                title="Request body too large",
+                detail=f"The request body exceeds {self.max_body_bytes} bytes.",
+                instance=scope["path"],
+                request_id=scope.get("state", {}).get("request_id", ""),
+            )
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

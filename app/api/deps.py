@@ -1,0 +1,87 @@
+"""FastAPI dependencies: resources, the request's session, the caller, rate limits, services."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request, Response
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import RateLimitedError
+from app.infra.rate_limit import Rate
+from app.infra.resources import Resources
+from app.observability.metrics import RateLimitScope, record_rate_limited
+from app.services.auth import AuthService
+from app.services.tokens import TokenClaims
+from app.services.users import UserService
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token")
+
+
+def get_resources(request: Request) -> Resources:
+    resources: Resources = request.app.state.resources
+    return resources
+
+
+ResourcesDep = Annotated[Resources, Depends(get_resources)]
+
+
+async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
+    # The session connects lazily: a request served from the cache never checks out
+    # a database connection.
+    async with resources.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def _enforce(
+    resources: Resources, response: Response, scope: RateLimitScope, identity: str, rate: Rate
+) -> None:
+    if not resources.settings.rate_limit_enabled:
+        return
+    decision = await resources.rate_limiter.hit(scope, identity, rate)
+    if decision is None:
+        return
+    if not decision.allowed:
+        record_rate_limited(scope)
+        raise RateLimitedError(
+            f"Rate limit of {rate.limit} per {rate.period_seconds}s exceeded; "
+            f"retry in {decision.reset_seconds}s.",
+            headers=decision.headers(),
+        )
+    response.headers.update(decision.headers())
+
+
+async def current_claims(
+    token: Annotated[str, Depends(oauth2_scheme)],
+    resources: ResourcesDep,
+    response: Response,
+) -> TokenClaims:
+    """The authenticated caller, rate limited per user."""
+    claims = await resources.tokens.authenticate(token)
+    await _enforce(resources, response, "api", str(claims.subject), resources.api_rate)
+    return claims
+
+
+ClaimsDep = Annotated[TokenClaims, Depends(current_claims)]
+
+
+async def login_rate_limit(request: Request, resources: ResourcesDep, response: Response) -> None:
+    client = request.client.host if request.client else "unknown"
+    await _enforce(resources, response, "login", client, resources.login_rate)
+
+
+def get_user_service(session: SessionDep, resources: ResourcesDep) -> UserService:
+    return UserService(session, resources.cache, resources.passwords, resources.tokens)
+
+
+def get_auth_service(session: SessionDep, resources: ResourcesDep) -> AuthService:
+    return AuthService(session, resources.passwords, resources.tokens)
+
+
+UserServiceDep = Annotated[UserService, Depends(get_user_service)]
+AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]

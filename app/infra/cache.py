@@ -1,0 +1,145 @@
+"""Read-through Redis cache of serialized users, with stampede protection and negative entries."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from opentelemetry import trace
+
+from app.infra.redis import RedisGateway, RedisUnavailableError
+from app.observability.metrics import CacheResult, record_cache
+from app.settings import Settings
+
+# What a negative entry holds: the user is known not to exist (a 404 is cached briefly).
+MISSING: Final = b"\x00"
+# How long a worker that lost the cross-worker lock waits for the winner's value.
+_LOCK_WAIT_STEPS: Final = (0.005, 0.01, 0.02, 0.04)
+
+tracer = trace.get_tracer(__name__)
+Loader = Callable[[], Awaitable[bytes | None]]
+
+
+class UserCache:
+    """Users serialized as JSON under `<prefix>:user:<id>`.
+
+    The key prefix carries a version: bump CACHE_KEY_PREFIX when the cached shape
+    changes and old entries are simply never read again.
+    """
+
+    def __init__(self, redis: RedisGateway, settings: Settings) -> None:
+        self._redis = redis
+        self._enabled = settings.cache_enabled
+        self._prefix = f"{settings.cache_key_prefix}:user:"
+        self._ttl = settings.cache_ttl_seconds
+        self._jitter = settings.cache_ttl_jitter
+        self._negative_ttl = settings.cache_negative_ttl_seconds
+        self._lock_ttl_ms = settings.cache_lock_ttl_ms
+        # Single flight within this worker: concurrent misses on one key share one load.
+        self._inflight: dict[str, asyncio.Future[bytes | None]] = {}
+
+    def key(self, user_id: uuid.UUID) -> str:
+        return f"{self._prefix}{user_id}"
+
+    def _ttl_with_jitter(self) -> int:
+        # Spread expiries so keys written together do not all expire together.
+        spread = self._ttl * self._jitter
+        return max(1, round(self._ttl + random.uniform(-spread, spread)))  # noqa: S311
+
+    async def read_through(self, user_id: uuid.UUID, loader: Loader) -> bytes | None:
+        """The cached value, else the loader's (stored for next time); None means not found."""
+        with tracer.start_as_current_span("cache.get user") as span:
+            result, value = await self._lookup(self.key(user_id))
+            span.set_attribute("cache.result", result)
+            span.set_attribute("cache.hit", result == "hit")
+        record_cache(result)
+        if result == "hit":
+            return None if value == MISSING else value
+        if result == "miss":
+            return await self._load_once(self.key(user_id), loader)
+        return await loader()
+
+    async def _lookup(self, key: str) -> tuple[CacheResult, bytes | None]:
+        if not self._enabled or self._redis.breaker.is_open:
+            return "bypass", None
+        try:
+            value = await self._redis.get("cache", key)
+        except RedisUnavailableError:
+            return "error", None
+        return ("hit", value) if value is not None else ("miss", None)
+
+    async def _load_once(self, key: str, loader: Loader) -> bytes | None:
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            value = await self._load_across_workers(key, loader)
+        except BaseException as error:
+            future.set_exception(error)
+            # Mark the exception retrieved: the waiters (if any) get it through shield.
+            future.exception()
+            raise
+        else:
+            future.set_result(value)
+            return value
+        finally:
+            del self._inflight[key]
+
+    async def _load_across_workers(self, key: str, loader: Loader) -> bytes | None:
+        lock_key = f"{key}:lock"
+        try:
+            locked = await self._redis.call(
+                "lock",
+                lambda: self._redis.client.set(lock_key, b"1", nx=True, px=self._lock_ttl_ms),
+            )
+        except RedisUnavailableError:
+            return await loader()
+        if not locked:
+            # Another worker is loading this key: give it a moment, then load anyway
+            # (correct either way; the wait only saves the database a duplicate query).
+            for delay in _LOCK_WAIT_STEPS:
+                await asyncio.sleep(delay)
+                try:
+                    cached = await self._redis.get("lock", key)
+                except RedisUnavailableError:
+                    break
+                if cached is not None:
+                    return None if cached == MISSING else cached
+            return await loader()
+        try:
+            value = await loader()
+            await self._store(key, value)
+            return value
+        finally:
+            await self._release(lock_key)
+
+    async def _store(self, key: str, value: bytes | None) -> None:
+        ttl = self._ttl_with_jitter() if value is not None else self._negative_ttl
+        if ttl <= 0:
+            return
+        payload = MISSING if value is None else value
+        try:
+            await self._redis.call("cache", lambda: self._redis.client.set(key, payload, ex=ttl))
+        except RedisUnavailableError:
+            return
+
+    async def _release(self, lock_key: str) -> None:
+        try:
+            await self._redis.call("lock", lambda: self._redis.client.delete(lock_key))
+        except RedisUnavailableError:
+            return  # the lock expires by itself after CACHE_LOCK_TTL_MS
+
+    async def invalidate(self, user_id: uuid.UUID) -> None:
+        """Drop the entry after a write has committed; a failure leaves it to expire by TTL."""
+        if not self._enabled:
+            return
+        key = self.key(user_id)
+        try:
+            await self._redis.call("cache", lambda: self._redis.client.delete(key))
+        except RedisUnavailableError:
+            return

@@ -1,0 +1,105 @@
+"""The async SQLAlchemy engine and session factory: one engine per worker process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import NullPool, StaticPool
+
+from app.errors import DependencyTimeoutError, DependencyUnavailableError, DomainError
+from app.observability.metrics import DB_ERRORS
+from app.observability.pool_metrics import InstrumentedPool, instrument_pool, instrument_queries
+from app.settings import Settings
+
+EMBEDDED_DATABASE_PATH = Path(".data") / "user-service.sqlite3"
+
+
+def database_url(settings: Settings) -> str:
+    """The configured URL, or the embedded SQLite file when none is configured."""
+    return settings.database_dsn or f"sqlite+aiosqlite:///{EMBEDDED_DATABASE_PATH}"
+
+
+def is_embedded(settings: Settings) -> bool:
+    return database_url(settings).startswith("sqlite")
+
+
+def _postgres_connect_args(settings: Settings) -> dict[str, Any]:
+    server_settings = {"application_name": settings.db_application_name}
+    if settings.db_statement_timeout_ms:
+        server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
+    args: dict[str, Any] = {
+        # asyncpg takes its timeouts here, not through SQLAlchemy's pool settings.
+        "timeout": settings.db_connect_timeout_seconds,
+        "server_settings": server_settings,
+    }
+    if settings.db_pgbouncer_transaction_mode:
+        # PgBouncer in transaction mode cannot keep prepared statements across
+        # transactions: turn off asyncpg's cache and SQLAlchemy's adapted cache.
+        args["statement_cache_size"] = 0
+        args["prepared_statement_cache_size"] = 0
+    return args
+
+
+def create_engine(settings: Settings, *, pooled: bool = True) -> AsyncEngine:
+    url = database_url(settings)
+    if url.startswith("sqlite"):
+        EMBEDDED_DATABASE_PATH.parent.mkdir(parents=True, exist_ok=True)
+        return create_async_engine(url, poolclass=StaticPool, echo=settings.db_echo)
+    if not pooled:
+        # Short-lived commands (migrate, create-admin) hold one connection at most.
+        return create_async_engine(
+            make_url(url), poolclass=NullPool, connect_args=_postgres_connect_args(settings)
+        )
+    engine = create_async_engine(
+        make_url(url),
+        poolclass=InstrumentedPool,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout_seconds,
+        pool_recycle=settings.db_pool_recycle_seconds,
+        pool_pre_ping=settings.db_pool_pre_ping,
+        connect_args=_postgres_connect_args(settings),
+        echo=settings.db_echo,
+    )
+    instrument_pool(engine.sync_engine.pool, settings)
+    instrument_queries(engine.sync_engine, slow_query_ms=settings.db_slow_query_ms)
+    return engine
+
+
+def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    # expire_on_commit=False: handlers read attributes after commit without another query.
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def classify_database_error(error: BaseException) -> DomainError | None:
+    """Map a failure to reach or use the database onto 503/504; None for anything else
+    (a programming error stays a 500)."""
+    if isinstance(error, sa_exc.TimeoutError):
+        DB_ERRORS.labels(kind="timeout").inc()
+        return DependencyUnavailableError(
+            "No database connection became free in time; retry shortly.", retry_after_seconds=1
+        )
+    original = getattr(error, "orig", None)
+    if type(original).__name__ == "QueryCanceledError" or "canceling statement" in str(original):
+        DB_ERRORS.labels(kind="statement_timeout").inc()
+        return DependencyTimeoutError("The database did not answer within the statement timeout.")
+    if isinstance(error, sa_exc.DBAPIError) and (
+        error.connection_invalidated
+        or isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError)
+        or isinstance(original, OSError | TimeoutError)
+    ):
+        DB_ERRORS.labels(kind="unavailable").inc()
+        return DependencyUnavailableError("The database is unreachable; retry shortly.")
+    if isinstance(error, OSError | TimeoutError):
+        DB_ERRORS.labels(kind="unavailable").inc()
+        return DependencyUnavailableError("The database is unreachable; retry shortly.")
+    return None

@@ -1,0 +1,94 @@
+"""Fixed-window rate limits kept in Redis, counted atomically by one Lua script."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from app.errors import DependencyUnavailableError
+from app.infra.redis import RedisGateway, RedisUnavailableError
+from app.observability.metrics import RateLimitScope
+
+_PERIODS: Final = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)s?\s*$")
+
+# INCR and PEXPIRE in one script: two separate commands could leave a key without expiry
+# if the client died between them, locking the caller out for good.
+_COUNT_SCRIPT: Final = """
+local current = redis.call('INCR', KEYS[1])
+if current == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {current, ttl}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    limit: int
+    period_seconds: int
+
+
+def parse_rate(text: str) -> Rate:
+    """Parse "<count>/<second|minute|hour|day>", e.g. "10/minute"."""
+    match = _RATE.match(text)
+    if not match or int(match.group(1)) < 1:
+        raise ValueError(f"rate must look like '10/minute' (count >= 1), got {text!r}")
+    return Rate(limit=int(match.group(1)), period_seconds=_PERIODS[match.group(2)])
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitDecision:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_seconds: int
+
+    def headers(self) -> dict[str, str]:
+        headers = {
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": str(self.remaining),
+            "RateLimit-Reset": str(self.reset_seconds),
+        }
+        if not self.allowed:
+            headers["Retry-After"] = str(self.reset_seconds)
+        return headers
+
+
+class RateLimiter:
+    def __init__(self, redis: RedisGateway, *, prefix: str, fail_open: bool) -> None:
+        self._redis = redis
+        self._prefix = f"{prefix}:rl:"
+        self._fail_open = fail_open
+        self._script = redis.client.register_script(_COUNT_SCRIPT)
+
+    async def hit(
+        self, scope: RateLimitScope, identity: str, rate: Rate
+    ) -> RateLimitDecision | None:
+        """Count one request; None when Redis is unavailable and the policy is fail-open."""
+        key = f"{self._prefix}{scope}:{identity}"
+        window_ms = rate.period_seconds * 1000
+        try:
+            count, ttl_ms = await self._redis.call(
+                "rate_limit", lambda: self._script(keys=[key], args=[window_ms])
+            )
+        except RedisUnavailableError as error:
+            if self._fail_open:
+                return None
+            raise DependencyUnavailableError(
+                "The rate limiter cannot reach its store and is configured to fail closed."
+            ) from error
+        count, ttl_ms = int(count), int(ttl_ms)
+        return RateLimitDecision(
+            allowed=count <= rate.limit,
+            limit=rate.limit,
+            remaining=max(0, rate.limit - count),
+            reset_seconds=max(1, math.ceil(ttl_ms / 1000)),
+        )

@@ -1,0 +1,111 @@
+"""The Redis client, and a circuit breaker so a sick Redis costs requests nothing for a while."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar, cast
+
+import structlog
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from app.observability.metrics import REDIS_BREAKER_OPEN, RedisComponent, record_redis_error
+from app.settings import Settings
+
+T = TypeVar("T")
+log = structlog.get_logger("app.redis")
+
+
+class RedisUnavailableError(Exception):
+    """Redis could not answer: breaker open, connection refused, or timed out."""
+
+
+class CircuitBreaker:
+    """Opens after `threshold` consecutive failures and stays open for `cooldown` seconds.
+
+    After the cool-down the next call goes through as a trial: success closes the breaker,
+    failure opens it again at once. State is per worker process, which is what matters:
+    each worker stops waiting on Redis by itself.
+    """
+
+    def __init__(self, threshold: int, cooldown_seconds: float) -> None:
+        self._threshold = threshold
+        self._cooldown = cooldown_seconds
+        self._failures = 0
+        self._open_until = 0.0
+
+    @property
+    def is_open(self) -> bool:
+        return self._open_until > time.monotonic()
+
+    def record_success(self) -> None:
+        if self._failures:
+            if self._open_until:
+                log.info("redis_breaker_closed")
+            self._failures = 0
+            self._open_until = 0.0
+            REDIS_BREAKER_OPEN.set(0)
+
+    def record_failure(self) -> None:
+        self._failures += 1
+        if self._failures >= self._threshold:
+            if not self.is_open:
+                log.warning("redis_breaker_opened", cooldown_seconds=self._cooldown)
+            self._open_until = time.monotonic() + self._cooldown
+            REDIS_BREAKER_OPEN.set(1)
+
+
+class RedisGateway:
+    """Every Redis call of the service goes through here: breaker, error metrics, one error type."""
+
+    def __init__(self, client: Redis, breaker: CircuitBreaker, *, embedded: bool) -> None:
+        self.client = client
+        self.breaker = breaker
+        self.embedded = embedded
+
+    async def call(self, component: RedisComponent, operation: Callable[[], Awaitable[T]]) -> T:
+        if self.breaker.is_open:
+            raise RedisUnavailableError("circuit breaker open")
+        try:
+            result = await operation()
+        except (TimeoutError, RedisError, OSError) as error:
+            record_redis_error(component)
+            self.breaker.record_failure()
+            raise RedisUnavailableError(type(error).__name__) from error
+        self.breaker.record_success()
+        return result
+
+    async def get(self, component: RedisComponent, key: str) -> bytes | None:
+        value = await self.call(component, lambda: self.client.get(key))
+        # decode_responses is off on every client made here: values come back as bytes.
+        return cast(bytes | None, value)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def create_redis(settings: Settings) -> RedisGateway:
+    breaker = CircuitBreaker(
+        settings.redis_breaker_failures, settings.redis_breaker_cooldown_seconds
+    )
+    if not settings.redis_dsn:
+        # Embedded development mode: an in-process Redis (with Lua) so every code path is
+        # the same one production runs; the state lives and dies with this worker.
+        from fakeredis import FakeAsyncRedis
+
+        return RedisGateway(FakeAsyncRedis(), breaker, embedded=True)
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_dsn,
+        max_connections=settings.redis_max_connections,
+        # A bounded pool blocks rather than raises; never let that wait outlast a request.
+        timeout=max(0.5, settings.redis_socket_timeout_seconds * 4),
+        socket_timeout=settings.redis_socket_timeout_seconds,
+        socket_connect_timeout=settings.redis_connect_timeout_seconds,
+        # Retries multiply the wait on a dead Redis; the breaker handles recovery instead.
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=30,
+    )
+    return RedisGateway(Redis(connection_pool=pool), breaker, embedded=False)

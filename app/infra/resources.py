@@ -1,0 +1,65 @@
+"""The long-lived objects of one worker, opened in the lifespan and closed on shutdown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.infra.cache import UserCache
+from app.infra.database import create_engine, create_session_factory, is_embedded
+from app.infra.rate_limit import Rate, RateLimiter, parse_rate
+from app.infra.redis import RedisGateway, create_redis
+from app.infra.token_store import TokenStore
+from app.services.passwords import PasswordService
+from app.services.tokens import TokenService
+from app.settings import Settings
+
+log = structlog.get_logger("app.resources")
+
+
+@dataclass(slots=True)
+class Resources:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    redis: RedisGateway
+    cache: UserCache
+    rate_limiter: RateLimiter
+    login_rate: Rate
+    api_rate: Rate
+    passwords: PasswordService
+    tokens: TokenService
+
+    @classmethod
+    def open(cls, settings: Settings) -> Resources:
+        engine = create_engine(settings)
+        redis = create_redis(settings)
+        if is_embedded(settings) or redis.embedded:
+            log.warning(
+                "embedded_mode",
+                message=(
+                    "No DATABASE_URL/REDIS_URL: running on an embedded SQLite database with the "
+                    "cache and rate limiter in process memory. Development only."
+                ),
+                database="sqlite" if is_embedded(settings) else "postgresql",
+                redis="in-process" if redis.embedded else "redis",
+            )
+        prefix = settings.cache_key_prefix
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=create_session_factory(engine),
+            redis=redis,
+            cache=UserCache(redis, settings),
+            rate_limiter=RateLimiter(redis, prefix=prefix, fail_open=settings.rate_limit_fail_open),
+            login_rate=parse_rate(settings.rate_limit_login),
+            api_rate=parse_rate(settings.rate_limit_api),
+            passwords=PasswordService(settings),
+            tokens=TokenService(settings, TokenStore(redis, prefix=prefix)),
+        )
+
+    async def close(self) -> None:
+        await self.redis.close()
+        await self.engine.dispose()

@@ -1,0 +1,208 @@
+"""create_app(): the FastAPI app with its middleware, routers, error handlers and lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+import structlog
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.middleware.trustedhost import TrustedHostMiddleware
+from opentelemetry.sdk.trace import SpanProcessor
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app import __version__
+from app.api import auth, health, users
+from app.api.body_limit import BodySizeLimitMiddleware
+from app.errors import PROBLEM_MEDIA_TYPE, DomainError, problem_body
+from app.infra.database import classify_database_error
+from app.infra.resources import Resources
+from app.infra.schema import shipped_migrations
+from app.observability import metrics as service_metrics
+from app.observability.http_metrics import instrument_http, metrics_response
+from app.observability.logging import configure_logging
+from app.observability.request_context import RequestContextMiddleware
+from app.observability.tracing import (
+    EXCLUDED_URLS,
+    flush_tracing,
+    instrument_clients,
+    start_tracing,
+    tracing_enabled,
+)
+from app.settings import Settings
+
+log = structlog.get_logger("app")
+
+_HTTP_TITLES = {
+    400: "Bad request",
+    401: "Authentication required",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    413: "Request body too large",
+    415: "Unsupported media type",
+}
+
+
+def _problem(
+    request: Request,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Response:
+    body = problem_body(
+        status=status,
+        slug=slug,
+        title=title,
+        detail=detail,
+        instance=request.url.path,
+        request_id=request.scope.get("state", {}).get("request_id", ""),
+        extra=extra,
+    )
+    return Response(orjson.dumps(body), status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+async def _domain_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, DomainError)
+    return _problem(
+        request, error.status, error.slug, error.title, error.detail, error.headers, error.extra
+    )
+
+
+async def _validation_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    fields = [
+        {
+            "field": ".".join(str(part) for part in item["loc"]),
+            "message": item["msg"],
+            "type": item["type"],
+        }
+        for item in error.errors()
+    ]
+    names = ", ".join(field["field"] for field in fields)
+    return _problem(
+        request,
+        422,
+        "validation-error",
+        "Validation failed",
+        f"Invalid fields: {names}",
+        extra={"errors": fields},
+    )
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, StarletteHTTPException)
+    slug = _HTTP_TITLES.get(error.status_code, "HTTP error").lower().replace(" ", "-")
+    return _problem(
+        request,
+        error.status_code,
+        slug,
+        _HTTP_TITLES.get(error.status_code, "HTTP error"),
+        str(error.detail),
+        dict(error.headers or {}),
+    )
+
+
+async def _dependency_error(request: Request, error: Exception) -> Response:
+    domain_error = classify_database_error(error)
+    if domain_error is None:
+        raise error
+    log.warning("database_error", error=type(error).__name__, status=domain_error.status)
+    return await _domain_error(request, domain_error)
+
+
+def _lifespan(settings: Settings, span_processor: SpanProcessor | None) -> Any:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Runs in each worker after gunicorn forks: providers, pools and sockets are
+        # never shared between processes.
+        provider = start_tracing(settings, span_processor)
+        resources = Resources.open(settings)
+        if provider is not None:
+            instrument_clients(resources.engine, resources.redis.client, provider)
+        app.state.resources = resources
+        app.state.migrations = shipped_migrations()
+        service_metrics.BUILD_INFO.labels(version=__version__, git_commit=settings.git_commit).set(
+            1
+        )
+        service_metrics.WORKER_PROCESSES.set(1)
+        service_metrics.initialise_label_sets()
+        await resources.passwords.warm_up()
+        log.info("started", version=__version__, environment=settings.app_env.value)
+        try:
+            yield
+        finally:
+            await resources.close()
+            flush_tracing(provider)
+            log.info("stopped")
+
+    return lifespan
+
+
+def create_app(
+    settings: Settings | None = None, span_processor: SpanProcessor | None = None
+) -> FastAPI:
+    settings = settings or Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    app = FastAPI(
+        title="user-service",
+        version=__version__,
+        summary="Users and authentication.",
+        lifespan=_lifespan(settings, span_processor),
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
+    )
+    app.state.draining = False
+    app.state.settings = settings
+
+    app.include_router(health.router)
+    app.include_router(users.router, prefix="/api/v1")
+    app.include_router(auth.router, prefix="/api/v1")
+    if settings.metrics_enabled:
+        app.add_api_route("/metrics", metrics_response, include_in_schema=False)
+
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(SQLAlchemyError, _dependency_error)
+    app.add_exception_handler(OSError, _dependency_error)
+
+    # Added innermost first: the last one added runs first on the way in.
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=[
+                "X-Request-ID",
+                "X-Trace-Id",
+                "Retry-After",
+                "RateLimit-Limit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+            ],
+        )
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    if settings.metrics_enabled:
+        instrument_http(app)
+    app.add_middleware(RequestContextMiddleware)
+    if span_processor is not None or tracing_enabled():
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(
+            app, excluded_urls=EXCLUDED_URLS, exclude_spans=["receive", "send"]
+        )
+    return app

@@ -1,0 +1,177 @@
+"""The service's own Prometheus metrics: the one place their names and labels are defined.
+
+Dashboards, alert rules and the load-test gate read these names; tests check that every
+name they use is exported here. Gauges carry a multiprocess mode so that the numbers stay
+right when gunicorn runs several workers with PROMETHEUS_MULTIPROC_DIR set.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal, get_args
+
+from prometheus_client import Counter, Gauge, Histogram
+
+PREFIX: Final = "user_service"
+
+# The latency objective's threshold (seconds) must be one of these bucket bounds.
+HTTP_LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+SHORT_WAIT_BUCKETS: Final = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+CacheResult = Literal["hit", "miss", "error", "bypass"]
+RedisComponent = Literal["cache", "rate_limit", "revocation", "readiness", "lock"]
+AuthEvent = Literal[
+    "login_success",
+    "login_failure",
+    "refresh_success",
+    "refresh_failure",
+    "refresh_reuse_detected",
+    "revoked_token_rejected",
+    "invalid_token_rejected",
+    "logout",
+]
+RateLimitScope = Literal["login", "api"]
+Dependency = Literal["database", "redis", "schema"]
+
+BUILD_INFO: Final = Gauge(
+    f"{PREFIX}_build_info",
+    "Always 1; labels carry the running version and git commit.",
+    ["version", "git_commit"],
+    multiprocess_mode="max",
+)
+WORKER_PROCESSES: Final = Gauge(
+    f"{PREFIX}_worker_processes",
+    "Worker processes alive in this pod (1 per worker).",
+    multiprocess_mode="livesum",
+)
+
+DB_POOL_SIZE: Final = Gauge(
+    f"{PREFIX}_db_pool_size_connections",
+    "Configured pool size (persistent connections), summed over live workers.",
+    multiprocess_mode="livesum",
+)
+DB_POOL_MAX: Final = Gauge(
+    f"{PREFIX}_db_pool_max_connections",
+    "Pool size plus max overflow: the most connections the workers may open.",
+    multiprocess_mode="livesum",
+)
+DB_POOL_CHECKED_OUT: Final = Gauge(
+    f"{PREFIX}_db_pool_checked_out_connections",
+    "Connections currently checked out of the pool.",
+    multiprocess_mode="livesum",
+)
+DB_POOL_OVERFLOW: Final = Gauge(
+    f"{PREFIX}_db_pool_overflow_connections",
+    "Overflow connections in use beyond the pool size (never negative).",
+    multiprocess_mode="livesum",
+)
+DB_POOL_CHECKOUT_WAIT: Final = Histogram(
+    f"{PREFIX}_db_pool_checkout_wait_seconds",
+    "Time a request waited to check a connection out of the pool.",
+    buckets=SHORT_WAIT_BUCKETS,
+)
+DB_POOL_CHECKOUT_TIMEOUTS: Final = Counter(
+    f"{PREFIX}_db_pool_checkout_timeouts",
+    "Checkouts that gave up after DB_POOL_TIMEOUT.",
+)
+DB_QUERY_DURATION: Final = Histogram(
+    f"{PREFIX}_db_query_duration_seconds",
+    "Duration of SQL statements by operation.",
+    ["operation"],
+    buckets=SHORT_WAIT_BUCKETS,
+)
+DB_ERRORS: Final = Counter(
+    f"{PREFIX}_db_errors",
+    "Database failures seen by requests, by kind (timeout, unavailable, statement_timeout).",
+    ["kind"],
+)
+
+CACHE_REQUESTS: Final = Counter(
+    f"{PREFIX}_cache_requests",
+    "Cache lookups by result: hit, miss, error (Redis failed), bypass (breaker open or off).",
+    ["cache", "result"],
+)
+REDIS_ERRORS: Final = Counter(
+    f"{PREFIX}_redis_errors",
+    "Redis commands that failed or timed out, by the component that sent them.",
+    ["component"],
+)
+REDIS_BREAKER_OPEN: Final = Gauge(
+    f"{PREFIX}_redis_breaker_open",
+    "1 while the Redis circuit breaker is open in a worker (summed over workers).",
+    multiprocess_mode="livesum",
+)
+
+AUTH_EVENTS: Final = Counter(
+    f"{PREFIX}_auth_events",
+    "Authentication outcomes by event.",
+    ["event"],
+)
+RATE_LIMIT_REJECTIONS: Final = Counter(
+    f"{PREFIX}_rate_limit_rejections",
+    "Requests answered 429 by the rate limiter, by scope.",
+    ["scope"],
+)
+PASSWORD_HASH_DURATION: Final = Histogram(
+    f"{PREFIX}_password_hash_duration_seconds",
+    "Time spent hashing or verifying a password (Argon2id, in a worker thread).",
+    ["operation"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+
+DEPENDENCY_UP: Final = Gauge(
+    f"{PREFIX}_dependency_up",
+    "1 when the last readiness check found the dependency usable, else 0 (min over workers).",
+    ["dependency"],
+    multiprocess_mode="livemin",
+)
+
+
+def record_cache(result: CacheResult, cache: str = "user") -> None:
+    CACHE_REQUESTS.labels(cache=cache, result=result).inc()
+
+
+def record_redis_error(component: RedisComponent) -> None:
+    REDIS_ERRORS.labels(component=component).inc()
+
+
+def record_auth(event: AuthEvent) -> None:
+    AUTH_EVENTS.labels(event=event).inc()
+
+
+def record_rate_limited(scope: RateLimitScope) -> None:
+    RATE_LIMIT_REJECTIONS.labels(scope=scope).inc()
+
+
+def record_dependency(dependency: Dependency, up: bool) -> None:
+    DEPENDENCY_UP.labels(dependency=dependency).set(1 if up else 0)
+
+
+def initialise_label_sets() -> None:
+    """Create every known label combination at 0, so rate() and dashboards never see gaps."""
+    for result in ("hit", "miss", "error", "bypass"):
+        CACHE_REQUESTS.labels(cache="user", result=result)
+    for component in ("cache", "rate_limit", "revocation", "readiness", "lock"):
+        REDIS_ERRORS.labels(component=component)
+    for event in get_args(AuthEvent):
+        AUTH_EVENTS.labels(event=event)
+    for scope in ("login", "api"):
+        RATE_LIMIT_REJECTIONS.labels(scope=scope)
+    for kind in ("timeout", "unavailable", "statement_timeout"):
+        DB_ERRORS.labels(kind=kind)
+    for operation in ("hash", "verify"):
+        PASSWORD_HASH_DURATION.labels(operation=operation)

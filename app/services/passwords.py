@@ -1,0 +1,71 @@
+"""Argon2id password hashing, run in worker threads so the event loop never blocks on it."""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from opentelemetry import trace
+
+from app.observability.metrics import PASSWORD_HASH_DURATION
+from app.settings import Settings
+
+tracer = trace.get_tracer(__name__)
+
+
+class PasswordService:
+    def __init__(self, settings: Settings) -> None:
+        self._hasher = PasswordHasher(
+            time_cost=settings.argon2_time_cost,
+            memory_cost=settings.argon2_memory_kib,
+            parallelism=settings.argon2_parallelism,
+        )
+        # Each hash holds ARGON2_MEMORY_KIB of memory and a core: bound how many run at once.
+        self._limiter = anyio.CapacityLimiter(settings.password_hash_concurrency)
+        self._dummy_hash: str | None = None
+        self._hash_seconds = PASSWORD_HASH_DURATION.labels(operation="hash")
+        self._verify_seconds = PASSWORD_HASH_DURATION.labels(operation="verify")
+
+    async def hash(self, password: str) -> str:
+        with tracer.start_as_current_span("password.hash"):
+            started = time.perf_counter()
+            hashed = await anyio.to_thread.run_sync(
+                self._hasher.hash, password, limiter=self._limiter
+            )
+            self._hash_seconds.observe(time.perf_counter() - started)
+            return hashed
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        """Check a password. With no hash (unknown user) a dummy hash is checked instead,
+        so that an unknown email costs the same time as a wrong password."""
+        if password_hash is None:
+            if self._dummy_hash is None:
+                self._dummy_hash = await self.hash("timing-equaliser-not-a-real-password")
+            await self._verify(self._dummy_hash, password)
+            return False
+        return await self._verify(password_hash, password)
+
+    async def _verify(self, password_hash: str, password: str) -> bool:
+        with tracer.start_as_current_span("password.verify"):
+            started = time.perf_counter()
+            ok = await anyio.to_thread.run_sync(
+                self._check, password_hash, password, limiter=self._limiter
+            )
+            self._verify_seconds.observe(time.perf_counter() - started)
+            return ok
+
+    def _check(self, password_hash: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(password_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        return self._hasher.check_needs_rehash(password_hash)
+
+    async def warm_up(self) -> None:
+        """Compute the dummy hash at start-up so the first unknown-email login is not faster."""
+        if self._dummy_hash is None:
+            self._dummy_hash = await self.hash("timing-equaliser-not-a-real-password")

@@ -1,0 +1,161 @@
+"""User rules: sign-up, cached reads, updates and deletion with their permissions."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import datetime
+
+import orjson
+from sqlalchemy import delete, select, tuple_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import (
+    ConflictError,
+    DomainError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from app.infra.cache import UserCache
+from app.models import User
+from app.schemas.user import UserCreate, UserPage, UserRead, UserUpdate
+from app.services.passwords import PasswordService
+from app.services.tokens import TokenClaims, TokenService
+
+MAX_PAGE_SIZE = 100
+_EMAIL_TAKEN = "A user with this email already exists."
+
+
+class InvalidCursorError(DomainError):
+    status = 400
+    slug = "invalid-cursor"
+    title = "Invalid cursor"
+
+
+def serialize_user(user: User) -> bytes:
+    return UserRead.model_validate(user).model_dump_json().encode()
+
+
+def _encode_cursor(user: User) -> str:
+    raw = orjson.dumps([user.created_at.isoformat(), str(user.id)])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, user_id = orjson.loads(raw)
+        return datetime.fromisoformat(created_at), uuid.UUID(user_id)
+    except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError) as error:
+        raise InvalidCursorError("The cursor is not one this service issued.") from error
+
+
+class UserService:
+    def __init__(
+        self,
+        session: AsyncSession,
+        cache: UserCache,
+        passwords: PasswordService,
+        tokens: TokenService,
+    ) -> None:
+        self._session = session
+        self._cache = cache
+        self._passwords = passwords
+        self._tokens = tokens
+
+    async def create(self, data: UserCreate, *, is_admin: bool = False) -> User:
+        user = User(
+            email=data.email,
+            full_name=data.full_name,
+            password_hash=await self._passwords.hash(data.password),
+            is_admin=is_admin,
+        )
+        self._session.add(user)
+        try:
+            await self._session.commit()
+        except IntegrityError as error:
+            await self._session.rollback()
+            raise ConflictError(_EMAIL_TAKEN) from error
+        return user
+
+    async def get_json(self, user_id: uuid.UUID) -> bytes:
+        """The user as JSON bytes, from the cache when it can; raises NotFoundError."""
+
+        async def load() -> bytes | None:
+            user = await self._session.get(User, user_id)
+            return serialize_user(user) if user is not None else None
+
+        payload = await self._cache.read_through(user_id, load)
+        if payload is None:
+            raise NotFoundError(f"User {user_id} does not exist.")
+        return payload
+
+    async def _get(self, user_id: uuid.UUID) -> User:
+        user = await self._session.get(User, user_id)
+        if user is None:
+            raise NotFoundError(f"User {user_id} does not exist.")
+        return user
+
+    @staticmethod
+    def _authorize_write(actor: TokenClaims, user_id: uuid.UUID) -> None:
+        if actor.subject != user_id and not actor.is_admin:
+            raise PermissionDeniedError("You may change only your own account.")
+
+    async def update(self, actor: TokenClaims, user_id: uuid.UUID, data: UserUpdate) -> User:
+        self._authorize_write(actor, user_id)
+        changes = data.model_dump(exclude_unset=True)
+        if not actor.is_admin and ({"is_admin", "is_active"} & changes.keys()):
+            raise PermissionDeniedError("Only an admin may change is_admin or is_active.")
+        user = await self._get(user_id)
+        revoke_tokens = False
+        if "password" in changes:
+            if data.password is None:
+                raise InvalidInputError("password cannot be null.")
+            user.password_hash = await self._passwords.hash(data.password)
+            revoke_tokens = True
+        for field in ("full_name", "email", "is_active", "is_admin"):
+            if field in changes:
+                value = changes[field]
+                if value is None and field != "full_name":
+                    raise InvalidInputError(f"{field} cannot be null.")
+                if field in {"is_active", "is_admin"} and getattr(user, field) != value:
+                    revoke_tokens = True
+                setattr(user, field, value)
+        try:
+            await self._session.commit()
+        except IntegrityError as error:
+            await self._session.rollback()
+            raise ConflictError(_EMAIL_TAKEN) from error
+        # Only after the commit: a reader in between refills the cache from the old row
+        # at worst for the moment until this delete lands, never after it.
+        await self._cache.invalidate(user_id)
+        if revoke_tokens:
+            await self._tokens.revoke_all_for(user_id)
+        return user
+
+    async def delete(self, actor: TokenClaims, user_id: uuid.UUID) -> None:
+        self._authorize_write(actor, user_id)
+        result = await self._session.execute(delete(User).where(User.id == user_id))
+        await self._session.commit()
+        if not getattr(result, "rowcount", 0):
+            raise NotFoundError(f"User {user_id} does not exist.")
+        await self._cache.invalidate(user_id)
+        await self._tokens.revoke_all_for(user_id)
+
+    async def list(self, actor: TokenClaims, *, limit: int, cursor: str | None) -> UserPage:
+        if not actor.is_admin:
+            raise PermissionDeniedError("Only an admin may list users.")
+        query = select(User).order_by(User.created_at, User.id).limit(limit + 1)
+        if cursor:
+            after = _decode_cursor(cursor)
+            query = query.where(tuple_(User.created_at, User.id) > after)
+        users = list((await self._session.scalars(query)).all())
+        has_more = len(users) > limit
+        users = users[:limit]
+        return UserPage(
+            items=[UserRead.model_validate(user) for user in users],
+            next_cursor=_encode_cursor(users[-1]) if has_more and users else None,
+        )

@@ -1,0 +1,201 @@
+"""Every knob of the service, read once from the environment; env var names are the contract."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal, Self
+
+from pydantic import AnyUrl, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# A key that only development and tests may run with; production refuses it.
+DEVELOPMENT_JWT_KEY = "development-only-insecure-key-change-me-0123456789"
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Configuration from plain environment variables (see README, "Configuration")."""
+
+    model_config = SettingsConfigDict(
+        env_file=None, case_sensitive=False, extra="ignore", frozen=True
+    )
+
+    app_env: Environment = Field(default=Environment.DEVELOPMENT, alias="APP_ENV")
+    service_name: str = Field(default="user-service", alias="OTEL_SERVICE_NAME")
+    service_version: str = Field(default="", alias="SERVICE_VERSION")
+    git_commit: str = Field(default="unknown", alias="GIT_COMMIT")
+
+    # Database. No DATABASE_URL in development means the embedded SQLite fallback.
+    database_url: SecretStr | None = Field(default=None, alias="DATABASE_URL")
+    database_url_file: Path | None = Field(default=None, alias="DATABASE_URL_FILE")
+    db_pool_size: int = Field(default=5, ge=1, le=200, alias="DB_POOL_SIZE")
+    db_max_overflow: int = Field(default=5, ge=0, le=200, alias="DB_MAX_OVERFLOW")
+    db_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=120, alias="DB_POOL_TIMEOUT")
+    db_pool_recycle_seconds: int = Field(default=1800, ge=-1, alias="DB_POOL_RECYCLE")
+    db_pool_pre_ping: bool = Field(default=True, alias="DB_POOL_PRE_PING")
+    db_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=120, alias="DB_CONNECT_TIMEOUT")
+    db_statement_timeout_ms: int = Field(default=5000, ge=0, alias="DB_STATEMENT_TIMEOUT_MS")
+    db_application_name: str = Field(default="user-service", alias="DB_APPLICATION_NAME")
+    db_pgbouncer_transaction_mode: bool = Field(default=False, alias="DB_PGBOUNCER")
+    db_slow_query_ms: int = Field(default=200, ge=0, alias="DB_SLOW_QUERY_MS")
+    db_echo: bool = Field(default=False, alias="DB_ECHO")
+
+    # Redis: cache, rate limits and token revocation.
+    redis_url: SecretStr | None = Field(default=None, alias="REDIS_URL")
+    redis_url_file: Path | None = Field(default=None, alias="REDIS_URL_FILE")
+    redis_max_connections: int = Field(default=64, ge=1, le=10000, alias="REDIS_MAX_CONNECTIONS")
+    redis_socket_timeout_seconds: float = Field(
+        default=0.25, gt=0, le=30, alias="REDIS_SOCKET_TIMEOUT"
+    )
+    redis_connect_timeout_seconds: float = Field(
+        default=0.25, gt=0, le=30, alias="REDIS_CONNECT_TIMEOUT"
+    )
+    redis_breaker_failures: int = Field(default=3, ge=1, alias="REDIS_BREAKER_FAILURES")
+    redis_breaker_cooldown_seconds: float = Field(
+        default=5.0, gt=0, le=600, alias="REDIS_BREAKER_COOLDOWN"
+    )
+
+    cache_enabled: bool = Field(default=True, alias="CACHE_ENABLED")
+    cache_ttl_seconds: int = Field(default=300, ge=1, alias="CACHE_TTL_SECONDS")
+    cache_ttl_jitter: float = Field(default=0.1, ge=0, le=0.5, alias="CACHE_TTL_JITTER")
+    cache_negative_ttl_seconds: int = Field(default=15, ge=0, alias="CACHE_NEGATIVE_TTL_SECONDS")
+    cache_key_prefix: str = Field(default="us:v1", min_length=1, alias="CACHE_KEY_PREFIX")
+    cache_lock_ttl_ms: int = Field(default=2000, ge=10, alias="CACHE_LOCK_TTL_MS")
+
+    # Tokens.
+    jwt_secret_key: SecretStr | None = Field(default=None, alias="JWT_SECRET_KEY")
+    jwt_secret_key_file: Path | None = Field(default=None, alias="JWT_SECRET_KEY_FILE")
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = Field(
+        default="HS256", alias="JWT_ALGORITHM"
+    )
+    jwt_issuer: str = Field(default="user-service", alias="JWT_ISSUER")
+    jwt_audience: str = Field(default="user-service", alias="JWT_AUDIENCE")
+    access_token_ttl_seconds: int = Field(default=900, ge=30, alias="ACCESS_TOKEN_TTL_SECONDS")
+    refresh_token_ttl_seconds: int = Field(
+        default=14 * 24 * 3600, ge=60, alias="REFRESH_TOKEN_TTL_SECONDS"
+    )
+
+    # Password hashing (Argon2id). Defaults follow RFC 9106's second recommended option.
+    argon2_time_cost: int = Field(default=3, ge=1, le=20, alias="ARGON2_TIME_COST")
+    argon2_memory_kib: int = Field(default=65536, ge=8, alias="ARGON2_MEMORY_KIB")
+    argon2_parallelism: int = Field(default=1, ge=1, le=16, alias="ARGON2_PARALLELISM")
+    password_hash_concurrency: int = Field(
+        default=2, ge=1, le=64, alias="PASSWORD_HASH_CONCURRENCY"
+    )
+
+    # Rate limits, "<count>/<second|minute|hour>".
+    rate_limit_enabled: bool = Field(default=True, alias="RATE_LIMIT_ENABLED")
+    rate_limit_login: str = Field(default="10/minute", alias="RATE_LIMIT_LOGIN")
+    rate_limit_api: str = Field(default="1200/minute", alias="RATE_LIMIT_API")
+    rate_limit_fail_open: bool = Field(default=True, alias="RATE_LIMIT_FAIL_OPEN")
+
+    # HTTP.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default=[], alias="CORS_ORIGINS")
+    trusted_hosts: Annotated[list[str], NoDecode] = Field(default=["*"], alias="TRUSTED_HOSTS")
+    max_body_bytes: int = Field(default=65536, ge=1024, alias="MAX_BODY_BYTES")
+    forwarded_allow_ips: str = Field(default="127.0.0.1", alias="FORWARDED_ALLOW_IPS")
+    readiness_timeout_seconds: float = Field(default=1.0, gt=0, le=30, alias="READINESS_TIMEOUT")
+    shutdown_drain_seconds: float = Field(default=0.0, ge=0, le=300, alias="SHUTDOWN_DRAIN_SECONDS")
+    docs_enabled: bool = Field(default=True, alias="DOCS_ENABLED")
+
+    # Observability.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", alias="LOG_LEVEL"
+    )
+    log_format: Literal["auto", "json", "console"] = Field(default="auto", alias="LOG_FORMAT")
+    metrics_enabled: bool = Field(default=True, alias="METRICS_ENABLED")
+
+    @field_validator("cors_origins", "trusted_hosts", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("rate_limit_login", "rate_limit_api")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from app.infra.rate_limit import parse_rate
+
+        parse_rate(value)
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_real_dependencies(self) -> Self:
+        if self.app_env is Environment.PRODUCTION:
+            missing = [
+                name
+                for name, value in (
+                    ("JWT_SECRET_KEY", self.jwt_key),
+                    ("DATABASE_URL", self.database_dsn),
+                    ("REDIS_URL", self.redis_dsn),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(f"production requires {', '.join(missing)} to be set")
+            if self.jwt_key == DEVELOPMENT_JWT_KEY or len(self.jwt_key) < 32:
+                raise ValueError(
+                    "JWT_SECRET_KEY: production refuses the development key or a key shorter "
+                    "than 32 characters"
+                )
+            if self.database_dsn.startswith("sqlite"):
+                raise ValueError("DATABASE_URL: production requires PostgreSQL, not SQLite")
+        dsn = self.database_dsn
+        if dsn and not dsn.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            raise ValueError(
+                "DATABASE_URL: must start with postgresql+asyncpg:// or sqlite+aiosqlite://"
+            )
+        if self.redis_dsn:
+            AnyUrl(self.redis_dsn)
+            if not self.redis_dsn.startswith(("redis://", "rediss://", "unix://")):
+                raise ValueError("REDIS_URL: must start with redis://, rediss:// or unix://")
+        return self
+
+    @staticmethod
+    def _secret(value: SecretStr | None, file: Path | None) -> str:
+        """A secret comes from its env var or from a mounted file named by `<VAR>_FILE`."""
+        if value is not None and value.get_secret_value():
+            return value.get_secret_value()
+        if file is not None:
+            return file.read_text(encoding="utf-8").strip()
+        return ""
+
+    @cached_property
+    def database_dsn(self) -> str:
+        return self._secret(self.database_url, self.database_url_file)
+
+    @cached_property
+    def redis_dsn(self) -> str:
+        return self._secret(self.redis_url, self.redis_url_file)
+
+    @cached_property
+    def jwt_key(self) -> str:
+        key = self._secret(self.jwt_secret_key, self.jwt_secret_key_file)
+        if not key and self.app_env is not Environment.PRODUCTION:
+            return DEVELOPMENT_JWT_KEY
+        return key
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env is Environment.PRODUCTION
+
+    @property
+    def db_max_connections(self) -> int:
+        return self.db_pool_size + self.db_max_overflow

@@ -1,0 +1,67 @@
+"""gunicorn settings for user-service, all from the environment (see README, "Configuration")."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"configuration error: {name}: expected an integer, got {raw!r}") from None
+
+
+# Without a Redis the cache, rate limits and revocations live in process memory, which
+# only makes sense in one process.
+_embedded = not (os.environ.get("REDIS_URL") or os.environ.get("REDIS_URL_FILE"))
+
+bind = os.environ.get("BIND", "0.0.0.0:8000")
+workers = 1 if _embedded else max(1, _env_int("WEB_CONCURRENCY", 2))
+worker_class = "app.worker.DrainingUvicornWorker"
+timeout = _env_int("GUNICORN_TIMEOUT", 30)
+graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 20)
+keepalive = _env_int("GUNICORN_KEEPALIVE", 5)
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# Each worker builds its own app, engine, Redis pool and tracer provider after the fork.
+preload_app = False
+accesslog = None
+proc_name = "user-service"
+# gunicorn's runtime control socket lives under $HOME, which is read-only in the container.
+control_socket_disable = True
+
+# Prometheus multiprocess mode: every worker writes samples into this directory.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="user-service-metrics-")
+
+from app.observability.logging import gunicorn_logconfig  # noqa: E402
+
+logconfig_dict = gunicorn_logconfig(
+    os.environ.get("LOG_LEVEL", "INFO").upper(), os.environ.get("LOG_FORMAT", "auto")
+)
+
+
+def on_starting(_server: Any) -> None:
+    # Files left by a previous run would be summed into this run's counters.
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    if directory.exists():
+        for entry in directory.iterdir():
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    directory.mkdir(parents=True, exist_ok=True)
+
+
+def child_exit(_server: Any, worker: Any) -> None:
+    # Drop the dead worker's live gauges; its counters stay so totals never go backwards.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

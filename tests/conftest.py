@@ -1,0 +1,144 @@
+"""Shared fixtures: a migrated PostgreSQL database and a Redis DB for the run, the app over ASGI."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from app.main import create_app
+from app.settings import Settings
+from tests.support.database import fresh_database
+
+REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
+DATABASE_NAME = "user_service_test"
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    return fresh_database(DATABASE_NAME)
+
+
+@pytest.fixture(scope="session")
+def settings_factory(database_url: str) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "APP_ENV": "test",
+            "DATABASE_URL": database_url,
+            "REDIS_URL": REDIS_TEST_URL,
+            "DB_POOL_SIZE": 3,
+            "DB_MAX_OVERFLOW": 2,
+            "ARGON2_MEMORY_KIB": 8192,
+            "ARGON2_TIME_COST": 1,
+            "RATE_LIMIT_LOGIN": "1000/minute",
+            "LOG_FORMAT": "json",
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(REDIS_TEST_URL)
+    yield client
+    await client.aclose()
+
+
+async def _reset(app: FastAPI) -> None:
+    resources = app.state.resources
+    async with resources.engine.begin() as connection:
+        await connection.execute(text("TRUNCATE users"))
+    client = aioredis.Redis.from_url(REDIS_TEST_URL)
+    await client.flushdb()
+    await client.aclose()
+
+
+class AppHarness:
+    """An app running its lifespan, and an httpx client talking to it over ASGI."""
+
+    def __init__(self, app: FastAPI, client: httpx.AsyncClient) -> None:
+        self.app = app
+        self.client = client
+
+    async def sign_up(self, email: str, password: str = PASSWORD, **extra: Any) -> dict[str, Any]:
+        response = await self.client.post(
+            "/api/v1/users", json={"email": email, "password": password, **extra}
+        )
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def login(self, email: str, password: str = PASSWORD) -> dict[str, Any]:
+        response = await self.client.post(
+            "/api/v1/auth/token", data={"username": email, "password": password}
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def user_with_token(self, email: str) -> tuple[dict[str, Any], dict[str, str]]:
+        user = await self.sign_up(email)
+        tokens = await self.login(email)
+        return user, {"Authorization": f"Bearer {tokens['access_token']}"}
+
+    async def make_admin(self, email: str) -> None:
+        async with self.app.state.resources.engine.begin() as connection:
+            await connection.execute(
+                text("UPDATE users SET is_admin = true WHERE email = :e"), {"e": email}
+            )
+
+
+async def start_harness(
+    settings: Settings, **app_kwargs: Any
+) -> tuple[AppHarness, Callable[[], Any]]:
+    app = create_app(settings, **app_kwargs)
+    lifespan = app.router.lifespan_context(app)
+    await lifespan.__aenter__()
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+
+    async def stop() -> None:
+        await client.aclose()
+        await lifespan.__aexit__(None, None, None)
+
+    return AppHarness(app, client), stop
+
+
+@pytest.fixture(scope="session")
+async def session_harness(settings_factory: Callable[..., Settings]) -> AsyncIterator[AppHarness]:
+    harness, stop = await start_harness(settings_factory())
+    yield harness
+    await stop()
+
+
+@pytest.fixture
+async def harness(session_harness: AppHarness) -> AppHarness:
+    await _reset(session_harness.app)
+    return session_harness
+
+
+@pytest.fixture
+async def make_harness(
+    settings_factory: Callable[..., Settings],
+) -> AsyncIterator[Callable[..., Any]]:
+    """A dedicated app with other settings (tight limits, a dead Redis, ...)."""
+    stops: list[Callable[[], Any]] = []
+
+    async def make(reset: bool = True, **overrides: Any) -> AppHarness:
+        harness, stop = await start_harness(settings_factory(**overrides))
+        stops.append(stop)
+        if reset:
+            await _reset(harness.app)
+        return harness
+
+    yield make
+    for stop in stops:
+        await stop()

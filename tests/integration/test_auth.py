@@ -1,0 +1,158 @@
+"""Tokens on the real Redis: login, refresh rotation and reuse, logout, forged tokens, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jwt
+import orjson
+
+from app.settings import DEVELOPMENT_JWT_KEY
+from tests.conftest import PASSWORD, AppHarness
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_login_issues_a_bearer_pair(harness: AppHarness) -> None:
+    await harness.sign_up("login@example.com")
+    tokens = await harness.login("LOGIN@example.com")
+    assert tokens["token_type"] == "bearer" and tokens["expires_in"] == 900
+    claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+    assert {"sub", "exp", "iat", "jti"} <= claims.keys()
+
+
+async def test_wrong_password_and_unknown_email_look_the_same(harness: AppHarness) -> None:
+    await harness.sign_up("known@example.com")
+    wrong = await harness.client.post(
+        "/api/v1/auth/token", data={"username": "known@example.com", "password": "nope-nope"}
+    )
+    unknown = await harness.client.post(
+        "/api/v1/auth/token", data={"username": "ghost@example.com", "password": "nope-nope"}
+    )
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json()["detail"] == unknown.json()["detail"]
+
+
+async def test_refresh_rotates_and_reuse_revokes_the_family(harness: AppHarness) -> None:
+    await harness.sign_up("rotate@example.com")
+    first = await harness.login("rotate@example.com")
+    second = await harness.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}
+    )
+    assert second.status_code == 200
+    rotated = second.json()
+    assert rotated["refresh_token"] != first["refresh_token"]
+    me = await harness.client.get("/api/v1/users/me", headers=_bearer(rotated["access_token"]))
+    assert me.status_code == 200
+    replay = await harness.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}
+    )
+    assert replay.status_code == 401
+    assert "already used" in replay.json()["detail"]
+    # The whole family is gone: the newest refresh token and its access token too.
+    newest = await harness.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": rotated["refresh_token"]}
+    )
+    assert newest.status_code == 401
+    me = await harness.client.get("/api/v1/users/me", headers=_bearer(rotated["access_token"]))
+    assert me.status_code == 401
+
+
+async def test_logout_revokes_the_access_token_and_its_refresh_family(harness: AppHarness) -> None:
+    await harness.sign_up("bye@example.com")
+    tokens = await harness.login("bye@example.com")
+    response = await harness.client.post(
+        "/api/v1/auth/logout", headers=_bearer(tokens["access_token"])
+    )
+    assert response.status_code == 204
+    me = await harness.client.get("/api/v1/users/me", headers=_bearer(tokens["access_token"]))
+    assert me.status_code == 401 and "revoked" in me.json()["detail"]
+    refresh = await harness.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+    )
+    assert refresh.status_code == 401
+
+
+def _forge(claims: dict[str, Any], key: str = DEVELOPMENT_JWT_KEY, algorithm: str = "HS256") -> str:
+    return jwt.encode(claims, key, algorithm=algorithm)
+
+
+def _unsigned(claims: dict[str, Any]) -> str:
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(orjson.dumps(data)).decode().rstrip("=")
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+async def test_forged_expired_and_unsigned_tokens_are_rejected(harness: AppHarness) -> None:
+    await harness.sign_up("target@example.com")
+    tokens = await harness.login("target@example.com")
+    real = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+    now = int(time.time())
+    variants: dict[str, str] = {
+        "alg none": _unsigned({**real, "adm": True}),
+        "wrong key": _forge(real, key="another-key-another-key-another-key!!"),
+        "expired": _forge({**real, "iat": now - 7200, "nbf": now - 7200, "exp": now - 3600}),
+        "not yet valid": _forge({**real, "nbf": now + 3600}),
+        "wrong audience": _forge({**real, "aud": "someone-else"}),
+        "wrong issuer": _forge({**real, "iss": "someone-else"}),
+        "refresh as access": tokens["refresh_token"],
+        "tampered": tokens["access_token"][:-4]
+        + ("AAAA" if not tokens["access_token"].endswith("AAAA") else "BBBB"),
+        "garbage": "not.a.jwt",
+    }
+    for name, token in variants.items():
+        response = await harness.client.get("/api/v1/users/me", headers=_bearer(token))
+        assert response.status_code == 401, name
+        assert response.headers["content-type"] == "application/problem+json", name
+
+
+async def test_login_is_rate_limited_per_client(make_harness: Callable[..., Any]) -> None:
+    harness: AppHarness = await make_harness(RATE_LIMIT_LOGIN="3/minute")
+    await harness.sign_up("brute@example.com")
+    codes = []
+    for _ in range(5):
+        response = await harness.client.post(
+            "/api/v1/auth/token", data={"username": "brute@example.com", "password": "guess-123"}
+        )
+        codes.append(response.status_code)
+    assert codes == [401, 401, 401, 429, 429]
+    assert int(response.headers["retry-after"]) >= 1
+    assert response.headers["ratelimit-limit"] == "3"
+    assert response.headers["ratelimit-remaining"] == "0"
+    assert response.json()["status"] == 429
+
+
+async def test_api_is_rate_limited_per_user(make_harness: Callable[..., Any]) -> None:
+    harness: AppHarness = await make_harness(RATE_LIMIT_API="2/minute")
+    _, headers = await harness.user_with_token("chatty@example.com")
+    codes = [
+        (await harness.client.get("/api/v1/users/me", headers=headers)).status_code
+        for _ in range(3)
+    ]
+    assert codes == [200, 200, 429]
+    _, other_headers = await harness.user_with_token("quiet@example.com")
+    assert (await harness.client.get("/api/v1/users/me", headers=other_headers)).status_code == 200
+
+
+async def test_password_change_revokes_existing_tokens(harness: AppHarness) -> None:
+    me, headers = await harness.user_with_token("changer@example.com")
+    await asyncio.sleep(1.1)  # tokens carry whole-second iat; the cut-off is "issued before now"
+    response = await harness.client.patch(
+        f"/api/v1/users/{me['id']}", json={"password": "a brand new password"}, headers=headers
+    )
+    assert response.status_code == 200
+    assert (await harness.client.get("/api/v1/users/me", headers=headers)).status_code == 401
+    fresh = await harness.login("changer@example.com", "a brand new password")
+    ok = await harness.client.get("/api/v1/users/me", headers=_bearer(fresh["access_token"]))
+    assert ok.status_code == 200
+    old_password = await harness.client.post(
+        "/api/v1/auth/token", data={"username": "changer@example.com", "password": PASSWORD}
+    )
+    assert old_password.status_code == 401

@@ -58,10 +58,10 @@ class Settings(BaseSettings):
     redis_url_file: Path | None = Field(default=None, alias="REDIS_URL_FILE")
     redis_max_connections: int = Field(default=64, ge=1, le=10000, alias="REDIS_MAX_CONNECTIONS")
     redis_socket_timeout_seconds: float = Field(
-        default=0.25, gt=0, le=30, alias="REDIS_SOCKET_TIMEOUT"
+        default=0.5, gt=0, le=30, alias="REDIS_SOCKET_TIMEOUT"
     )
     redis_connect_timeout_seconds: float = Field(
-        default=0.25, gt=0, le=30, alias="REDIS_CONNECT_TIMEOUT"
+        default=0.5, gt=0, le=30, alias="REDIS_CONNECT_TIMEOUT"
     )
     redis_breaker_failures: int = Field(default=3, ge=1, alias="REDIS_BREAKER_FAILURES")
     redis_breaker_cooldown_seconds: float = Field(

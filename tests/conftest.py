@@ -53,7 +53,7 @@ async def redis_client() -> AsyncIterator[aioredis.Redis]:
     await client.aclose()
 
 
-async def _reset(app: FastAPI) -> None:
+async def reset(app: FastAPI) -> None:
     resources = app.state.resources
     async with resources.engine.begin() as connection:
         await connection.execute(text("TRUNCATE users"))
@@ -121,7 +121,7 @@ async def session_harness(settings_factory: Callable[..., Settings]) -> AsyncIte
 
 @pytest.fixture
 async def harness(session_harness: AppHarness) -> AppHarness:
-    await _reset(session_harness.app)
+    await reset(session_harness.app)
     return session_harness
 
 
@@ -132,11 +132,13 @@ async def make_harness(
     """A dedicated app with other settings (tight limits, a dead Redis, ...)."""
     stops: list[Callable[[], Any]] = []
 
-    async def make(reset: bool = True, **overrides: Any) -> AppHarness:
-        harness, stop = await start_harness(settings_factory(**overrides))
+    async def make(
+        clean: bool = True, app_kwargs: dict[str, Any] | None = None, **overrides: Any
+    ) -> AppHarness:
+        harness, stop = await start_harness(settings_factory(**overrides), **(app_kwargs or {}))
         stops.append(stop)
-        if reset:
-            await _reset(harness.app)
+        if clean:
+            await reset(harness.app)
         return harness
 
     yield make

@@ -53,15 +53,27 @@ def instrument_pool(pool: Pool, settings: Settings) -> None:
     if not isinstance(pool, AsyncAdaptedQueuePool):
         return
 
-    def _update(*_args: Any) -> None:
-        DB_POOL_CHECKED_OUT.set(pool.checkedout())
-        # overflow() starts at -pool_size and counts up; only positive values are in use.
-        DB_POOL_OVERFLOW.set(max(0, pool.overflow()))
+    # Counted here rather than read from pool.checkedout(): the checkin event fires before
+    # the pool takes the connection back, so reading the pool there lags by one.
+    in_use = 0
 
-    event.listen(pool, "checkout", _update)
-    event.listen(pool, "checkin", _update)
-    event.listen(pool, "close", _update)
-    _update()
+    def _publish() -> None:
+        DB_POOL_CHECKED_OUT.set(in_use)
+        DB_POOL_OVERFLOW.set(max(0, in_use - settings.db_pool_size))
+
+    def _checked_out(*_args: Any) -> None:
+        nonlocal in_use
+        in_use += 1
+        _publish()
+
+    def _checked_in(*_args: Any) -> None:
+        nonlocal in_use
+        in_use = max(0, in_use - 1)
+        _publish()
+
+    event.listen(pool, "checkout", _checked_out)
+    event.listen(pool, "checkin", _checked_in)
+    _publish()
 
 
 def _operation(statement: str) -> str:

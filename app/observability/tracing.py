@@ -22,6 +22,8 @@ log = structlog.get_logger("app.tracing")
 # Probes and scrapes are frequent and uninteresting: no spans for them.
 EXCLUDED_URLS = "livez,readyz,metrics"
 
+_added_processors: list[SpanProcessor] = []
+
 _K8S_ATTRIBUTES = {
     "K8S_POD_NAME": "k8s.pod.name",
     "K8S_NAMESPACE_NAME": "k8s.namespace.name",
@@ -91,12 +93,15 @@ def start_tracing(
     if isinstance(current, TracerProvider):
         # The global provider can be set once per process; a second app in the same
         # process (tests) adds its processor to it.
-        if processor is not None:
+        if processor is not None and processor not in _added_processors:
             current.add_span_processor(processor)
+            _added_processors.append(processor)
         return current
     # The sampler comes from OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG.
     provider = TracerProvider(resource=build_resource(settings))
     provider.add_span_processor(processor or BatchSpanProcessor(_otlp_exporter()))
+    if processor is not None:
+        _added_processors.append(processor)
     trace.set_tracer_provider(provider)
     log.info("tracing_started", exporter="custom" if processor else "otlp")
     return provider

@@ -16,7 +16,7 @@ async def test_redis_down_reads_work_and_token_changes_fail_closed(
     me, headers = await harness.user_with_token("sturdy@example.com")
     tokens = await harness.login("sturdy@example.com")
     dead: AppHarness = await make_harness(
-        reset=False, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", REDIS_BREAKER_FAILURES=2
+        clean=False, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", REDIS_BREAKER_FAILURES=2
     )
     # Revocation cannot be checked: authenticated reads fail closed with a clear 503.
     read = await dead.client.get(f"/api/v1/users/{me['id']}", headers=headers)
@@ -55,7 +55,7 @@ async def test_cache_outage_does_not_fail_reads(
         assert response.status_code == 503
     finally:
         resources.redis.breaker.record_success()
-    bypass = await make_harness(reset=False, CACHE_ENABLED=False)
+    bypass = await make_harness(clean=False, CACHE_ENABLED=False)
     response = await bypass.client.get(f"/api/v1/users/{me['id']}", headers=headers)
     assert response.status_code == 200
 
@@ -64,7 +64,7 @@ async def test_database_down_readiness_fails_liveness_holds(
     make_harness: Callable[..., Any],
 ) -> None:
     dead: AppHarness = await make_harness(
-        reset=False,
+        clean=False,
         DATABASE_URL=f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nothing",
         DB_CONNECT_TIMEOUT=1,
     )

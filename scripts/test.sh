@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite from a fresh machine: installs what it needs (Python packages, helm,
+# promtool, buildah), starts PostgreSQL and Redis when they are down, then runs lint, type
+# checks and pytest (unit, integration, deploy, dashboards, load-test smoke, faults, security).
+#
+# Usage: scripts/test.sh [pytest args...]      (`make test` runs it with none)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/lib/setup.sh
+source scripts/lib/setup.sh
+
+started=$(date +%s)
+ensure_venv dev,loadtest,deploy,dashboards,security
+ensure_postgres
+ensure_redis
+PATH="$(bash scripts/install-helm.sh):$PATH"
+export PATH
+bash scripts/install-promtool.sh
+if [ -f scripts/image.sh ]; then
+  # The image tests build the container image with buildah; without it they say so and skip.
+  bash scripts/image.sh ensure-tools || log "buildah unavailable: the image tests will skip"
+fi
+log "set-up took $(( $(date +%s) - started ))s"
+
+log "ruff"
+ruff check .
+ruff format --check .
+log "mypy --strict app"
+mypy --strict app
+
+log "pytest"
+exec python -m pytest --cov=app --cov-report=term --cov-report=xml "$@"

@@ -1,0 +1,40 @@
+"""Pool metrics move when the pool is exhausted: wait time, timeouts, and a fast 503."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import REGISTRY
+
+from tests.conftest import AppHarness
+
+
+def _value(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_exhausted_pool_times_out_fast_with_503(make_harness: Callable[..., Any]) -> None:
+    harness: AppHarness = await make_harness(DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0, DB_POOL_TIMEOUT=0.3)
+    engine = harness.app.state.resources.engine
+    timeouts_before = _value("user_service_db_pool_checkout_timeouts_total")
+    waits_before = _value("user_service_db_pool_checkout_wait_seconds_count")
+    async with engine.connect() as held:  # the only connection, held by someone else
+        assert _value("user_service_db_pool_checked_out_connections") == 1
+        response = await harness.client.post(
+            "/api/v1/users", json={"email": "starved@example.com", "password": "password-123"}
+        )
+        await held.rollback()
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.headers["content-type"] == "application/problem+json"
+    assert _value("user_service_db_pool_checkout_timeouts_total") == timeouts_before + 1
+    assert _value("user_service_db_pool_checkout_wait_seconds_count") > waits_before
+    # The slow bucket got the 0.3 s wait: the histogram saw a real wait, not only zeros.
+    assert _value("user_service_db_pool_checkout_wait_seconds_sum") >= 0.3
+    assert _value("user_service_db_errors_total", kind="timeout") >= 1
+    assert _value("user_service_db_pool_checked_out_connections") == 0
+    retry = await harness.client.post(
+        "/api/v1/users", json={"email": "starved@example.com", "password": "password-123"}
+    )
+    assert retry.status_code == 201

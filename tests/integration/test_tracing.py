@@ -1,0 +1,154 @@
+"""Span trees of real requests, captured in memory, on the real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from app.settings import Settings
+from tests.conftest import PASSWORD, AppHarness, reset, start_harness
+
+_EXPORTER = InMemorySpanExporter()
+_PROCESSOR = SimpleSpanProcessor(_EXPORTER)
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    _EXPORTER.clear()
+    yield _EXPORTER
+    _EXPORTER.clear()
+
+
+@pytest.fixture(scope="module")
+async def traced_app(settings_factory: Callable[..., Settings]) -> AsyncIterator[AppHarness]:
+    # One app for the module: OpenTelemetry instrumentors are process-wide singletons that
+    # instrument the first engine they are given, as in production (one app per worker).
+    harness, stop = await start_harness(settings_factory(), span_processor=_PROCESSOR)
+    yield harness
+    await stop()
+
+
+@pytest.fixture
+async def traced(traced_app: AppHarness) -> AppHarness:
+    await reset(traced_app.app)
+    return traced_app
+
+
+def _trace_of(spans: list[ReadableSpan], trace_id: str) -> list[ReadableSpan]:
+    return [span for span in spans if format(span.context.trace_id, "032x") == trace_id]
+
+
+def _server_span(spans: list[ReadableSpan]) -> ReadableSpan:
+    servers = [span for span in spans if span.kind is SpanKind.SERVER]
+    assert len(servers) == 1, [span.name for span in spans]
+    return servers[0]
+
+
+def _descends_from(span: ReadableSpan, ancestor: ReadableSpan, spans: list[ReadableSpan]) -> bool:
+    by_id = {s.context.span_id: s for s in spans}
+    parent = span.parent
+    while parent is not None:
+        if parent.span_id == ancestor.context.span_id:
+            return True
+        node = by_id.get(parent.span_id)
+        parent = node.parent if node else None
+    return False
+
+
+def _named(spans: list[ReadableSpan], prefix: str) -> list[ReadableSpan]:
+    """Client spans (database and Redis calls) whose name starts with `prefix`."""
+    return [
+        span
+        for span in spans
+        if span.kind is SpanKind.CLIENT and span.name.upper().startswith(prefix.upper())
+    ]
+
+
+async def _request_trace(
+    harness: AppHarness, spans: InMemorySpanExporter, method: str, url: str, **kwargs: Any
+) -> tuple[Any, list[ReadableSpan]]:
+    spans.clear()
+    response = await harness.client.request(method, url, **kwargs)
+    trace_id = response.headers["x-trace-id"]
+    return response, _trace_of(list(spans.get_finished_spans()), trace_id)
+
+
+async def test_cold_then_warm_read(traced: AppHarness, spans: InMemorySpanExporter) -> None:
+    _, headers = await traced.user_with_token("tracer@example.com")
+    target = await traced.sign_up("traced@example.com")
+    url = f"/api/v1/users/{target['id']}"
+
+    response, cold = await _request_trace(traced, spans, "GET", url, headers=headers)
+    assert response.status_code == 200
+    server = _server_span(cold)
+    assert server.attributes is not None and server.attributes.get("http.route") == (
+        "/api/v1/users/{user_id}"
+    )
+    for kind in ("GET", "SELECT", "SET"):
+        matching = _named(cold, kind)
+        assert matching, f"no {kind} span in {[s.name for s in cold]}"
+        assert all(_descends_from(span, server, cold) for span in matching)
+    (lookup,) = [span for span in cold if span.name == "cache.get user"]
+    assert lookup.attributes is not None and lookup.attributes["cache.hit"] is False
+    assert not [span for span in cold if span.name in {"receive", "send"} or " http " in span.name]
+
+    response, warm = await _request_trace(traced, spans, "GET", url, headers=headers)
+    assert response.status_code == 200
+    (lookup,) = [span for span in warm if span.name == "cache.get user"]
+    assert lookup.attributes is not None and lookup.attributes["cache.hit"] is True
+    assert _named(warm, "GET")
+    assert not _named(warm, "SELECT")
+
+
+async def test_login_and_update_spans(traced: AppHarness, spans: InMemorySpanExporter) -> None:
+    me = await traced.sign_up("spanner@example.com")
+    response, login = await _request_trace(
+        traced,
+        spans,
+        "POST",
+        "/api/v1/auth/token",
+        data={"username": "spanner@example.com", "password": PASSWORD},
+    )
+    assert response.status_code == 200
+    server = _server_span(login)
+    assert [s for s in login if s.name == "password.verify" and _descends_from(s, server, login)]
+    assert _named(login, "SELECT")
+    headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+    response, update = await _request_trace(
+        traced,
+        spans,
+        "PATCH",
+        f"/api/v1/users/{me['id']}",
+        json={"full_name": "X"},
+        headers=headers,
+    )
+    assert response.status_code == 200
+    assert _named(update, "UPDATE")
+    assert _named(update, "DEL"), "cache invalidation must be traced"
+
+
+async def test_incoming_traceparent_is_continued(
+    traced: AppHarness, spans: InMemorySpanExporter
+) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    response = await traced.client.get(
+        "/api/v1/users/me",
+        headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01", "X-Request-ID": "abc-123"},
+    )
+    assert response.headers["x-trace-id"] == trace_id
+    assert response.headers["x-request-id"] == "abc-123"
+    assert _trace_of(list(spans.get_finished_spans()), trace_id)
+
+
+async def test_probes_are_not_traced(traced: AppHarness, spans: InMemorySpanExporter) -> None:
+    spans.clear()
+    for path in ("/livez", "/readyz", "/metrics"):
+        await traced.client.get(path)
+    assert not [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]

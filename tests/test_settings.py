@@ -1,0 +1,79 @@
+"""Settings: production refuses unsafe values; a bad value fails at start naming the field."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from app.infra.rate_limit import parse_rate
+from app.settings import DEVELOPMENT_JWT_KEY, Settings
+
+REPO = Path(__file__).resolve().parents[1]
+PG = "postgresql+asyncpg://u@db/x"
+
+
+def test_production_refuses_missing_or_default_secret() -> None:
+    with pytest.raises(ValidationError, match="JWT_SECRET_KEY"):
+        Settings(APP_ENV="production", DATABASE_URL=PG, REDIS_URL="redis://r:6379/0")
+    with pytest.raises(ValidationError, match="JWT_SECRET_KEY"):
+        Settings(
+            APP_ENV="production",
+            DATABASE_URL=PG,
+            REDIS_URL="redis://r:6379/0",
+            JWT_SECRET_KEY=DEVELOPMENT_JWT_KEY,
+        )
+    with pytest.raises(ValidationError, match="REDIS_URL"):
+        Settings(APP_ENV="production", DATABASE_URL=PG, JWT_SECRET_KEY="k" * 40)
+
+
+def test_production_accepts_real_values_and_secret_files(tmp_path: Path) -> None:
+    key = tmp_path / "jwt"
+    key.write_text("s" * 48 + "\n")
+    settings = Settings(
+        APP_ENV="production",
+        DATABASE_URL=PG,
+        REDIS_URL="redis://r:6379/0",
+        JWT_SECRET_KEY_FILE=str(key),
+    )
+    assert settings.jwt_key == "s" * 48
+
+
+def test_development_falls_back_to_embedded_and_a_dev_key() -> None:
+    settings = Settings(APP_ENV="development")
+    assert settings.database_dsn == ""
+    assert settings.jwt_key == DEVELOPMENT_JWT_KEY
+
+
+@pytest.mark.parametrize(
+    ("env", "field"),
+    [
+        ({"DB_POOL_SIZE": "lots"}, "DB_POOL_SIZE"),
+        ({"RATE_LIMIT_LOGIN": "ten per minute"}, "RATE_LIMIT_LOGIN"),
+        ({"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL"),
+        ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
+    ],
+)
+def test_bad_value_fails_at_start_naming_the_field(env: dict[str, str], field: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "check-config"],
+        cwd=REPO,
+        env={**os.environ, "APP_ENV": "test", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert field in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_rate_parsing() -> None:
+    assert parse_rate("10/minute").limit == 10
+    assert parse_rate("5 / seconds").period_seconds == 1
+    with pytest.raises(ValueError, match="rate must look like"):
+        parse_rate("0/minute")

@@ -19,8 +19,11 @@ from app.services.users import UserService
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token")
 
+# Every dependency here is `async def`: FastAPI runs plain `def` dependencies in a thread
+# pool, a hop that costs more than the work these do.
 
-def get_resources(request: Request) -> Resources:
+
+async def get_resources(request: Request) -> Resources:
     resources: Resources = request.app.state.resources
     return resources
 
@@ -75,11 +78,11 @@ async def login_rate_limit(request: Request, resources: ResourcesDep, response: 
     await _enforce(resources, response, "login", client, resources.login_rate)
 
 
-def get_user_service(session: SessionDep, resources: ResourcesDep) -> UserService:
+async def get_user_service(session: SessionDep, resources: ResourcesDep) -> UserService:
     return UserService(session, resources.cache, resources.passwords, resources.tokens)
 
 
-def get_auth_service(session: SessionDep, resources: ResourcesDep) -> AuthService:
+async def get_auth_service(session: SessionDep, resources: ResourcesDep) -> AuthService:
     return AuthService(session, resources.passwords, resources.tokens)
 
 

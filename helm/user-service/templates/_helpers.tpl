@@ -1,0 +1,257 @@
+{{/* Names, labels, image references and value checks shared by every template. */}}
+
+{{- define "user-service.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: DNS labels stop at 63 characters. */}}
+{{- define "user-service.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "user-service.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "user-service.labels" -}}
+helm.sh/chart: {{ include "user-service.chart" . }}
+{{ include "user-service.selectorLabels" . }}
+app.kubernetes.io/version: {{ include "user-service.version" . | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: user-service
+{{- end }}
+
+{{/* Selector labels never change across upgrades: a Deployment selector is immutable. */}}
+{{- define "user-service.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "user-service.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Selector of the app pods. The component label keeps the migration, test and load-test pods
+(which share name and instance) out of the Service, the PDB and the NetworkPolicy.
+*/}}
+{{- define "user-service.appSelectorLabels" -}}
+{{ include "user-service.selectorLabels" . }}
+app.kubernetes.io/component: api
+{{- end }}
+
+{{- define "user-service.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "user-service.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "user-service.version" -}}
+{{- default .Chart.AppVersion .Values.image.tag | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "user-service.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{- define "user-service.secretName" -}}
+{{- default (include "user-service.fullname" .) .Values.existingSecret }}
+{{- end }}
+
+{{/*
+An env value as the app reads it. Helm hands numbers over as float64, so integers are
+printed with %d: 1209600 must not become "1.2096e+06".
+*/}}
+{{- define "user-service.envValue" -}}
+{{- $v := . }}
+{{- if kindIs "float64" $v }}
+{{- if eq $v (floor $v) }}{{ printf "%d" (int64 $v) }}{{ else }}{{ $v }}{{ end }}
+{{- else if kindIs "bool" $v }}
+{{- ternary "true" "false" $v }}
+{{- else }}
+{{- $v }}
+{{- end }}
+{{- end }}
+
+{{/*
+The env vars the ConfigMap carries, derived ones included (BIND, PROMETHEUS_MULTIPROC_DIR,
+OTEL_*). SERVICE_VERSION and GIT_COMMIT are not set: the image bakes them in at build time,
+and a tag (skaffold's content hash, say) is not a version.
+*/}}
+{{- define "user-service.configData" -}}
+{{- range $key, $value := .Values.config }}
+{{- if not (kindIs "invalid" $value) }}
+{{ $key }}: {{ include "user-service.envValue" $value | quote }}
+{{- end }}
+{{- end }}
+BIND: {{ printf "0.0.0.0:%d" (int64 .Values.containerPort) | quote }}
+PROMETHEUS_MULTIPROC_DIR: "/run/prometheus"
+OTEL_SERVICE_NAME: {{ include "user-service.name" . | quote }}
+{{- if .Values.otel.enabled }}
+OTEL_SDK_DISABLED: "false"
+OTEL_EXPORTER_OTLP_ENDPOINT: {{ .Values.otel.endpoint | quote }}
+OTEL_EXPORTER_OTLP_PROTOCOL: {{ .Values.otel.protocol | quote }}
+OTEL_TRACES_SAMPLER: {{ .Values.otel.tracesSampler | quote }}
+OTEL_TRACES_SAMPLER_ARG: {{ .Values.otel.tracesSamplerArg | quote }}
+{{- else }}
+OTEL_SDK_DISABLED: "true"
+{{- end }}
+{{- with .Values.otel.resourceAttributes }}
+OTEL_RESOURCE_ATTRIBUTES: {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{/* Percent-escape for URL userinfo: urlquery writes a space as "+", which a URL parser keeps as "+". */}}
+{{- define "user-service.urlEscape" -}}
+{{- urlquery . | replace "+" "%20" }}
+{{- end }}
+
+{{/* The Secret's data: a full URL wins over parts; missing required values fail by name. */}}
+{{- define "user-service.databaseUrl" -}}
+{{- $pg := .Values.postgres }}
+{{- if $pg.url }}
+{{- $pg.url }}
+{{- else }}
+{{- if not $pg.host }}
+{{- fail "user-service: set postgres.url, or postgres.host and postgres.password (or existingSecret naming a Secret with DATABASE_URL, REDIS_URL and JWT_SECRET_KEY)" }}
+{{- end }}
+{{- if not $pg.password }}
+{{- fail "user-service: postgres.password is required when postgres.host is set (or set postgres.url, or existingSecret)" }}
+{{- end }}
+{{- $url := printf "postgresql+asyncpg://%s:%s@%s:%d/%s" (include "user-service.urlEscape" $pg.user) (include "user-service.urlEscape" $pg.password) $pg.host (int64 $pg.port) $pg.database }}
+{{- if $pg.query }}{{ printf "%s?%s" $url $pg.query }}{{ else }}{{ $url }}{{ end }}
+{{- end }}
+{{- end }}
+
+{{- define "user-service.redisUrl" -}}
+{{- $r := .Values.redis }}
+{{- if $r.url }}
+{{- $r.url }}
+{{- else }}
+{{- if not $r.host }}
+{{- fail "user-service: set redis.url or redis.host (or existingSecret naming a Secret with DATABASE_URL, REDIS_URL and JWT_SECRET_KEY)" }}
+{{- end }}
+{{- $auth := "" }}
+{{- if $r.password }}{{ $auth = printf ":%s@" (include "user-service.urlEscape" $r.password) }}{{ end }}
+{{- printf "%s://%s%s:%d/%d" (ternary "rediss" "redis" $r.tls) $auth $r.host (int64 $r.port) (int64 $r.db) }}
+{{- end }}
+{{- end }}
+
+{{- define "user-service.jwtSecretKey" -}}
+{{- $key := .Values.jwt.secretKey }}
+{{- if not $key }}
+{{- fail "user-service: jwt.secretKey is required (at least 32 characters), or set existingSecret" }}
+{{- end }}
+{{- if lt (len $key) 32 }}
+{{- fail (printf "user-service: jwt.secretKey must be at least 32 characters (got %d); production refuses shorter keys" (len $key)) }}
+{{- end }}
+{{- $key }}
+{{- end }}
+
+{{/*
+Checks across values that a JSON schema cannot express. Included by the Deployment, so
+`helm template` and `helm install` refuse before anything is applied.
+*/}}
+{{- define "user-service.validate" -}}
+{{- $c := .Values.config }}
+{{- $replicas := ternary .Values.autoscaling.maxReplicas .Values.replicaCount .Values.autoscaling.enabled | int }}
+{{- $replicasName := ternary "autoscaling.maxReplicas" "replicaCount" .Values.autoscaling.enabled }}
+{{- $workers := $c.WEB_CONCURRENCY | default 2 | int }}
+{{- $pool := $c.DB_POOL_SIZE | default 5 | int }}
+{{- $overflow := $c.DB_MAX_OVERFLOW | default 0 | int }}
+{{- $needed := mul $replicas $workers (add $pool $overflow) }}
+{{- $budget := sub (int .Values.postgres.maxConnections) (int .Values.postgres.reservedConnections) }}
+{{- if gt (int $needed) (int $budget) }}
+{{- fail (printf "user-service: connection budget exceeded: %s (%d) x config.WEB_CONCURRENCY (%d) x (config.DB_POOL_SIZE (%d) + config.DB_MAX_OVERFLOW (%d)) = %d > postgres.maxConnections (%d) - postgres.reservedConnections (%d) = %d; lower one of them or raise postgres.maxConnections (or put PgBouncer in front and set config.DB_PGBOUNCER)" $replicasName $replicas $workers $pool $overflow (int $needed) (int .Values.postgres.maxConnections) (int .Values.postgres.reservedConnections) (int $budget)) }}
+{{- end }}
+{{- $graceful := $c.GUNICORN_GRACEFUL_TIMEOUT | default 30 | int }}
+{{- $drain := $c.SHUTDOWN_DRAIN_SECONDS | default 0 | ceil | int }}
+{{- $preStop := .Values.lifecycle.preStopSleepSeconds | int }}
+{{- $shutdown := add $preStop $drain $graceful }}
+{{- if le (int .Values.terminationGracePeriodSeconds) (int $shutdown) }}
+{{- fail (printf "user-service: terminationGracePeriodSeconds (%d) must be longer than lifecycle.preStopSleepSeconds (%d) + config.SHUTDOWN_DRAIN_SECONDS (%d) + config.GUNICORN_GRACEFUL_TIMEOUT (%d) = %d, or the kubelet kills requests still in flight" (int .Values.terminationGracePeriodSeconds) $preStop $drain $graceful (int $shutdown)) }}
+{{- end }}
+{{- $readinessTimeout := $c.READINESS_TIMEOUT | default 1 | ceil | int }}
+{{- if le (int .Values.probes.readiness.timeoutSeconds) (int $readinessTimeout) }}
+{{- fail (printf "user-service: probes.readiness.timeoutSeconds (%d) must be longer than config.READINESS_TIMEOUT (%d), or a slow database looks like a dead pod" (int .Values.probes.readiness.timeoutSeconds) $readinessTimeout) }}
+{{- end }}
+{{- if and .Values.lifecycle.nativeSleepAction (semverCompare "<1.30.0-0" .Capabilities.KubeVersion.Version) }}
+{{- fail (printf "user-service: lifecycle.nativeSleepAction needs Kubernetes 1.30 or later (rendering for %s); leave it false to use exec sleep" .Capabilities.KubeVersion.Version) }}
+{{- end }}
+{{- if and .Values.otel.enabled (not .Values.otel.endpoint) }}
+{{- fail "user-service: otel.enabled needs otel.endpoint (for example http://otel-collector.observability:4317)" }}
+{{- end }}
+{{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
+{{- fail (printf "user-service: autoscaling.minReplicas (%d) is above autoscaling.maxReplicas (%d)" (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
+{{- end }}
+{{- end }}
+
+{{/* Pod env shared by the app and the migration Job: config, secrets, downward API. */}}
+{{- define "user-service.envFrom" -}}
+- configMapRef:
+    name: {{ include "user-service.fullname" . }}
+- secretRef:
+    name: {{ include "user-service.secretName" . }}
+{{- end }}
+
+{{- define "user-service.downwardEnv" -}}
+- name: K8S_POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: K8S_NAMESPACE_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: K8S_NODE_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: spec.nodeName
+{{- end }}
+
+{{/* checksum of config and secret: a change of either rolls the pods. */}}
+{{- define "user-service.configChecksum" -}}
+{{- include "user-service.configData" . | sha256sum }}
+{{- end }}
+
+{{- define "user-service.secretChecksum" -}}
+{{- if .Values.existingSecret }}
+{{- printf "existing:%s" .Values.existingSecret | sha256sum }}
+{{- else }}
+{{- include (print $.Template.BasePath "/secret.yaml") . | sha256sum }}
+{{- end }}
+{{- end }}
+
+{{/* The OTLP endpoint's port, for the NetworkPolicy: explicit port, else the protocol's default. */}}
+{{- define "user-service.otlpPort" -}}
+{{- $u := urlParse .Values.otel.endpoint }}
+{{- $hostPort := splitList ":" $u.host }}
+{{- if gt (len $hostPort) 1 }}{{ last $hostPort }}{{ else if eq .Values.otel.protocol "grpc" }}4317{{ else }}4318{{ end }}
+{{- end }}
+
+{{/* Restricted Pod Security for the chart's Jobs and test pods, from the same values as the app. */}}
+{{- define "user-service.jobPodSecurity" -}}
+automountServiceAccountToken: false
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- end }}
+
+{{/* The config as an env list, for the migration hook that runs before the ConfigMap exists. */}}
+{{- define "user-service.configEnv" -}}
+{{- range $key, $value := (include "user-service.configData" . | fromYaml) }}
+- name: {{ $key }}
+  value: {{ $value | quote }}
+{{- end }}
+{{- end }}

@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from redis.asyncio.client import Pipeline
+
 from app.errors import DependencyUnavailableError
 from app.infra.redis import RedisGateway, RedisUnavailableError
 from app.observability.metrics import RateLimitScope
@@ -69,14 +71,17 @@ class RateLimiter:
         self._fail_open = fail_open
         self._script = redis.client.register_script(_COUNT_SCRIPT)
 
+    def _key(self, scope: RateLimitScope, identity: str) -> str:
+        return f"{self._prefix}{scope}:{identity}"
+
     async def hit(
         self, scope: RateLimitScope, identity: str, rate: Rate
     ) -> RateLimitDecision | None:
         """Count one request; None when Redis is unavailable and the policy is fail-open."""
-        key = f"{self._prefix}{scope}:{identity}"
+        key = self._key(scope, identity)
         window_ms = rate.period_seconds * 1000
         try:
-            count, ttl_ms = await self._redis.call(
+            counted = await self._redis.call(
                 "rate_limit", lambda: self._script(keys=[key], args=[window_ms])
             )
         except RedisUnavailableError as error:
@@ -85,7 +90,16 @@ class RateLimiter:
             raise DependencyUnavailableError(
                 "The rate limiter cannot reach its store and is configured to fail closed."
             ) from error
-        count, ttl_ms = int(count), int(ttl_ms)
+        return self.decision(counted, rate)
+
+    def queue_hit(self, pipe: Pipeline, scope: RateLimitScope, identity: str, rate: Rate) -> None:
+        """Queue one count on a pipeline the caller executes (EVAL, not EVALSHA: a pipeline
+        with registered scripts first asks SCRIPT EXISTS, a round trip of its own)."""
+        pipe.eval(_COUNT_SCRIPT, 1, self._key(scope, identity), rate.period_seconds * 1000)
+
+    @staticmethod
+    def decision(counted: list[int], rate: Rate) -> RateLimitDecision:
+        count, ttl_ms = int(counted[0]), int(counted[1])
         return RateLimitDecision(
             allowed=count <= rate.limit,
             limit=rate.limit,

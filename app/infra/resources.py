@@ -11,6 +11,7 @@ from app.infra.cache import UserCache
 from app.infra.database import create_engine, create_session_factory, is_embedded
 from app.infra.rate_limit import Rate, RateLimiter, parse_rate
 from app.infra.redis import RedisGateway, create_redis
+from app.infra.request_gate import RequestGate
 from app.infra.token_store import TokenStore
 from app.services.passwords import PasswordService
 from app.services.tokens import TokenService
@@ -31,6 +32,7 @@ class Resources:
     api_rate: Rate
     passwords: PasswordService
     tokens: TokenService
+    gate: RequestGate
 
     @classmethod
     def open(cls, settings: Settings) -> Resources:
@@ -47,17 +49,20 @@ class Resources:
                 redis="in-process" if redis.embedded else "redis",
             )
         prefix = settings.cache_key_prefix
+        token_store = TokenStore(redis, prefix=prefix)
+        rate_limiter = RateLimiter(redis, prefix=prefix, fail_open=settings.rate_limit_fail_open)
         return cls(
             settings=settings,
             engine=engine,
             sessions=create_session_factory(engine),
             redis=redis,
             cache=UserCache(redis, settings),
-            rate_limiter=RateLimiter(redis, prefix=prefix, fail_open=settings.rate_limit_fail_open),
+            rate_limiter=rate_limiter,
             login_rate=parse_rate(settings.rate_limit_login),
             api_rate=parse_rate(settings.rate_limit_api),
             passwords=PasswordService(settings),
-            tokens=TokenService(settings, TokenStore(redis, prefix=prefix)),
+            tokens=TokenService(settings, token_store),
+            gate=RequestGate(redis, token_store, rate_limiter),
         )
 
     async def close(self) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import Final
 
+from redis.asyncio.client import Pipeline
+
 from app.errors import DependencyUnavailableError
 from app.infra.redis import RedisGateway, RedisUnavailableError
 
@@ -28,7 +30,7 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 
-_UNAVAILABLE = "Token revocation state cannot be checked right now; retry shortly."
+UNAVAILABLE = "Token revocation state cannot be checked right now; retry shortly."
 
 
 class Rotation(Enum):
@@ -45,14 +47,13 @@ class TokenStore:
         self._cutoff = f"{prefix}:tok:cut:"
         self._rotate = redis.client.register_script(_ROTATE_SCRIPT)
 
-    async def is_usable(self, *, jti: str, family: str, subject: str, issued_at: int) -> bool:
-        keys = [f"{self._family}{family}", f"{self._revoked}{jti}", f"{self._cutoff}{subject}"]
-        try:
-            family_current, revoked, cutoff = await self._redis.call(
-                "revocation", lambda: self._redis.client.mget(keys)
-            )
-        except RedisUnavailableError as error:
-            raise DependencyUnavailableError(_UNAVAILABLE) from error
+    def queue_state(self, pipe: Pipeline, *, jti: str, family: str, subject: str) -> None:
+        """Queue the read of a token's state on a pipeline the caller executes."""
+        pipe.mget([f"{self._family}{family}", f"{self._revoked}{jti}", f"{self._cutoff}{subject}"])
+
+    @staticmethod
+    def usable(state: list[bytes | None], *, issued_at: int) -> bool:
+        family_current, revoked, cutoff = state
         if family_current is None or revoked is not None:
             return False
         return cutoff is None or issued_at >= int(cutoff)
@@ -64,7 +65,7 @@ class TokenStore:
                 "revocation", lambda: self._redis.client.set(key, refresh_jti, ex=ttl_seconds)
             )
         except RedisUnavailableError as error:
-            raise DependencyUnavailableError(_UNAVAILABLE) from error
+            raise DependencyUnavailableError(UNAVAILABLE) from error
 
     async def rotate(
         self, family: str, presented_jti: str, new_jti: str, ttl_seconds: int
@@ -76,7 +77,7 @@ class TokenStore:
                 lambda: self._rotate(keys=[key], args=[presented_jti, new_jti, ttl_seconds * 1000]),
             )
         except RedisUnavailableError as error:
-            raise DependencyUnavailableError(_UNAVAILABLE) from error
+            raise DependencyUnavailableError(UNAVAILABLE) from error
         return Rotation(int(outcome))
 
     async def revoke(self, *, jti: str, family: str, remaining_seconds: int) -> None:
@@ -93,14 +94,14 @@ class TokenStore:
         try:
             await self._redis.call("revocation", _revoke)
         except RedisUnavailableError as error:
-            raise DependencyUnavailableError(_UNAVAILABLE) from error
+            raise DependencyUnavailableError(UNAVAILABLE) from error
 
     async def revoke_family(self, family: str) -> None:
         key = f"{self._family}{family}"
         try:
             await self._redis.call("revocation", lambda: self._redis.client.delete(key))
         except RedisUnavailableError as error:
-            raise DependencyUnavailableError(_UNAVAILABLE) from error
+            raise DependencyUnavailableError(UNAVAILABLE) from error
 
     async def cut_off_user(self, subject: str, *, not_before: int, ttl_seconds: int) -> None:
         """Invalidate every token of a user issued before `not_before` (epoch seconds)."""
@@ -110,4 +111,4 @@ class TokenStore:
                 "revocation", lambda: self._redis.client.set(key, not_before, ex=ttl_seconds)
             )
         except RedisUnavailableError as error:
-            raise DependencyUnavailableError(_UNAVAILABLE) from error
+            raise DependencyUnavailableError(UNAVAILABLE) from error

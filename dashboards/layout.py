@@ -1,0 +1,57 @@
+"""A 24-column grid that places panels left to right, row by row, and numbers them.
+
+Grafana needs explicit gridPos and unique ids; computing them here keeps dashboard modules a
+plain list of rows and panels, and keeps the generated JSON stable between builds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from grafana_foundation_sdk.builders import dashboard
+from grafana_foundation_sdk.models.dashboard import GridPos
+
+GRID_WIDTH = 24
+
+
+class Board:
+    """Wraps a dashboard builder; `row()` starts a section, `add()` appends a panel."""
+
+    def __init__(self, builder: dashboard.Dashboard) -> None:
+        self.builder = builder
+        self._next_id = 1
+        self._x = 0
+        self._y = 0
+        self._row_height = 0
+
+    def _take_id(self) -> int:
+        panel_id = self._next_id
+        self._next_id += 1
+        return panel_id
+
+    def _newline(self) -> None:
+        self._y += self._row_height
+        self._x = 0
+        self._row_height = 0
+
+    def row(self, title: str) -> Board:
+        if self._x:
+            self._newline()
+        row = (
+            dashboard.Row(title)
+            .id(self._take_id())
+            .grid_pos(GridPos(h=1, w=GRID_WIDTH, x=0, y=self._y))
+        )
+        self.builder = self.builder.with_row(row)
+        self._y += 1
+        return self
+
+    def add(self, panel: Any, width: int = 8, height: int = 8) -> Board:
+        """Append `panel` (any SDK panel builder); wraps to a new line when it does not fit."""
+        if self._x + width > GRID_WIDTH:
+            self._newline()
+        panel = panel.id(self._take_id()).grid_pos(GridPos(h=height, w=width, x=self._x, y=self._y))
+        self.builder = self.builder.with_panel(panel)
+        self._x += width
+        self._row_height = max(self._row_height, height)
+        return self

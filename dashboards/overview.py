@@ -1,0 +1,346 @@
+"""The "Service overview" dashboard: traffic, errors, latency, SLOs and what is running.
+
+It answers "are users hurting, since when, on which route" before anyone opens the
+dependencies dashboard to ask why.
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard
+from grafana_foundation_sdk.models.common import BigValueTextMode
+from grafana_foundation_sdk.models.dashboard import DashboardCursorSync
+
+from dashboards import selectors as sel
+from dashboards import variables
+from dashboards.layout import Board
+from dashboards.panels import Query, Step, heatmap_panel, stat_panel, timeseries_panel
+
+UID = "user-service-overview"
+TITLE = "user-service / Service overview"
+
+REQUESTS = "http_requests_total"
+DURATION_BUCKET = "http_request_duration_seconds_bucket"
+AVAILABILITY = "user_service:slo_availability_objective"
+LATENCY = "user_service:slo_latency_objective"
+
+
+def _requests_by(by: str, extra: str = "") -> str:
+    matchers = f"{sel.HTTP}{extra}"
+    return f"sum by ({by}) ({sel.rate(REQUESTS, matchers)})"
+
+
+def _error_ratio_by(by: str) -> str:
+    # `or ... * 0` keeps routes with no 5xx at 0 instead of dropping them from the graph.
+    errors = _requests_by(by, ', status="5xx"')
+    total = _requests_by(by)
+    return f"({errors} or {total} * 0) / {total}"
+
+
+def _quantile(q: float, by: str) -> str:
+    return f"histogram_quantile({q}, sum by ({by}) ({sel.rate(DURATION_BUCKET, sel.HTTP)}))"
+
+
+def _budget_remaining(ratio_record: str, objective_record: str) -> str:
+    return f"1 - {ratio_record}{{{sel.RECORDED}}} / (1 - {sel.objective(objective_record)})"
+
+
+def _burn_rate(ratio_record: str, objective_record: str) -> str:
+    return f"{ratio_record}{{{sel.RECORDED}}} / (1 - {sel.objective(objective_record)})"
+
+
+def _traffic(board: Board) -> None:
+    board.row("Traffic and errors")
+    board.add(
+        timeseries_panel(
+            "Request rate by route",
+            "Requests per second per route template (probes and /metrics excluded). A sudden drop "
+            "with no deploy means clients cannot reach the pods (ingress, DNS, NetworkPolicy); a "
+            "spike on /auth/token is often a credential-stuffing attempt (see rate-limit panels).",
+            "reqps",
+            [Query(_requests_by("handler"), "{{handler}}")],
+        ),
+        width=8,
+    )
+    board.add(
+        timeseries_panel(
+            "Requests by status class",
+            "Requests per second grouped as the instrumentator exports them (2xx, 4xx, 5xx). 5xx "
+            "is the service's fault and spends the availability budget; a rise in 4xx alone is "
+            "usually a client release or an attack, not an outage.",
+            "reqps",
+            [Query(_requests_by("status"), "{{status}}")],
+        ),
+        width=8,
+    )
+    board.add(
+        timeseries_panel(
+            "Error ratio (5xx) by route",
+            "Share of each route's requests answered 5xx. Anything above the availability "
+            "budget (0.1% at a 99.9% objective) burns the SLO; one route alone points at its "
+            "code path, every route at once at a shared dependency (database, pool).",
+            "percentunit",
+            [Query(_error_ratio_by("handler"), "{{handler}}")],
+            maximum=1,
+            thresholds=[Step(None, "green"), Step(0.001, "orange"), Step(0.01, "red")],
+        ),
+        width=8,
+    )
+
+
+def _latency(board: Board) -> None:
+    board.row("Latency")
+    board.add(
+        timeseries_panel(
+            "Latency p50 / p95 / p99 (all routes)",
+            "Server-side request duration quantiles, interpolated within histogram buckets. p99 "
+            "above 250 ms spends the latency budget; p50 rising with p99 means everything is "
+            "slow (database, CPU), p99 alone means queueing (pool waits, hashing).",
+            "s",
+            [
+                Query(_quantile(0.5, "le"), "p50"),
+                Query(_quantile(0.95, "le"), "p95"),
+                Query(_quantile(0.99, "le"), "p99"),
+            ],
+            thresholds=[Step(None, "green"), Step(0.25, "red")],
+        ),
+        width=8,
+    )
+    board.add(
+        timeseries_panel(
+            "Latency p50 / p95 / p99 by route",
+            "The same quantiles per route. POST /auth/token is slow by design (Argon2 on "
+            "login, ~50-100 ms); a GET route above 250 ms at p95 is not, check cache hit ratio "
+            "and pool waits on the dependencies dashboard.",
+            "s",
+            [
+                Query(_quantile(0.5, "handler, le"), "{{handler}} p50"),
+                Query(_quantile(0.95, "handler, le"), "{{handler}} p95"),
+                Query(_quantile(0.99, "handler, le"), "{{handler}} p99"),
+            ],
+            thresholds=[Step(None, "green"), Step(0.25, "red")],
+        ),
+        width=8,
+    )
+    board.add(
+        heatmap_panel(
+            "Latency heatmap (selected routes)",
+            "Requests per latency bucket over time; narrow it with the Route picker. A second "
+            "band appearing above the main one is a slow path (cache misses, pool waits); the "
+            "whole band moving up is a slower database or CPU saturation.",
+            "s",
+            Query(f"sum by (le) ({sel.rate(DURATION_BUCKET, sel.HTTP)})", "{{le}}"),
+        ),
+        width=8,
+    )
+
+
+def _slo(board: Board) -> None:
+    board.row("SLOs (30-day windows, from recording rules)")
+    board.add(
+        stat_panel(
+            "Availability objective",
+            "Target share of requests not answered 5xx, from the chart's slo.availability."
+            "objective. If this shows No data the rule file is not loaded and no SLO alert "
+            "can fire.",
+            "percentunit",
+            [Query(f"max({AVAILABILITY})", "objective")],
+            decimals=2,
+        ),
+        width=4,
+        height=5,
+    )
+    board.add(
+        stat_panel(
+            "Latency objective (< 250 ms)",
+            "Target share of requests served within 250 ms, from slo.latency.objective. No data "
+            "means the rule file is not loaded.",
+            "percentunit",
+            [Query(f"max({LATENCY})", "objective")],
+            decimals=2,
+        ),
+        width=4,
+        height=5,
+    )
+    board.add(
+        stat_panel(
+            "Availability budget remaining (30d)",
+            "Share of the 30-day error budget still unspent. Below 25% freeze risky changes; "
+            "at or below 0% the objective is already missed for this window.",
+            "percentunit",
+            [
+                Query(
+                    _budget_remaining(
+                        "user_service:http_request_error_ratio:rate30d", AVAILABILITY
+                    ),
+                    "{{namespace}}",
+                )
+            ],
+            thresholds=[Step(None, "red"), Step(0.25, "orange"), Step(0.5, "green")],
+            decimals=1,
+        ),
+        width=4,
+        height=5,
+    )
+    board.add(
+        stat_panel(
+            "Latency budget remaining (30d)",
+            "Share of the 30-day latency budget (requests slower than 250 ms) still unspent. "
+            "Below 25%: find the slow route before tuning anything else.",
+            "percentunit",
+            [
+                Query(
+                    _budget_remaining("user_service:http_request_slow_ratio:rate30d", LATENCY),
+                    "{{namespace}}",
+                )
+            ],
+            thresholds=[Step(None, "red"), Step(0.25, "orange"), Step(0.5, "green")],
+            decimals=1,
+        ),
+        width=4,
+        height=5,
+    )
+    board.add(
+        stat_panel(
+            "Availability burn rate (1h)",
+            "How many times faster than sustainable the availability budget burns over the "
+            "last hour. 1 spends exactly the budget in 30 days; 14.4 (with the 5m window also "
+            "above) pages.",
+            "suffix:x",
+            [
+                Query(
+                    _burn_rate("user_service:http_request_error_ratio:rate1h", AVAILABILITY),
+                    "{{namespace}}",
+                )
+            ],
+            thresholds=[Step(None, "green"), Step(1, "orange"), Step(6, "red")],
+            decimals=2,
+        ),
+        width=4,
+        height=5,
+    )
+    board.add(
+        stat_panel(
+            "Latency burn rate (1h)",
+            "Burn rate of the latency budget over the last hour; 14.4 pages, above 1 the "
+            "budget runs out before the month does.",
+            "suffix:x",
+            [
+                Query(
+                    _burn_rate("user_service:http_request_slow_ratio:rate1h", LATENCY),
+                    "{{namespace}}",
+                )
+            ],
+            thresholds=[Step(None, "green"), Step(1, "orange"), Step(6, "red")],
+            decimals=2,
+        ),
+        width=4,
+        height=5,
+    )
+    windows = ("5m", "30m", "1h", "6h")
+    board.add(
+        timeseries_panel(
+            "Availability burn rate by window",
+            "Burn rate over the windows the alerts use. Fast page: 1h and 5m both above 14.4; "
+            "slow page: 6h and 30m above 6. Short windows spiking alone is a blip; long ones "
+            "climbing is a real burn.",
+            "suffix:x",
+            [
+                Query(
+                    _burn_rate(f"user_service:http_request_error_ratio:rate{w}", AVAILABILITY),
+                    f"{w} {{{{namespace}}}}",
+                )
+                for w in windows
+            ],
+            thresholds=[Step(None, "green"), Step(6, "orange"), Step(14.4, "red")],
+        ),
+        width=12,
+    )
+    board.add(
+        timeseries_panel(
+            "Latency burn rate by window",
+            "Burn rate of the latency budget over the alerting windows (thresholds 14.4 and 6 as "
+            "for availability). A steady climb after a deploy points at the new code path.",
+            "suffix:x",
+            [
+                Query(
+                    _burn_rate(f"user_service:http_request_slow_ratio:rate{w}", LATENCY),
+                    f"{w} {{{{namespace}}}}",
+                )
+                for w in windows
+            ],
+            thresholds=[Step(None, "green"), Step(6, "orange"), Step(14.4, "red")],
+        ),
+        width=12,
+    )
+
+
+def _capacity(board: Board) -> None:
+    board.row("Capacity and what is running")
+    board.add(
+        timeseries_panel(
+            "In-flight requests by route",
+            "Requests being served right now. It should stay near rate x latency; a steady "
+            "climb means requests queue inside the pods (pool exhausted, hashing saturated) and "
+            "latency is about to follow.",
+            "short",
+            [Query(f"sum by (handler) (http_requests_inprogress{{{sel.HTTP}}})", "{{handler}}")],
+        ),
+        width=8,
+    )
+    board.add(
+        timeseries_panel(
+            "Pods up and workers alive",
+            "Scrape targets up (one per pod) and gunicorn workers alive across them. Targets "
+            "below the replica count means pods are missing or failing scrapes; workers below "
+            "pods x WEB_CONCURRENCY means workers are crashing (OOM, timeouts) and restarting.",
+            "short",
+            [
+                Query(f"sum(up{{{sel.TARGETS}}})", "pods up"),
+                Query(f"count(up{{{sel.TARGETS}}})", "pods scraped"),
+                Query(f"sum(user_service_worker_processes{{{sel.SERIES}}})", "workers alive"),
+            ],
+        ),
+        width=8,
+    )
+    board.add(
+        stat_panel(
+            "Running versions (pods per build)",
+            "Pods per version and git commit. Two versions outside a rollout means a stuck "
+            "rollout (often migrations pending: see the dependencies dashboard); correlate an "
+            "error burst with a version change here.",
+            "short",
+            [
+                Query(
+                    f"count by (version, git_commit) ({variables.BUILD_INFO}{{{sel.SERIES}}})",
+                    "{{version}} ({{git_commit}})",
+                )
+            ],
+            text_mode=BigValueTextMode.VALUE_AND_NAME,
+            decimals=0,
+        ),
+        width=8,
+    )
+
+
+def build() -> dashboard.Dashboard:
+    builder = (
+        dashboard.Dashboard(TITLE)
+        .uid(UID)
+        .description("RED metrics, SLOs and error budgets of user-service; start here when paged.")
+        .tags(["user-service", "slo"])
+        .time("now-3h", "now")
+        .refresh("30s")
+        .timezone("utc")
+        .tooltip(DashboardCursorSync.CROSSHAIR)
+        .with_variable(variables.datasource())
+        .with_variable(variables.job())
+        .with_variable(variables.namespace())
+        .with_variable(variables.pod())
+        .with_variable(variables.handler())
+    )
+    board = Board(builder)
+    _traffic(board)
+    _latency(board)
+    _slo(board)
+    _capacity(board)
+    return board.builder

@@ -1,0 +1,38 @@
+"""Label matchers shared by every dashboard query: one place decides how series are selected.
+
+The dashboards never hard-code the job name: the `job` variable lists the jobs that export
+`user_service_build_info`, a metric only this service has. That works whatever the
+ServiceMonitor calls the job (`<release>-user-service` in kube-prometheus-stack) and in a plain
+scrape config (`user-service`). `namespace` and `pod` come from the ServiceMonitor's target
+labels; a plain Prometheus must add them as static labels (tests/dashboards does).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Raw series of this service, narrowed by the dashboard variables.
+SERIES: Final = 'job=~"$job", namespace=~"$namespace", pod=~"$pod"'
+# Raw HTTP series also follow the route picker.
+HTTP: Final = f'{SERIES}, handler=~"$handler"'
+# Recording rules aggregate pods away (they keep namespace and job only).
+RECORDED: Final = 'job=~"$job", namespace=~"$namespace"'
+# Scrape health: `up` carries the same target labels.
+TARGETS: Final = 'job=~"$job", namespace=~"$namespace", pod=~"$pod"'
+
+# Every rate uses Grafana's $__rate_interval (at least four scrape intervals), so a panel
+# never shows gaps when the scrape interval changes.
+RATE: Final = "$__rate_interval"
+
+# The latency objective's threshold: a bucket bound of http_request_duration_seconds.
+LATENCY_SLO_LE: Final = "0.25"
+
+
+def rate(metric: str, matchers: str = SERIES, window: str = RATE) -> str:
+    """`rate(metric{matchers}[window])`."""
+    return f"rate({metric}{{{matchers}}}[{window}])"
+
+
+def objective(record: str) -> str:
+    """The objective as a scalar: max() tolerates a second copy of the record (two releases)."""
+    return f"scalar(max({record}))"

@@ -1,0 +1,1 @@
+"""Dashboards and alerts: build freshness, promtool, and the proof against a real Prometheus."""

@@ -1,5 +1,5 @@
 # Entry points; each target does its own set-up (see README.md).
-.PHONY: run test lint dashboards loadtest sweep image fuzz audit k8s
+.PHONY: run test lint dashboards loadtest sweep image fuzz audit k8s bench
 
 run:  ## Run the service on :8000 (PostgreSQL/Redis when up, else embedded)
 	bash scripts/run.sh
@@ -9,3 +9,15 @@ test:  ## The whole test suite, installing what it needs
 
 lint:  ## ruff and mypy only
 	. .venv/bin/activate && ruff check . && ruff format --check . && mypy --strict app
+
+dashboards:  ## Rebuild dashboard JSON and chart copies; check and unit-test the alert rules
+	. .venv/bin/activate && python -m dashboards.build
+	bash scripts/install-promtool.sh
+	promtool check rules dashboards/alerts/user-service.rules.yaml
+	cd dashboards/alerts && promtool test rules user-service.rules.test.yaml
+
+k8s:  ## Re-render k8s/ from the chart
+	. .venv/bin/activate && PATH="$$(bash scripts/install-helm.sh):$$PATH" python -m tests.deploy.k8s_manifests --write
+
+bench:  ## Throughput against bare FastAPI baselines (wrk, one run)
+	bash scripts/bench.sh

@@ -325,6 +325,12 @@ def test_monitoring_objects(helm: Helm, render_cache: dict[Any, Any]) -> None:
     # everything.yaml sets the objectives; the rule file's own numbers are replaced.
     assert records["user_service:slo_availability_objective"] == "vector(0.995)"
     assert records["user_service:slo_latency_objective"] == "vector(0.95)"
+    alerts = [r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
+    assert alerts
+    for alert in alerts:
+        # runbookBaseUrl replaces the base; each alert keeps its own section anchor.
+        url = alert["annotations"]["runbook_url"]
+        assert url.startswith("https://runbooks.example.org/user-service#"), url
 
 
 def test_prometheus_templates_survive(helm: Helm, render_cache: dict[Any, Any]) -> None:

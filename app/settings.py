@@ -197,5 +197,13 @@ class Settings(BaseSettings):
         return self.app_env is Environment.PRODUCTION
 
     @property
+    def db_command_timeout_seconds(self) -> float:
+        """Client-side deadline per statement: a second past the server's statement_timeout,
+        or 30 s when that is off."""
+        if self.db_statement_timeout_ms:
+            return self.db_statement_timeout_ms / 1000 + 1
+        return 30.0
+
+    @property
     def db_max_connections(self) -> int:
         return self.db_pool_size + self.db_max_overflow

@@ -39,6 +39,9 @@ def _postgres_connect_args(settings: Settings) -> dict[str, Any]:
     args: dict[str, Any] = {
         # asyncpg takes its timeouts here, not through SQLAlchemy's pool settings.
         "timeout": settings.db_connect_timeout_seconds,
+        # A client-side deadline on every statement (pre-ping included): statement_timeout
+        # is enforced by the server, which never sees a query lost in a silent network.
+        "command_timeout": settings.db_command_timeout_seconds,
         "server_settings": server_settings,
     }
     if settings.db_pgbouncer_transaction_mode:
@@ -92,14 +95,20 @@ def classify_database_error(error: BaseException) -> DomainError | None:
     if type(original).__name__ == "QueryCanceledError" or "canceling statement" in str(original):
         DB_ERRORS.labels(kind="statement_timeout").inc()
         return DependencyTimeoutError("The database did not answer within the statement timeout.")
+    if isinstance(original, TimeoutError):
+        DB_ERRORS.labels(kind="statement_timeout").inc()
+        return DependencyTimeoutError("The database did not answer in time.")
     if isinstance(error, sa_exc.DBAPIError) and (
         error.connection_invalidated
         or isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError)
-        or isinstance(original, OSError | TimeoutError)
+        or isinstance(original, OSError)
     ):
         DB_ERRORS.labels(kind="unavailable").inc()
         return DependencyUnavailableError("The database is unreachable; retry shortly.")
-    if isinstance(error, OSError | TimeoutError):
+    if isinstance(error, TimeoutError):
+        DB_ERRORS.labels(kind="statement_timeout").inc()
+        return DependencyTimeoutError("The database did not answer in time.")
+    if isinstance(error, OSError):
         DB_ERRORS.labels(kind="unavailable").inc()
         return DependencyUnavailableError("The database is unreachable; retry shortly.")
     return None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request, Response
@@ -10,6 +12,7 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import RateLimitedError
+from app.infra.cache import Lookup, UserCache
 from app.infra.rate_limit import Rate, RateLimitDecision
 from app.infra.resources import Resources
 from app.observability.metrics import RateLimitScope, record_rate_limited
@@ -18,6 +21,7 @@ from app.services.tokens import TokenClaims
 from app.services.users import UserService
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token")
+
 
 # Every dependency here is `async def`: FastAPI runs plain `def` dependencies in a thread
 # pool, a hop that costs more than the work these do.
@@ -56,19 +60,57 @@ def _apply(
     response.headers.update(decision.headers())
 
 
-async def current_claims(
-    token: Annotated[str, Depends(oauth2_scheme)],
-    resources: ResourcesDep,
-    response: Response,
-) -> TokenClaims:
-    """The authenticated caller, not revoked, rate limited per user: one Redis round trip."""
-    claims = resources.tokens.decode(token, "access")
+@dataclass(frozen=True, slots=True)
+class ReadRequest:
+    """An admitted caller, the user it reads, and that user's cache entry if one was read
+    in the admission round trip."""
+
+    claims: TokenClaims
+    user_id: uuid.UUID
+    cached: Lookup | None
+
+
+async def _admit(
+    claims: TokenClaims, resources: Resources, response: Response, reads: uuid.UUID | None
+) -> Lookup | None:
+    """Revocation, rate limit and (for a read) the cache entry: one Redis round trip."""
     rate = resources.api_rate if resources.settings.rate_limit_enabled else None
-    _apply(await resources.gate.admit(claims, rate), response, "api", resources.api_rate)
+    key = resources.cache.prefetch_key(reads) if reads is not None else None
+    admission = await resources.gate.admit(claims, rate, key)
+    _apply(admission.rate_limit, response, "api", resources.api_rate)
+    return UserCache.prefetched(admission.prefetched) if admission.did_prefetch else None
+
+
+async def current_claims(
+    token: Annotated[str, Depends(oauth2_scheme)], resources: ResourcesDep, response: Response
+) -> TokenClaims:
+    """The authenticated caller, not revoked, rate limited per user."""
+    claims = resources.tokens.decode(token, "access")
+    await _admit(claims, resources, response, None)
     return claims
 
 
+async def read_of_user(
+    user_id: uuid.UUID,
+    token: Annotated[str, Depends(oauth2_scheme)],
+    resources: ResourcesDep,
+    response: Response,
+) -> ReadRequest:
+    claims = resources.tokens.decode(token, "access")
+    return ReadRequest(claims, user_id, await _admit(claims, resources, response, user_id))
+
+
+async def read_of_self(
+    token: Annotated[str, Depends(oauth2_scheme)], resources: ResourcesDep, response: Response
+) -> ReadRequest:
+    claims = resources.tokens.decode(token, "access")
+    cached = await _admit(claims, resources, response, claims.subject)
+    return ReadRequest(claims, claims.subject, cached)
+
+
 ClaimsDep = Annotated[TokenClaims, Depends(current_claims)]
+UserReadDep = Annotated[ReadRequest, Depends(read_of_user)]
+SelfReadDep = Annotated[ReadRequest, Depends(read_of_self)]
 
 
 async def login_rate_limit(request: Request, resources: ResourcesDep, response: Response) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from app.api.deps import ClaimsDep, UserServiceDep
+from app.api.deps import ClaimsDep, SelfReadDep, UserReadDep, UserServiceDep
 from app.api.responses import PROBLEM_RESPONSES
 from app.schemas.user import UserCreate, UserPage, UserRead, UserUpdate
 from app.services.users import MAX_PAGE_SIZE
@@ -23,15 +23,13 @@ async def sign_up(data: UserCreate, users: UserServiceDep, response: Response) -
 
 
 @router.get("/me", response_model=UserRead)
-async def read_me(claims: ClaimsDep, users: UserServiceDep, response: Response) -> Response:
-    return _json(await users.get_json(claims.subject), response)
+async def read_me(read: SelfReadDep, users: UserServiceDep, response: Response) -> Response:
+    return _json(await users.get_json(read.user_id, read.cached), response)
 
 
 @router.get("/{user_id}", response_model=UserRead)
-async def read_user(
-    user_id: uuid.UUID, claims: ClaimsDep, users: UserServiceDep, response: Response
-) -> Response:
-    return _json(await users.get_json(user_id), response)
+async def read_user(read: UserReadDep, users: UserServiceDep, response: Response) -> Response:
+    return _json(await users.get_json(read.user_id, read.cached), response)
 
 
 @router.patch("/{user_id}", response_model=UserRead)

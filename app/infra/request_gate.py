@@ -1,6 +1,9 @@
-"""One Redis round trip per authenticated request: the token's state and the caller's count."""
+"""One Redis round trip per authenticated request: the token's state, the caller's rate-limit
+count and, for a read, the cached value it is about to ask for."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from app.errors import AuthenticationError, DependencyUnavailableError
 from app.infra.rate_limit import Rate, RateLimitDecision, RateLimiter
@@ -10,16 +13,27 @@ from app.observability.metrics import record_auth
 from app.services.tokens import TokenClaims
 
 
+@dataclass(frozen=True, slots=True)
+class Admission:
+    rate_limit: RateLimitDecision | None
+    # The raw value under the prefetched key (None: absent); only meaningful if prefetched.
+    prefetched: bytes | None
+    did_prefetch: bool
+
+
 class RequestGate:
-    """Pipelines the revocation read (fails closed) with the per-user rate-limit count
-    (fails with it: a request whose token cannot be checked is refused anyway)."""
+    """Pipelines the revocation read (fails closed) with the per-user rate-limit count and an
+    optional cache read; those fail with it: a request whose token cannot be checked is
+    refused anyway."""
 
     def __init__(self, redis: RedisGateway, tokens: TokenStore, limiter: RateLimiter) -> None:
         self._redis = redis
         self._tokens = tokens
         self._limiter = limiter
 
-    async def admit(self, claims: TokenClaims, rate: Rate | None) -> RateLimitDecision | None:
+    async def admit(
+        self, claims: TokenClaims, rate: Rate | None, prefetch: str | None = None
+    ) -> Admission:
         subject = str(claims.subject)
 
         async def run() -> list[object]:
@@ -29,6 +43,8 @@ class RequestGate:
                 )
                 if rate is not None:
                     self._limiter.queue_hit(pipe, "api", subject, rate)
+                if prefetch is not None:
+                    pipe.get(prefetch)
                 results: list[object] = await pipe.execute()
                 return results
 
@@ -39,6 +55,6 @@ class RequestGate:
         if not TokenStore.usable(results[0], issued_at=claims.issued_at):  # type: ignore[arg-type]
             record_auth("revoked_token_rejected")
             raise AuthenticationError("The token has been revoked.")
-        if rate is None:
-            return None
-        return RateLimiter.decision(results[1], rate)  # type: ignore[arg-type]
+        decision = RateLimiter.decision(results[1], rate) if rate is not None else None  # type: ignore[arg-type]
+        value = results[-1] if prefetch is not None else None
+        return Admission(decision, value, prefetch is not None)  # type: ignore[arg-type]

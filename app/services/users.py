@@ -19,7 +19,7 @@ from app.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from app.infra.cache import UserCache
+from app.infra.cache import Lookup, UserCache
 from app.models import User
 from app.schemas.user import UserCreate, UserPage, UserRead, UserUpdate
 from app.services.passwords import PasswordService
@@ -81,14 +81,15 @@ class UserService:
             raise ConflictError(_EMAIL_TAKEN) from error
         return user
 
-    async def get_json(self, user_id: uuid.UUID) -> bytes:
-        """The user as JSON bytes, from the cache when it can; raises NotFoundError."""
+    async def get_json(self, user_id: uuid.UUID, cached: Lookup | None = None) -> bytes:
+        """The user as JSON bytes, from the cache when it can; raises NotFoundError.
+        `cached` is the cache lookup when the caller already made it."""
 
         async def load() -> bytes | None:
             user = await self._session.get(User, user_id)
             return serialize_user(user) if user is not None else None
 
-        payload = await self._cache.read_through(user_id, load)
+        payload = await self._cache.read_through(user_id, load, cached)
         if payload is None:
             raise NotFoundError(f"User {user_id} does not exist.")
         return payload

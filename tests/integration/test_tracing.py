@@ -61,12 +61,13 @@ def _descends_from(span: ReadableSpan, ancestor: ReadableSpan, spans: list[Reada
     return False
 
 
-def _named(spans: list[ReadableSpan], prefix: str) -> list[ReadableSpan]:
-    """Client spans (database and Redis calls) whose name starts with `prefix`."""
+def _named(spans: list[ReadableSpan], command: str) -> list[ReadableSpan]:
+    """Client spans (database and Redis calls) that run `command`. A Redis pipeline's span is
+    named after all its commands ("MGET EVAL GET"); a SQL span starts with its verb."""
     return [
         span
         for span in spans
-        if span.kind is SpanKind.CLIENT and span.name.upper().startswith(prefix.upper())
+        if span.kind is SpanKind.CLIENT and command.upper() in span.name.upper().split()
     ]
 
 
@@ -102,8 +103,11 @@ async def test_cold_then_warm_read(traced: AppHarness, spans: InMemorySpanExport
     assert response.status_code == 200
     (lookup,) = [span for span in warm if span.name == "cache.get user"]
     assert lookup.attributes is not None and lookup.attributes["cache.hit"] is True
-    assert _named(warm, "GET")
+    # The cached read rides in the admission pipeline: one Redis round trip, no SQL.
+    (pipeline,) = _named(warm, "GET")
+    assert {"MGET", "GET"} <= set(pipeline.name.split())
     assert not _named(warm, "SELECT")
+    assert len([s for s in warm if s.kind is SpanKind.CLIENT]) == 1
 
 
 async def test_login_and_update_spans(traced: AppHarness, spans: InMemorySpanExporter) -> None:

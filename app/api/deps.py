@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request, Response
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import RateLimitedError
 from app.infra.cache import Lookup, UserCache
@@ -33,16 +31,6 @@ async def get_resources(request: Request) -> Resources:
 
 
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
-
-
-async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
-    # The session connects lazily: a request served from the cache never checks out
-    # a database connection.
-    async with resources.sessions() as session:
-        yield session
-
-
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
 def _apply(
@@ -121,12 +109,12 @@ async def login_rate_limit(request: Request, resources: ResourcesDep, response: 
     _apply(decision, response, "login", resources.login_rate)
 
 
-async def get_user_service(session: SessionDep, resources: ResourcesDep) -> UserService:
-    return UserService(session, resources.cache, resources.passwords, resources.tokens)
+async def get_user_service(resources: ResourcesDep) -> UserService:
+    return resources.users
 
 
-async def get_auth_service(session: SessionDep, resources: ResourcesDep) -> AuthService:
-    return AuthService(session, resources.passwords, resources.tokens)
+async def get_auth_service(resources: ResourcesDep) -> AuthService:
+    return resources.auth
 
 
 UserServiceDep = Annotated[UserService, Depends(get_user_service)]

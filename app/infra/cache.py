@@ -19,6 +19,19 @@ MISSING: Final = b"\x00"
 # How long a worker that lost the cross-worker lock waits for the winner's value.
 _LOCK_WAIT_STEPS: Final = (0.005, 0.01, 0.02, 0.04)
 
+# Store a loaded value only if this loader still holds the key's lock: an invalidation that
+# landed while it was loading deleted the lock, and the value may be the row before that write.
+_STORE_IF_LOCKED: Final = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  return 0
+end
+if tonumber(ARGV[3]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+end
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
 tracer = trace.get_tracer(__name__)
 Loader = Callable[[], Awaitable[bytes | None]]
 # What a lookup found: the result for the metric, and the raw value on a hit.
@@ -42,6 +55,7 @@ class UserCache:
         self._lock_ttl_ms = settings.cache_lock_ttl_ms
         # Single flight within this worker: concurrent misses on one key share one load.
         self._inflight: dict[str, asyncio.Future[bytes | None]] = {}
+        self._store_script = redis.client.register_script(_STORE_IF_LOCKED)
 
     def key(self, user_id: uuid.UUID) -> str:
         return f"{self._prefix}{user_id}"
@@ -109,13 +123,25 @@ class UserCache:
 
     async def _load_across_workers(self, key: str, loader: Loader) -> bytes | None:
         lock_key = f"{key}:lock"
+        token = uuid.uuid4().hex.encode()
+
+        async def lock_and_recheck() -> list[object]:
+            # The miss may be stale by now (another load finished meanwhile): read the key
+            # again in the same round trip that takes the lock.
+            async with self._redis.client.pipeline(transaction=False) as pipe:
+                pipe.set(lock_key, token, nx=True, px=self._lock_ttl_ms)
+                pipe.get(key)
+                results: list[object] = await pipe.execute()
+                return results
+
         try:
-            locked = await self._redis.call(
-                "lock",
-                lambda: self._redis.client.set(lock_key, b"1", nx=True, px=self._lock_ttl_ms),
-            )
+            locked, current = await self._redis.call("lock", lock_and_recheck)
         except RedisUnavailableError:
             return await loader()
+        if isinstance(current, bytes):
+            if locked:
+                await self._release(lock_key)
+            return None if current == MISSING else current
         if not locked:
             # Another worker is loading this key: give it a moment, then load anyway
             # (correct either way; the wait only saves the database a duplicate query).
@@ -130,33 +156,39 @@ class UserCache:
             return await loader()
         try:
             value = await loader()
-            await self._store(key, value)
-            return value
-        finally:
+        except BaseException:
             await self._release(lock_key)
+            raise
+        await self._store_if_still_locked(key, lock_key, token, value)
+        return value
 
-    async def _store(self, key: str, value: bytes | None) -> None:
+    async def _store_if_still_locked(
+        self, key: str, lock_key: str, token: bytes, value: bytes | None
+    ) -> None:
         ttl = self._ttl_with_jitter() if value is not None else self._negative_ttl
-        if ttl <= 0:
-            return
         payload = MISSING if value is None else value
         try:
-            await self._redis.call("cache", lambda: self._redis.client.set(key, payload, ex=ttl))
+            await self._redis.call(
+                "cache",
+                lambda: self._store_script(keys=[key, lock_key], args=[token, payload, ttl]),
+            )
         except RedisUnavailableError:
-            return
+            return  # the lock expires by itself after CACHE_LOCK_TTL_MS
 
     async def _release(self, lock_key: str) -> None:
         try:
             await self._redis.call("lock", lambda: self._redis.client.delete(lock_key))
         except RedisUnavailableError:
-            return  # the lock expires by itself after CACHE_LOCK_TTL_MS
+            return
 
     async def invalidate(self, user_id: uuid.UUID) -> None:
         """Drop the entry after a write has committed; a failure leaves it to expire by TTL."""
         if not self._enabled:
             return
         key = self.key(user_id)
+        # Deleting the lock too stops a load that began before the write committed (and so
+        # may hold the old row) from storing it afterwards.
         try:
-            await self._redis.call("cache", lambda: self._redis.client.delete(key))
+            await self._redis.call("cache", lambda: self._redis.client.delete(key, f"{key}:lock"))
         except RedisUnavailableError:
             return

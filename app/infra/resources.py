@@ -13,8 +13,10 @@ from app.infra.rate_limit import Rate, RateLimiter, parse_rate
 from app.infra.redis import RedisGateway, create_redis
 from app.infra.request_gate import RequestGate
 from app.infra.token_store import TokenStore
+from app.services.auth import AuthService
 from app.services.passwords import PasswordService
 from app.services.tokens import TokenService
+from app.services.users import UserService
 from app.settings import Settings
 
 log = structlog.get_logger("app.resources")
@@ -33,6 +35,8 @@ class Resources:
     passwords: PasswordService
     tokens: TokenService
     gate: RequestGate
+    users: UserService
+    auth: AuthService
 
     @classmethod
     def open(cls, settings: Settings) -> Resources:
@@ -51,18 +55,24 @@ class Resources:
         prefix = settings.cache_key_prefix
         token_store = TokenStore(redis, prefix=prefix)
         rate_limiter = RateLimiter(redis, prefix=prefix, fail_open=settings.rate_limit_fail_open)
+        sessions = create_session_factory(engine)
+        cache = UserCache(redis, settings)
+        passwords = PasswordService(settings)
+        tokens = TokenService(settings, token_store)
         return cls(
             settings=settings,
             engine=engine,
-            sessions=create_session_factory(engine),
+            sessions=sessions,
             redis=redis,
-            cache=UserCache(redis, settings),
+            cache=cache,
             rate_limiter=rate_limiter,
             login_rate=parse_rate(settings.rate_limit_login),
             api_rate=parse_rate(settings.rate_limit_api),
-            passwords=PasswordService(settings),
-            tokens=TokenService(settings, token_store),
+            passwords=passwords,
+            tokens=tokens,
             gate=RequestGate(redis, token_store, rate_limiter),
+            users=UserService(sessions, cache, passwords, tokens),
+            auth=AuthService(sessions, passwords, tokens),
         )
 
     async def close(self) -> None:

@@ -10,7 +10,7 @@ from datetime import datetime
 import orjson
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import (
     ConflictError,
@@ -54,14 +54,17 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 class UserService:
+    """Stateless and shared by all requests of a worker; each operation is one unit of work
+    in a session of its own, opened only when the operation needs the database."""
+
     def __init__(
         self,
-        session: AsyncSession,
+        sessions: async_sessionmaker[AsyncSession],
         cache: UserCache,
         passwords: PasswordService,
         tokens: TokenService,
     ) -> None:
-        self._session = session
+        self._sessions = sessions
         self._cache = cache
         self._passwords = passwords
         self._tokens = tokens
@@ -73,12 +76,12 @@ class UserService:
             password_hash=await self._passwords.hash(data.password),
             is_admin=is_admin,
         )
-        self._session.add(user)
-        try:
-            await self._session.commit()
-        except IntegrityError as error:
-            await self._session.rollback()
-            raise ConflictError(_EMAIL_TAKEN) from error
+        async with self._sessions() as session:
+            session.add(user)
+            try:
+                await session.commit()
+            except IntegrityError as error:
+                raise ConflictError(_EMAIL_TAKEN) from error
         return user
 
     async def get_json(self, user_id: uuid.UUID, cached: Lookup | None = None) -> bytes:
@@ -86,16 +89,18 @@ class UserService:
         `cached` is the cache lookup when the caller already made it."""
 
         async def load() -> bytes | None:
-            user = await self._session.get(User, user_id)
-            return serialize_user(user) if user is not None else None
+            async with self._sessions() as session:
+                user = await session.get(User, user_id)
+                return serialize_user(user) if user is not None else None
 
         payload = await self._cache.read_through(user_id, load, cached)
         if payload is None:
             raise NotFoundError(f"User {user_id} does not exist.")
         return payload
 
-    async def _get(self, user_id: uuid.UUID) -> User:
-        user = await self._session.get(User, user_id)
+    @staticmethod
+    async def _get(session: AsyncSession, user_id: uuid.UUID) -> User:
+        user = await session.get(User, user_id)
         if user is None:
             raise NotFoundError(f"User {user_id} does not exist.")
         return user
@@ -110,12 +115,30 @@ class UserService:
         changes = data.model_dump(exclude_unset=True)
         if not actor.is_admin and ({"is_admin", "is_active"} & changes.keys()):
             raise PermissionDeniedError("Only an admin may change is_admin or is_active.")
-        user = await self._get(user_id)
+        # Hash before the session opens: Argon2 must not hold a pooled connection.
+        new_hash = await self._passwords.hash(data.password) if data.password else None
+        async with self._sessions() as session:
+            user = await self._get(session, user_id)
+            revoke_tokens = self._apply(user, changes, new_hash)
+            try:
+                await session.commit()
+            except IntegrityError as error:
+                raise ConflictError(_EMAIL_TAKEN) from error
+        # Only after the commit: a reader in between refills the cache from the old row
+        # at worst for the moment until this delete lands, never after it.
+        await self._cache.invalidate(user_id)
+        if revoke_tokens:
+            await self._tokens.revoke_all_for(user_id)
+        return user
+
+    @staticmethod
+    def _apply(user: User, changes: dict[str, object], new_hash: str | None) -> bool:
+        """Set the changed fields; True when existing tokens must stop working."""
         revoke_tokens = False
         if "password" in changes:
-            if data.password is None:
+            if new_hash is None:
                 raise InvalidInputError("password cannot be null.")
-            user.password_hash = await self._passwords.hash(data.password)
+            user.password_hash = new_hash
             revoke_tokens = True
         for field in ("full_name", "email", "is_active", "is_admin"):
             if field in changes:
@@ -125,22 +148,13 @@ class UserService:
                 if field in {"is_active", "is_admin"} and getattr(user, field) != value:
                     revoke_tokens = True
                 setattr(user, field, value)
-        try:
-            await self._session.commit()
-        except IntegrityError as error:
-            await self._session.rollback()
-            raise ConflictError(_EMAIL_TAKEN) from error
-        # Only after the commit: a reader in between refills the cache from the old row
-        # at worst for the moment until this delete lands, never after it.
-        await self._cache.invalidate(user_id)
-        if revoke_tokens:
-            await self._tokens.revoke_all_for(user_id)
-        return user
+        return revoke_tokens
 
     async def delete(self, actor: TokenClaims, user_id: uuid.UUID) -> None:
         self._authorize_write(actor, user_id)
-        result = await self._session.execute(delete(User).where(User.id == user_id))
-        await self._session.commit()
+        async with self._sessions() as session:
+            result = await session.execute(delete(User).where(User.id == user_id))
+            await session.commit()
         if not getattr(result, "rowcount", 0):
             raise NotFoundError(f"User {user_id} does not exist.")
         await self._cache.invalidate(user_id)
@@ -153,7 +167,8 @@ class UserService:
         if cursor:
             after = _decode_cursor(cursor)
             query = query.where(tuple_(User.created_at, User.id) > after)
-        users = list((await self._session.scalars(query)).all())
+        async with self._sessions() as session:
+            users = list((await session.scalars(query)).all())
         has_more = len(users) > limit
         users = users[:limit]
         return UserPage(

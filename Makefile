@@ -21,3 +21,6 @@ k8s:  ## Re-render k8s/ from the chart
 
 bench:  ## Throughput against bare FastAPI baselines (wrk, one run)
 	bash scripts/bench.sh
+
+image:  ## Build the container image with buildah (root; no Docker engine needed)
+	bash scripts/image.sh build

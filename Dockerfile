@@ -1,0 +1,91 @@
+# Container image of user-service: wheels and a venv built in one stage, copied into a slim runtime stage.
+#
+# Every stage starts from BASE_IMAGE so the same file builds on the published Python image (the default,
+# pinned by tag and digest) or on any Debian-like base that provides python3 with the venv module,
+# e.g. the local base scripts/image.sh makes. Refresh the digest with
+# `docker buildx imagetools inspect python:3.11-slim-bookworm` when moving the pin.
+ARG BASE_IMAGE=python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
+
+FROM ${BASE_IMAGE} AS builder
+
+# No pip cache (nothing to keep between stages anyway) and no .pyc from build-time tools.
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+WORKDIR /src
+
+# The Python in the venv is whatever the base provides; the runtime stage has the same one at the same path.
+RUN python3 -m venv /opt/venv
+
+# Dependencies before sources: this layer is rebuilt only when pyproject.toml changes. The pins are read
+# from pyproject.toml itself (tomllib is in the standard library since 3.11), so there is no second list.
+# Every pinned dependency ships a wheel for CPython 3.11 on linux, so no compiler is needed here either.
+COPY pyproject.toml ./
+RUN python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
+        > requirements.txt \
+    && /opt/venv/bin/pip wheel --wheel-dir /wheels -r requirements.txt \
+    && /opt/venv/bin/pip install --no-index --find-links /wheels -r requirements.txt
+
+# The project itself, as a wheel built by its own backend (setuptools, from [build-system]).
+COPY README.md ./
+COPY app/ app/
+RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels . \
+    && /opt/venv/bin/pip install --no-index --no-deps /wheels/user_service-*.whl \
+    # Nothing at run time installs packages: drop the installers, after proving the set is consistent.
+    && /opt/venv/bin/pip uninstall --yes setuptools \
+    && /opt/venv/bin/pip check \
+    && /opt/venv/bin/pip uninstall --yes pip
+
+
+FROM ${BASE_IMAGE} AS runtime
+
+# A named, numeric user: Pod Security's runAsNonRoot can only verify a numeric USER, and the passwd entry
+# keeps libraries that look up the current user happy. /run/prometheus is where the chart mounts the
+# multiprocess emptyDir; it exists (owned by the app) so the image also runs without that mount.
+# --no-log-init: a high UID would otherwise grow a large sparse /var/log/lastlog and faillog.
+RUN groupadd --gid 10001 app \
+    && useradd --no-log-init --uid 10001 --gid app --home-dir /nonexistent --no-create-home \
+        --shell /usr/sbin/nologin app \
+    && install -d -o 10001 -g 10001 -m 0750 /run/prometheus
+
+# The venv only: no wheels, pip, compilers or build caches reach this stage.
+COPY --from=builder /opt/venv /opt/venv
+
+# gunicorn.conf.py, alembic.ini and migrations/ are read relative to the working directory.
+# Owned by root and not writable by the app: the code cannot be changed by the process that runs it.
+WORKDIR /app
+COPY gunicorn.conf.py alembic.ini ./
+COPY migrations/ migrations/
+
+# Build metadata last: a new revision then only re-runs these metadata steps, not the layers above.
+ARG VERSION=0.0.0
+ARG REVISION=unknown
+ARG CREATED=1970-01-01T00:00:00Z
+# Where the source lives; CI passes its repository URL (left empty rather than guessed).
+ARG SOURCE_URL=""
+
+LABEL org.opencontainers.image.title="user-service" \
+      org.opencontainers.image.description="Users and authentication microservice (FastAPI, PostgreSQL, Redis)" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="${SOURCE_URL}"
+
+# The root filesystem is read-only in the cluster: never try to write .pyc files (the venv's were compiled
+# at install time); only /tmp and /run/prometheus are writable (emptyDirs).
+ENV PATH="/opt/venv/bin:${PATH}" \
+    VIRTUAL_ENV=/opt/venv \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PROMETHEUS_MULTIPROC_DIR=/run/prometheus \
+    SERVICE_VERSION="${VERSION}" \
+    GIT_COMMIT="${REVISION}"
+
+USER 10001:10001
+EXPOSE 8000
+# gunicorn (PID 1 after `user-service serve` execs it) drains workers gracefully on SIGTERM.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["user-service"]
+CMD ["serve"]

@@ -24,3 +24,9 @@ bench:  ## Throughput against bare FastAPI baselines (wrk, one run)
 
 image:  ## Build the container image with buildah (root; no Docker engine needed)
 	bash scripts/image.sh build
+
+loadtest:  ## Release gate; starts the service on 127.0.0.1 unless HOST is given
+	. .venv/bin/activate && python -m loadtests.gate $(if $(HOST),--host $(HOST)) --users $(or $(USERS),20) --spawn-rate $(or $(SPAWN_RATE),10) --duration $(or $(DURATION),60s) --thresholds loadtests/thresholds.toml --out build/loadtest
+
+sweep:  ## Tuning sweep (~6-10 min): report, plots and Helm values in build/sweep
+	. .venv/bin/activate && python -m loadtests.sweep --grid loadtests/sweep.toml --out build/sweep --max-connections $(or $(MAX_CONNECTIONS),100) --replicas $(or $(REPLICAS),4)

@@ -58,10 +58,10 @@ class Settings(BaseSettings):
     redis_url_file: Path | None = Field(default=None, alias="REDIS_URL_FILE")
     redis_max_connections: int = Field(default=64, ge=1, le=10000, alias="REDIS_MAX_CONNECTIONS")
     redis_socket_timeout_seconds: float = Field(
-        default=0.5, gt=0, le=30, alias="REDIS_SOCKET_TIMEOUT"
+        default=1.0, gt=0, le=30, alias="REDIS_SOCKET_TIMEOUT"
     )
     redis_connect_timeout_seconds: float = Field(
-        default=0.5, gt=0, le=30, alias="REDIS_CONNECT_TIMEOUT"
+        default=1.0, gt=0, le=30, alias="REDIS_CONNECT_TIMEOUT"
     )
     redis_breaker_failures: int = Field(default=3, ge=1, alias="REDIS_BREAKER_FAILURES")
     redis_breaker_cooldown_seconds: float = Field(
@@ -73,7 +73,9 @@ class Settings(BaseSettings):
     cache_ttl_jitter: float = Field(default=0.1, ge=0, le=0.5, alias="CACHE_TTL_JITTER")
     cache_negative_ttl_seconds: int = Field(default=15, ge=0, alias="CACHE_NEGATIVE_TTL_SECONDS")
     cache_key_prefix: str = Field(default="us:v1", min_length=1, alias="CACHE_KEY_PREFIX")
-    cache_lock_ttl_ms: int = Field(default=2000, ge=10, alias="CACHE_LOCK_TTL_MS")
+    # Longer than the slowest load (statement and pool timeouts): a load that outlives its
+    # lock does not store its value. Other workers wait for it at most ~75 ms regardless.
+    cache_lock_ttl_ms: int = Field(default=10000, ge=10, alias="CACHE_LOCK_TTL_MS")
 
     # Tokens.
     jwt_secret_key: SecretStr | None = Field(default=None, alias="JWT_SECRET_KEY")

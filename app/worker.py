@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from types import FrameType
 from typing import Any, ClassVar
 
@@ -38,9 +37,11 @@ class DrainingUvicornWorker(UvicornWorker):  # type: ignore[misc]  # untyped bas
 
     async def _serve(self) -> None:
         self.config.app = self.wsgi
-        drain_seconds = float(os.environ.get("SHUTDOWN_DRAIN_SECONDS", "0") or 0)
+        state = self.wsgi.state
         server = DrainingServer(
-            config=self.config, app_state=self.wsgi.state, drain_seconds=drain_seconds
+            config=self.config,
+            app_state=state,
+            drain_seconds=state.settings.shutdown_drain_seconds,
         )
         self._install_sigquit_handler()
         await server.serve(sockets=self.sockets)

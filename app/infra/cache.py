@@ -89,9 +89,8 @@ class UserCache:
         record_cache(result)
         if result == "hit":
             return None if value == MISSING else value
-        if result == "miss":
-            return await self._load_once(self.key(user_id), loader)
-        return await loader()
+        # Even with Redis down, concurrent misses in this worker share one database load.
+        return await self._load_once(self.key(user_id), loader, shared=result == "miss")
 
     async def _lookup(self, key: str) -> Lookup:
         if not self._enabled or self._redis.breaker.is_open:
@@ -102,14 +101,16 @@ class UserCache:
             return "error", None
         return self.prefetched(value)
 
-    async def _load_once(self, key: str, loader: Loader) -> bytes | None:
+    async def _load_once(self, key: str, loader: Loader, *, shared: bool) -> bytes | None:
+        """One load per key at a time in this worker; `shared` also coordinates with other
+        workers through Redis and stores the result there."""
         pending = self._inflight.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
         future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            value = await self._load_across_workers(key, loader)
+            value = await (self._load_across_workers(key, loader) if shared else loader())
         except BaseException as error:
             future.set_exception(error)
             # Mark the exception retrieved: the waiters (if any) get it through shield.

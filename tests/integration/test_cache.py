@@ -67,3 +67,30 @@ def test_breaker_allows_a_trial_after_the_cooldown() -> None:
     assert not breaker.is_open  # the next call goes through as a trial
     breaker.record_failure()
     assert breaker.is_open  # a failed trial opens it again at once
+
+
+async def test_with_redis_unavailable_concurrent_misses_share_one_load(
+    harness: AppHarness, redis_client: aioredis.Redis
+) -> None:
+    resources = harness.app.state.resources
+    cache = resources.cache
+    calls = 0
+
+    async def loader() -> bytes:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        return b"{}"
+
+    for _ in range(5):
+        resources.redis.breaker.record_failure()
+    assert resources.redis.breaker.is_open
+    try:
+        results = await asyncio.gather(
+            *(cache.read_through(uuid.UUID(int=7), loader) for _ in range(20))
+        )
+    finally:
+        resources.redis.breaker.record_success()
+    assert results == [b"{}"] * 20
+    assert calls == 1
+    assert await redis_client.get(cache.key(uuid.UUID(int=7))) is None  # nothing stored

@@ -19,9 +19,6 @@ from app.settings import Settings
 
 log = structlog.get_logger("app.tracing")
 
-# Probes and scrapes are frequent and uninteresting: no spans for them.
-EXCLUDED_URLS = "livez,readyz,metrics"
-
 _added_processors: list[SpanProcessor] = []
 
 _K8S_ATTRIBUTES = {

@@ -51,7 +51,10 @@ async def _check_database(
 ) -> tuple[str, str]:
     migrations: ShippedMigrations | None = request.app.state.migrations
     try:
-        async with asyncio.timeout(timeout_seconds), resources.engine.connect() as connection:
+        async with (
+            asyncio.timeout(timeout_seconds),
+            resources.probe_engine.connect() as connection,
+        ):
             await connection.execute(text("SELECT 1"))
             revision = await current_revision(connection) if migrations else None
     except Exception:

@@ -15,7 +15,12 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import NullPool, StaticPool
 
-from app.errors import DependencyTimeoutError, DependencyUnavailableError, DomainError
+from app.errors import (
+    DependencyTimeoutError,
+    DependencyUnavailableError,
+    DomainError,
+    InvalidInputError,
+)
 from app.observability.metrics import DB_ERRORS
 from app.observability.pool_metrics import InstrumentedPool, instrument_pool, instrument_queries
 from app.settings import Settings
@@ -56,11 +61,16 @@ def create_engine(settings: Settings, *, pooled: bool = True) -> AsyncEngine:
     url = database_url(settings)
     if url.startswith("sqlite"):
         EMBEDDED_DATABASE_PATH.parent.mkdir(parents=True, exist_ok=True)
-        return create_async_engine(url, poolclass=StaticPool, echo=settings.db_echo)
+        return create_async_engine(
+            url, poolclass=StaticPool, echo=settings.db_echo, hide_parameters=True
+        )
     if not pooled:
         # Short-lived commands (migrate, create-admin) hold one connection at most.
         return create_async_engine(
-            make_url(url), poolclass=NullPool, connect_args=_postgres_connect_args(settings)
+            make_url(url),
+            poolclass=NullPool,
+            connect_args=_postgres_connect_args(settings),
+            hide_parameters=True,
         )
     engine = create_async_engine(
         make_url(url),
@@ -72,6 +82,8 @@ def create_engine(settings: Settings, *, pooled: bool = True) -> AsyncEngine:
         pool_pre_ping=settings.db_pool_pre_ping,
         connect_args=_postgres_connect_args(settings),
         echo=settings.db_echo,
+        # Parameters (emails, password hashes) never reach an error message or a log line.
+        hide_parameters=True,
     )
     instrument_pool(engine.sync_engine.pool, settings)
     instrument_queries(engine.sync_engine, slow_query_ms=settings.db_slow_query_ms)
@@ -95,6 +107,8 @@ def classify_database_error(error: BaseException) -> DomainError | None:
     if type(original).__name__ == "QueryCanceledError" or "canceling statement" in str(original):
         DB_ERRORS.labels(kind="statement_timeout").inc()
         return DependencyTimeoutError("The database did not answer within the statement timeout.")
+    if isinstance(error, sa_exc.DataError):
+        return InvalidInputError("A value in the request cannot be stored.")
     if isinstance(original, TimeoutError):
         DB_ERRORS.labels(kind="statement_timeout").inc()
         return DependencyTimeoutError("The database did not answer in time.")

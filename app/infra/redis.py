@@ -9,6 +9,7 @@ from typing import TypeVar, cast
 import structlog
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
@@ -74,6 +75,10 @@ class RedisGateway:
         except (TimeoutError, RedisError, OSError) as error:
             record_redis_error(component)
             self.breaker.record_failure()
+            if isinstance(error, RedisConnectionError):
+                # After a Redis restart every idle pooled connection is dead; drop them all
+                # now rather than failing one request per dead connection.
+                await self._drop_idle_connections()
             raise RedisUnavailableError(type(error).__name__) from error
         self.breaker.record_success()
         return result
@@ -82,6 +87,12 @@ class RedisGateway:
         value = await self.call(component, lambda: self.client.get(key))
         # decode_responses is off on every client made here: values come back as bytes.
         return cast(bytes | None, value)
+
+    async def _drop_idle_connections(self) -> None:
+        try:
+            await self.client.connection_pool.disconnect(inuse_connections=False)
+        except (RedisError, OSError):
+            return
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -104,8 +115,10 @@ def create_redis(settings: Settings) -> RedisGateway:
         timeout=max(0.5, settings.redis_socket_timeout_seconds * 4),
         socket_timeout=settings.redis_socket_timeout_seconds,
         socket_connect_timeout=settings.redis_connect_timeout_seconds,
-        # Retries multiply the wait on a dead Redis; the breaker handles recovery instead.
-        retry=Retry(NoBackoff(), 0),
+        # One immediate retry, on connection errors only: it replaces a connection that died
+        # with a Redis restart, and a refused connect costs microseconds. Timeouts are not
+        # retried (they would double the wait on a sick Redis); the breaker handles those.
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         health_check_interval=30,
     )
     return RedisGateway(Redis(connection_pool=pool), breaker, embedded=False)

@@ -26,6 +26,9 @@ log = structlog.get_logger("app.resources")
 class Resources:
     settings: Settings
     engine: AsyncEngine
+    # Readiness opens its own connection, outside the pool: an exhausted pool is overload,
+    # not an unreachable database, and must not take every replica out of the Service.
+    probe_engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     redis: RedisGateway
     cache: UserCache
@@ -62,6 +65,7 @@ class Resources:
         return cls(
             settings=settings,
             engine=engine,
+            probe_engine=engine if is_embedded(settings) else create_engine(settings, pooled=False),
             sessions=sessions,
             redis=redis,
             cache=cache,
@@ -78,3 +82,4 @@ class Resources:
     async def close(self) -> None:
         await self.redis.close()
         await self.engine.dispose()
+        await self.probe_engine.dispose()

@@ -6,10 +6,26 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+
+def _storable(value: str) -> str:
+    # PostgreSQL text cannot hold U+0000; refuse it here as a validation error naming the field.
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character")
+    return value
+
 
 Password = Annotated[str, Field(min_length=8, max_length=128)]
-FullName = Annotated[str, StringConstraints(max_length=200)]
+FullName = Annotated[str, StringConstraints(max_length=200), AfterValidator(_storable)]
 
 
 class UserCreate(BaseModel):

@@ -29,8 +29,12 @@ class AuthService:
         self._tokens = tokens
 
     async def login(self, email: str, password: str) -> TokenPair:
-        async with self._sessions() as session:
-            user = await session.scalar(select(User).where(User.email == email.strip().lower()))
+        email = email.strip().lower()
+        user = None
+        # No stored email holds NUL (and PostgreSQL refuses it in a query): unknown user.
+        if "\x00" not in email:
+            async with self._sessions() as session:
+                user = await session.scalar(select(User).where(User.email == email))
         # The connection is back in the pool before Argon2 runs: hashing takes tens of
         # milliseconds and must never hold one. An unknown email still pays for one
         # verification (see PasswordService.verify).

@@ -221,8 +221,9 @@ def _cache(board: Board) -> None:
         timeseries_panel(
             "Redis errors by component",
             "Failed or timed-out Redis commands by caller: cache, rate_limit, revocation "
-            "(token blacklist), readiness, lock. Errors in rate_limit mean limits fail open "
-            "(RATE_LIMIT_FAIL_OPEN); in revocation, logged-out tokens may be accepted briefly.",
+            "(token state), readiness, lock. Errors in revocation mean authenticated requests "
+            "are refused with 503 (token checks fail closed); in rate_limit, limits fail open "
+            "or closed per RATE_LIMIT_FAIL_OPEN; in cache, reads fall through to the database.",
             "ops",
             [Query(_rate_by(REDIS_ERRORS, "component"), "{{component}}")],
         ),

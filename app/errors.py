@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import orjson
+from starlette.types import Send
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://user-service.dev/problems/"
 
@@ -113,3 +116,39 @@ def problem_body(
     if extra:
         body.update(extra)
     return body
+
+
+async def send_problem(
+    send: Send,
+    *,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    instance: str,
+    request_id: str,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
+    """Answer with a problem straight from ASGI middleware, where no handler runs."""
+    body = orjson.dumps(
+        problem_body(
+            status=status,
+            slug=slug,
+            title=title,
+            detail=detail,
+            instance=instance,
+            request_id=request_id,
+        )
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

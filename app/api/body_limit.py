@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import PROBLEM_MEDIA_TYPE, problem_body
+from app.errors import send_problem
 
 
 class BodySizeLimitMiddleware:
@@ -50,25 +49,13 @@ class BodySizeLimitMiddleware:
         await self.app(scope, replay, send)
 
     async def _reject(self, scope: Scope, send: Send) -> None:
-        body = orjson.dumps(
-            problem_body(
-                status=413,
-                slug="body-too-large",
-                title="Request body too large",
-                detail=f"The request body exceeds {self.max_body_bytes} bytes.",
-                instance=scope["path"],
-                request_id=scope.get("state", {}).get("request_id", ""),
-            )
+        await send_problem(
+            send,
+            status=413,
+            slug="body-too-large",
+            title="Request body too large",
+            detail=f"The request body exceeds {self.max_body_bytes} bytes.",
+            instance=scope["path"],
+            request_id=scope.get("state", {}).get("request_id", ""),
+            headers=((b"connection", b"close"),),
         )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})

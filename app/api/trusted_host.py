@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.errors import PROBLEM_MEDIA_TYPE, problem_body
+from app.errors import send_problem
 from app.observability.request_context import QUIET_PATHS
 
 
@@ -43,24 +42,12 @@ class TrustedHostMiddleware:
         if self.allows(host_of(scope)):
             await self.app(scope, receive, send)
             return
-        body = orjson.dumps(
-            problem_body(
-                status=400,
-                slug="invalid-host",
-                title="Invalid host",
-                detail="The Host header names a host this service does not serve.",
-                instance=scope["path"],
-                request_id=scope.get("state", {}).get("request_id", ""),
-            )
+        await send_problem(
+            send,
+            status=400,
+            slug="invalid-host",
+            title="Invalid host",
+            detail="The Host header names a host this service does not serve.",
+            instance=scope["path"],
+            request_id=scope.get("state", {}).get("request_id", ""),
         )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 400,
-                "headers": [
-                    (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})

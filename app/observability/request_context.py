@@ -10,7 +10,6 @@ import time
 import uuid
 from typing import Final
 
-import orjson
 import structlog
 from opentelemetry import trace
 from prometheus_fastapi_instrumentator.routing import get_route_name
@@ -18,7 +17,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import PROBLEM_MEDIA_TYPE, problem_body
+from app.errors import send_problem
 
 access_log = structlog.get_logger("app.access")
 error_log = structlog.get_logger("app.error")
@@ -103,7 +102,15 @@ class RequestContextMiddleware:
             # answer a 500 that says nothing about the internals.
             error_log.exception("unhandled_error", path=path, method=scope["method"])
             if not response_started:
-                await _send_internal_error(send_with_headers, path, request_id)
+                await send_problem(
+                    send_with_headers,
+                    status=500,
+                    slug="internal-error",
+                    title="Internal server error",
+                    detail="The server failed to handle this request; it has been logged.",
+                    instance=path,
+                    request_id=request_id,
+                )
             status = 500
         finally:
             if path not in QUIET_PATHS:
@@ -115,27 +122,3 @@ class RequestContextMiddleware:
                     duration_ms=round((time.perf_counter() - started) * 1000, 2),
                     client=scope["client"][0] if scope.get("client") else None,
                 )
-
-
-async def _send_internal_error(send: Send, path: str, request_id: str) -> None:
-    body = orjson.dumps(
-        problem_body(
-            status=500,
-            slug="internal-error",
-            title="Internal server error",
-            detail="The server failed to handle this request; it has been logged.",
-            instance=path,
-            request_id=request_id,
-        )
-    )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 500,
-            "headers": [
-                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

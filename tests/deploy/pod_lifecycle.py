@@ -8,7 +8,6 @@ Launcher runs it (LocalLauncher here; an image launcher runs the same checks in 
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import json
 import time
@@ -16,6 +15,8 @@ import urllib.error
 import urllib.request
 import uuid
 from typing import Any
+
+from tests.support.database import empty_database
 
 from .chart import one
 from .rendered import (
@@ -33,7 +34,6 @@ from .rendered import (
 # The local servers are shared: our own database, our own Redis DB number.
 DATABASE = "user_service_deploy_test"
 REDIS_URL = "redis://127.0.0.1:6379/3"
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 # What the downward API would give the pod.
 DOWNWARD = {
     "metadata.name": "user-service-7d9c-abcde",
@@ -45,24 +45,7 @@ DOWNWARD = {
 def prepare_local_backends() -> str:
     """A fresh, empty database (the migration Job creates the schema) and an empty Redis DB;
     returns the DATABASE_URL."""
-    import asyncpg
-    import redis
-
-    async def recreate() -> None:
-        connection = await asyncpg.connect(ADMIN_DSN)
-        try:
-            await connection.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-            await connection.execute(f'CREATE DATABASE "{DATABASE}"')
-        finally:
-            await connection.close()
-
-    asyncio.run(recreate())
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{DATABASE}"
+    return empty_database(DATABASE, REDIS_URL)
 
 
 def run_values(database_url: str, redis_url: str, port: int) -> dict[str, str]:

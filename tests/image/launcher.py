@@ -17,25 +17,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.deploy.rendered import ContainerSpec
+from tests.deploy.rendered import ContainerSpec, LocalProcess
 
 from .conftest import IMAGE, IMAGE_SH
 
 
 @dataclass
-class ImageProcess:
-    popen: subprocess.Popen[bytes]
-    log_path: Path
+class ImageProcess(LocalProcess):
+    """The image.sh process that holds the container. SIGTERM is forwarded by image.sh to the
+    container's PID 1 as the image's STOPSIGNAL; only killing differs from a local process."""
+
     # Nothing is changed from the rendered env: the image has the real emptyDir paths.
     overrides: dict[str, str] = field(default_factory=dict)
-    host: str = "127.0.0.1"
-
-    def url(self, port: int, path: str) -> str:
-        return f"http://{self.host}:{port}{path}"
-
-    def terminate(self) -> None:
-        # image.sh forwards it to the container's PID 1 as the image's STOPSIGNAL.
-        self.popen.send_signal(signal.SIGTERM)
 
     def kill(self) -> None:
         if self.popen.poll() is not None:
@@ -47,19 +40,6 @@ class ImageProcess:
         except subprocess.TimeoutExpired:
             os.killpg(self.popen.pid, signal.SIGKILL)
             self.popen.wait(10)
-
-    def wait(self, timeout: float) -> int | None:
-        try:
-            return self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def poll(self) -> int | None:
-        return self.popen.poll()
-
-    def log_tail(self, lines: int = 60) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
 
 
 class ImageLauncher:

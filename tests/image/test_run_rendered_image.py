@@ -11,12 +11,12 @@ namespace, cgroups or seccomp; see the closing note of the image issue).
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 from tests.deploy import pod_lifecycle, rendered
 from tests.deploy.chart import Helm, find_helm, one, value_files
+from tests.support.database import empty_database
 
 from .conftest import BuiltImage
 from .launcher import ImageLauncher
@@ -24,29 +24,11 @@ from .launcher import ImageLauncher
 # The local servers are shared: a database and a Redis DB number of our own.
 DATABASE = "user_service_image_test"
 REDIS_URL = "redis://127.0.0.1:6379/7"
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def prepare_local_backends() -> str:
     """An empty database (the migration Job creates the schema) and an empty Redis DB."""
-    import asyncpg
-    import redis
-
-    async def recreate() -> None:
-        connection = await asyncpg.connect(ADMIN_DSN)
-        try:
-            await connection.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-            await connection.execute(f'CREATE DATABASE "{DATABASE}"')
-        finally:
-            await connection.close()
-
-    asyncio.run(recreate())
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{DATABASE}"
+    return empty_database(DATABASE, REDIS_URL)
 
 
 def render() -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import asyncpg
+import redis
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -40,6 +41,19 @@ def migrate(url: str) -> None:
         capture_output=True,
         timeout=120,
     )
+
+
+def empty_database(name: str, redis_url: str | None = None) -> str:
+    """Drop and create database `name` without migrating it (a migration Job's first run),
+    flush `redis_url`'s database if given, return the asyncpg URL."""
+    asyncio.run(_recreate(name))
+    if redis_url:
+        client = redis.Redis.from_url(redis_url)
+        try:
+            client.flushdb()
+        finally:
+            client.close()
+    return async_url(name)
 
 
 def fresh_database(name: str) -> str:

@@ -47,6 +47,12 @@ logconfig_dict = gunicorn_logconfig(
     os.environ.get("LOG_LEVEL", "INFO").upper(), os.environ.get("LOG_FORMAT", "auto")
 )
 
+# Import the application's modules once in the master (after PROMETHEUS_MULTIPROC_DIR is
+# set): workers inherit them through fork, so a replacement worker starts in about a second
+# instead of re-importing everything, and the pages are shared. Nothing is *created* here:
+# the app, its pools and its tracer provider are still built in each worker.
+import app.main  # noqa: E402, F401
+
 
 def on_starting(_server: Any) -> None:
     # Files left by a previous run would be summed into this run's counters.

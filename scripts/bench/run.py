@@ -52,6 +52,17 @@ def wrk(name: str, url: str, duration: int, connections: int, headers: dict[str,
     return Result(name, rps, p50, p99, non_2xx)
 
 
+def _worker_rss_mb(master_pid: int) -> list[float]:
+    """Resident memory of gunicorn's workers (the master's children), from /proc."""
+    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    sizes = []
+    for pid in children:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                sizes.append(int(line.split()[1]) / 1024)
+    return sizes
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=10)
@@ -100,6 +111,7 @@ def main() -> int:
                     auth,
                 )
             )
+            worker_rss_mb = _worker_rss_mb(service.process.pid)
         configurations = [
             (
                 "service cached, all on (sampling 1.0)",
@@ -194,6 +206,11 @@ def main() -> int:
         ("sampling 1.0 / sampling 0.1", rps["service cached, all on (sampling 1.0)"] / cached, ""),
         ("cached / cache off", cached / cache_off, ""),
     ]
+    print(
+        "\nworker RSS after the cached run (MB): "
+        + ", ".join(f"{size:.0f}" for size in worker_rss_mb)
+        + "  (goal < 150 each)"
+    )
     print("\nratios (one run):")
     for label, value, goal in ratios:
         print(f"  {label:36} {value:5.2f}  {('goal ' + goal) if goal else ''}")

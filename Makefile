@@ -30,3 +30,9 @@ loadtest:  ## Release gate; starts the service on 127.0.0.1 unless HOST is given
 
 sweep:  ## Tuning sweep (~6-10 min): report, plots and Helm values in build/sweep
 	. .venv/bin/activate && python -m loadtests.sweep --grid loadtests/sweep.toml --out build/sweep --max-connections $(or $(MAX_CONNECTIONS),100) --replicas $(or $(REPLICAS),4)
+
+fuzz:  ## Long schemathesis run against the real service (FUZZ_EXAMPLES, FUZZ_SEED, FUZZ_MAX_TIME)
+	bash scripts/fuzz.sh
+
+audit:  ## pip-audit of the pinned dependencies (accepted findings: tests/security/pip-audit-accepted.txt)
+	bash scripts/audit.sh

@@ -13,6 +13,8 @@ started=$(date +%s)
 ensure_venv dev,loadtest,deploy,dashboards,security
 ensure_postgres
 ensure_redis
+# The Redis fault tests start and kill a redis-server of their own.
+command -v redis-server >/dev/null || apt_install redis-server
 PATH="$(bash scripts/install-helm.sh):$PATH"
 export PATH
 bash scripts/install-promtool.sh

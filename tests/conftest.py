@@ -16,6 +16,22 @@ from app.main import create_app
 from app.settings import Settings
 from tests.support.database import fresh_database
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # `-m "not faults"` / `-m "not security"` skip the slow suites against a running service.
+    for item in items:
+        path = str(item.fspath).replace(os.sep, "/")
+        for suite in ("faults", "security"):
+            if f"tests/{suite}/" in path:
+                item.add_marker(getattr(pytest.mark, suite))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    from tests.faults import report
+
+    report.print_table(terminalreporter)
+
+
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
 DATABASE_NAME = "user_service_test"
 PASSWORD = "correct horse battery"

@@ -1,0 +1,164 @@
+"""Schemathesis against the real service from its /openapi.json (short in pytest, long in
+scripts/fuzz.sh): no 5xx, and every response conforms to the schema.
+
+    python -m tests.security.fuzz --max-examples 500 --seed 7 [--max-time 1800]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from tests.security.conftest import clear_prefix
+from tests.support.database import ADMIN_DSN, async_url, drop_database, fresh_database
+from tests.support.service import running_service
+
+REDIS_URL = os.environ.get("SECURITY_REDIS_URL", "redis://127.0.0.1:6379/6")
+CHECKS = ",".join(
+    [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_headers_conformance",
+        "response_schema_conformance",
+    ]
+)
+# Logout would revoke the very token the run authenticates with; it is exercised by
+# tests/integration/test_auth.py and tests/security/test_logs.py instead.
+EXCLUDED_PATHS = ["/api/v1/auth/logout"]
+
+
+@dataclass
+class FuzzResult:
+    returncode: int
+    output: str
+    log: str
+
+
+def _admin_token(base_url: str, database: str) -> str:
+    email = f"fuzz-admin-{uuid.uuid4().hex[:8]}@security.example.com"
+    password = "fuzz-admin-password"
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        created = client.post("/api/v1/users", json={"email": email, "password": password})
+        created.raise_for_status()
+
+        async def promote() -> None:
+            connection = await asyncpg.connect(f"{ADMIN_DSN.rsplit('/', 1)[0]}/{database}")
+            try:
+                await connection.execute("UPDATE users SET is_admin = true WHERE email = $1", email)
+            finally:
+                await connection.close()
+
+        asyncio.run(promote())
+        response = client.post("/api/v1/auth/token", data={"username": email, "password": password})
+        response.raise_for_status()
+        token: str = response.json()["access_token"]
+        return token
+
+
+def run_fuzz(
+    *,
+    max_examples: int,
+    seed: int,
+    max_time: int | None = None,
+    workers: int = 2,
+    report_dir: Path | None = None,
+    database: str = "user_service_sec_fuzz",
+    shrink: bool = True,
+) -> FuzzResult:
+    fresh_database(database)
+    prefix = f"sec-fuzz-{uuid.uuid4().hex[:6]}"
+    env = {
+        "DATABASE_URL": async_url(database),
+        "REDIS_URL": REDIS_URL,
+        "CACHE_KEY_PREFIX": prefix,
+        "JWT_SECRET_KEY": "fuzz-jwt-key-0123456789abcdef0123456789abcdef",
+        "DB_POOL_SIZE": "3",
+        "DB_MAX_OVERFLOW": "2",
+        # Fuzzing is not an attack on the limiter: keep it out of the way.
+        "RATE_LIMIT_LOGIN": "1000000/minute",
+        "RATE_LIMIT_API": "1000000/minute",
+        "OTEL_SDK_DISABLED": "true",
+    }
+    try:
+        with running_service(env) as service:
+            token = _admin_token(service.base_url, database)
+            command = [
+                str(Path(sys.executable).with_name("st")),
+                "run",
+                f"{service.base_url}/openapi.json",
+                "--checks",
+                CHECKS,
+                "--max-examples",
+                str(max_examples),
+                "--seed",
+                str(seed),
+                "--workers",
+                str(workers),
+                "--header",
+                f"Authorization: Bearer {token}",
+                "--request-timeout",
+                "10",
+                "--no-color",
+                "--suppress-health-check",
+                "all",
+            ]
+            if not shrink:
+                # Shrinking a failure can take minutes; the short run reports it unshrunk.
+                command.append("--no-shrink")
+            for path in EXCLUDED_PATHS:
+                command += ["--exclude-path", path]
+            if max_time:
+                command += ["--max-time", str(max_time)]
+            if report_dir is not None:
+                report_dir.mkdir(parents=True, exist_ok=True)
+                command += ["--report", "junit,har", "--report-dir", str(report_dir)]
+            completed = subprocess.run(
+                command, capture_output=True, text=True, timeout=(max_time or 600) + 120
+            )
+            return FuzzResult(
+                completed.returncode, completed.stdout + completed.stderr, service.logs()
+            )
+    finally:
+        drop_database(database)
+        clear_prefix(prefix)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--max-examples", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=int.from_bytes(os.urandom(4), "big"))
+    parser.add_argument("--max-time", type=int, default=1800)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--report-dir", type=Path, default=Path("reports/fuzz"))
+    args = parser.parse_args()
+    print(f"schemathesis: seed {args.seed}, {args.max_examples} examples per operation", flush=True)
+    result = run_fuzz(
+        max_examples=args.max_examples,
+        seed=args.seed,
+        max_time=args.max_time,
+        workers=args.workers,
+        report_dir=args.report_dir,
+    )
+    print(result.output)
+    if result.returncode != 0:
+        errors = [line for line in result.log.splitlines() if '"level":"error"' in line]
+        print(f"service errors logged: {len(errors)}")
+        for line in errors[:20]:
+            print(line[:500])
+    print(f"re-run this exact fuzz: FUZZ_SEED={args.seed} scripts/fuzz.sh")
+    print(f"reports in {args.report_dir}")
+    return result.returncode
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

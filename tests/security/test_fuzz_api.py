@@ -1,0 +1,32 @@
+"""Schemathesis against the running service with a fixed seed (the long run: scripts/fuzz.sh)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+
+from tests.security.fuzz import run_fuzz
+
+SEED = 20261123
+EXAMPLES = int(os.environ.get("FUZZ_TEST_EXAMPLES", "30"))
+
+
+def test_openapi_fuzz_finds_no_5xx_and_no_schema_violation(
+    attack_report: Callable[..., None],
+) -> None:
+    result = run_fuzz(max_examples=EXAMPLES, seed=SEED, max_time=100, shrink=False)
+    generated = re.search(r"(\d+) generated", result.output)
+    failed = re.search(r"(\d+) failed", result.output)
+    unhandled = [line for line in result.log.splitlines() if "unhandled_error" in line]
+    attack_report(
+        fault=f"Schemathesis fuzz, {EXAMPLES} examples/operation, seed {SEED}",
+        requests_sent=int(generated.group(1)) if generated else 0,
+        requests_failed=int(failed.group(1)) if failed else 0,
+        failures_expected="none (no 5xx, schema-conformant)",
+        rows_checked=0,
+        recovery_seconds=None,
+        notes=f"exit {result.returncode}; unhandled errors in log: {len(unhandled)}",
+    )
+    assert result.returncode == 0, result.output[-8000:]
+    assert not unhandled, unhandled[:3]

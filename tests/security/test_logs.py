@@ -1,0 +1,81 @@
+"""The service log of a run with sign-ups, logins, refreshes and failures holds no secret."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from tests.security.conftest import JWT_KEY, Api
+
+
+def test_no_passwords_tokens_or_keys_in_the_log(api: Api) -> None:
+    password = f"Pw-{uuid.uuid4().hex}"
+    wrong = f"Wrong-{uuid.uuid4().hex}"
+    email = f"logs-{uuid.uuid4().hex[:8]}@security.example.com"
+    client = api.client
+    assert (
+        client.post("/api/v1/users", json={"email": email, "password": password}).status_code == 201
+    )
+    assert (
+        client.post("/api/v1/auth/token", data={"username": email, "password": wrong}).status_code
+        == 401
+    )
+    tokens = client.post(
+        "/api/v1/auth/token", data={"username": email, "password": password}
+    ).json()
+    access, refresh = tokens["access_token"], tokens["refresh_token"]
+    bearer = {"Authorization": f"Bearer {access}"}
+    assert client.get("/api/v1/users/me", headers=bearer).status_code == 200
+    # A token in the query string, a refused body carrying a password, a broken token.
+    client.get(f"/api/v1/users/me?access_token={access}", headers=bearer)
+    client.post("/api/v1/users", json={"email": "not-an-email", "password": password})
+    client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {access}x"})
+    rotated = client.post("/api/v1/auth/refresh", json={"refresh_token": refresh}).json()
+    # Reusing the old refresh token is the loud path (family revoked).
+    assert client.post("/api/v1/auth/refresh", json={"refresh_token": refresh}).status_code == 401
+    client.post(
+        "/api/v1/auth/logout",
+        json={"refresh_token": rotated["refresh_token"]},
+        headers={"Authorization": f"Bearer {rotated['access_token']}"},
+    )
+    user_id = client.get("/api/v1/users/me", headers=bearer).json().get("id", "")
+    new_password = f"New-{uuid.uuid4().hex}"
+    client.patch(f"/api/v1/users/{user_id}", json={"password": new_password}, headers=bearer)
+
+    # A request that fails inside the database driver (a NUL byte PostgreSQL cannot
+    # store): its error, however it is answered, must not log the statement's parameters.
+    client.post(
+        "/api/v1/users",
+        content=(
+            b'{"email": "nul-' + uuid.uuid4().hex[:8].encode() + b'@security.example.com", '
+            b'"password": "' + password.encode() + b'", "full_name": "a\\u0000b"}'
+        ),
+        headers={"Content-Type": "application/json"},
+    )
+
+    log = api.service.logs()
+    secrets = {
+        "password": password,
+        "wrong password": wrong,
+        "new password": new_password,
+        "access token": access,
+        "access token signature": access.rsplit(".", 1)[1],
+        "refresh token": refresh,
+        "rotated access token": rotated["access_token"],
+        "rotated refresh token": rotated["refresh_token"],
+        "JWT key": JWT_KEY,
+        "password hash": "$argon2id$",
+    }
+    leaked = {
+        name: [line[:300] for line in log.splitlines() if value in line][:2]
+        for name, value in secrets.items()
+        if value in log
+    }
+    assert not leaked, leaked
+    # One JSON object per line, and the request lines carry a request id.
+    lines = [line for line in log.splitlines() if line.strip()]
+    assert lines
+    bad = [line[:200] for line in lines if not line.startswith("{")]
+    assert not bad, bad
+    requests = [json.loads(line) for line in lines if '"event":"request"' in line.replace(" ", "")]
+    assert requests and all(entry.get("request_id") for entry in requests)

@@ -1,4 +1,5 @@
-"""FastAPI dependencies: resources, the request's session, the caller, rate limits, services."""
+"""FastAPI dependencies: resources, the admitted caller (token state, rate limit and a read's
+cache entry in one Redis round trip), and the services."""
 
 from __future__ import annotations
 

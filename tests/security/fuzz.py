@@ -74,6 +74,7 @@ def run_fuzz(
     report_dir: Path | None = None,
     database: str = "user_service_sec_fuzz",
     shrink: bool = True,
+    phases: str | None = None,
 ) -> FuzzResult:
     fresh_database(database)
     prefix = f"sec-fuzz-{uuid.uuid4().hex[:6]}"
@@ -112,6 +113,8 @@ def run_fuzz(
                 "--suppress-health-check",
                 "all",
             ]
+            if phases:
+                command += ["--phases", phases]
             if not shrink:
                 # Shrinking a failure can take minutes; the short run reports it unshrunk.
                 command.append("--no-shrink")

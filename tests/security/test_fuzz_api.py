@@ -15,7 +15,16 @@ EXAMPLES = int(os.environ.get("FUZZ_TEST_EXAMPLES", "30"))
 def test_openapi_fuzz_finds_no_5xx_and_no_schema_violation(
     attack_report: Callable[..., None],
 ) -> None:
-    result = run_fuzz(max_examples=EXAMPLES, seed=SEED, max_time=100, shrink=False)
+    # Without schemathesis's coverage phase here: on this CPython (3.11.7) hypothesis's
+    # lambda descriptions in that phase can hit CPython's "AST constructor recursion depth
+    # mismatch" bug, a crash of the tool, not a finding. scripts/fuzz.sh runs every phase.
+    result = run_fuzz(
+        max_examples=EXAMPLES,
+        seed=SEED,
+        max_time=100,
+        shrink=False,
+        phases="examples,fuzzing,stateful",
+    )
     generated = re.search(r"(\d+) generated", result.output)
     failed = re.search(r"(\d+) failed", result.output)
     unhandled = [line for line in result.log.splitlines() if "unhandled_error" in line]

@@ -7,11 +7,9 @@ numbers that DB_POOL_SIZE, DB_MAX_OVERFLOW and the cache settings are tuned from
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard
-from grafana_foundation_sdk.models.dashboard import DashboardCursorSync
 
 from dashboards import selectors as sel
-from dashboards import variables
-from dashboards.layout import Board
+from dashboards.layout import Board, new_dashboard
 from dashboards.panels import Query, Step, timeseries_panel
 
 UID = "user-service-dependencies"
@@ -294,19 +292,11 @@ def _auth(board: Board) -> None:
 
 
 def build() -> dashboard.Dashboard:
-    builder = (
-        dashboard.Dashboard(TITLE)
-        .uid(UID)
-        .description("Database pool, queries, cache, Redis, rate limits and auth of user-service.")
-        .tags(["user-service", "dependencies"])
-        .time("now-3h", "now")
-        .refresh("30s")
-        .timezone("utc")
-        .tooltip(DashboardCursorSync.CROSSHAIR)
-        .with_variable(variables.datasource())
-        .with_variable(variables.job())
-        .with_variable(variables.namespace())
-        .with_variable(variables.pod())
+    builder = new_dashboard(
+        TITLE,
+        UID,
+        "Database pool, queries, cache, Redis, rate limits and auth of user-service.",
+        ["user-service", "dependencies"],
     )
     board = Board(builder)
     _pool(board)

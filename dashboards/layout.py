@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from grafana_foundation_sdk.builders import dashboard
-from grafana_foundation_sdk.models.dashboard import GridPos
+from grafana_foundation_sdk.models.dashboard import DashboardCursorSync, GridPos
+
+from dashboards import variables
 
 GRID_WIDTH = 24
 
@@ -55,3 +57,22 @@ class Board:
         self._x += width
         self._row_height = max(self._row_height, height)
         return self
+
+
+def new_dashboard(title: str, uid: str, description: str, tags: list[str]) -> dashboard.Dashboard:
+    """The settings every dashboard of the service shares: time range, refresh, UTC, a shared
+    crosshair, and the datasource, job, namespace and pod variables."""
+    return (
+        dashboard.Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags(tags)
+        .time("now-3h", "now")
+        .refresh("30s")
+        .timezone("utc")
+        .tooltip(DashboardCursorSync.CROSSHAIR)
+        .with_variable(variables.datasource())
+        .with_variable(variables.job())
+        .with_variable(variables.namespace())
+        .with_variable(variables.pod())
+    )

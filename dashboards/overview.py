@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.models.common import BigValueTextMode
-from grafana_foundation_sdk.models.dashboard import DashboardCursorSync
 
 from dashboards import selectors as sel
 from dashboards import variables
-from dashboards.layout import Board
+from dashboards.layout import Board, new_dashboard
 from dashboards.panels import Query, Step, heatmap_panel, stat_panel, timeseries_panel
 
 UID = "user-service-overview"
@@ -323,21 +322,12 @@ def _capacity(board: Board) -> None:
 
 
 def build() -> dashboard.Dashboard:
-    builder = (
-        dashboard.Dashboard(TITLE)
-        .uid(UID)
-        .description("RED metrics, SLOs and error budgets of user-service; start here when paged.")
-        .tags(["user-service", "slo"])
-        .time("now-3h", "now")
-        .refresh("30s")
-        .timezone("utc")
-        .tooltip(DashboardCursorSync.CROSSHAIR)
-        .with_variable(variables.datasource())
-        .with_variable(variables.job())
-        .with_variable(variables.namespace())
-        .with_variable(variables.pod())
-        .with_variable(variables.handler())
-    )
+    builder = new_dashboard(
+        TITLE,
+        UID,
+        "RED metrics, SLOs and error budgets of user-service; start here when paged.",
+        ["user-service", "slo"],
+    ).with_variable(variables.handler())
     board = Board(builder)
     _traffic(board)
     _latency(board)

@@ -1,4 +1,4 @@
-"""Shared fixtures: a migrated PostgreSQL database and a Redis DB for the run, the app over ASGI."""
+"""Shared fixtures: the run's own redis-server and migrated database, the app over ASGI."""
 
 from __future__ import annotations
 
@@ -14,7 +14,28 @@ from sqlalchemy import text
 
 from app.main import create_app
 from app.settings import Settings
+from tests.support import database as databases
 from tests.support.database import fresh_database
+from tests.support.isolation import redis_url
+from tests.support.redis_server import RedisServer
+
+_run_redis: RedisServer | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Test modules build Redis URLs at import: the run's server must be up before collection.
+    global _run_redis
+    if "TEST_REDIS_PORT" not in os.environ and _run_redis is None:
+        _run_redis = RedisServer()
+        _run_redis.start()
+        os.environ["TEST_REDIS_PORT"] = str(_run_redis.port)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for name in sorted(databases.CREATED):
+        databases.drop_database(name)
+    if _run_redis is not None:
+        _run_redis.kill()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -32,7 +53,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     report.print_table(terminalreporter)
 
 
-REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
+def _redis_test_url() -> str:
+    return os.environ.get("TEST_REDIS_URL") or redis_url(1)
+
+
 DATABASE_NAME = "user_service_test"
 PASSWORD = "correct horse battery"
 
@@ -48,7 +72,7 @@ def settings_factory(database_url: str) -> Callable[..., Settings]:
         values: dict[str, Any] = {
             "APP_ENV": "test",
             "DATABASE_URL": database_url,
-            "REDIS_URL": REDIS_TEST_URL,
+            "REDIS_URL": _redis_test_url(),
             "DB_POOL_SIZE": 3,
             "DB_MAX_OVERFLOW": 2,
             "ARGON2_MEMORY_KIB": 8192,
@@ -64,7 +88,7 @@ def settings_factory(database_url: str) -> Callable[..., Settings]:
 
 @pytest.fixture
 async def redis_client() -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(REDIS_TEST_URL)
+    client = aioredis.Redis.from_url(_redis_test_url())
     yield client
     await client.aclose()
 
@@ -73,7 +97,7 @@ async def reset(app: FastAPI) -> None:
     resources = app.state.resources
     async with resources.engine.begin() as connection:
         await connection.execute(text("TRUNCATE users"))
-    client = aioredis.Redis.from_url(REDIS_TEST_URL)
+    client = aioredis.Redis.from_url(_redis_test_url())
     await client.flushdb()
     await client.aclose()
 

@@ -30,10 +30,11 @@ from tests.dashboards.panel_queries import (
 )
 from tests.dashboards.traffic import Traffic
 from tests.support.database import fresh_database
+from tests.support.isolation import redis_url
 from tests.support.service import running_service
 
 DATABASE = "user_service_dash_test"
-REDIS_URL = "redis://127.0.0.1:6379/4"
+REDIS_URL = redis_url(4)
 TRAFFIC_SECONDS = 40
 # Grafana derives $__rate_interval from the scrape interval (1s here); 15s keeps several
 # samples in every window.

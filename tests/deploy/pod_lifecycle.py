@@ -17,6 +17,7 @@ import uuid
 from typing import Any
 
 from tests.support.database import empty_database
+from tests.support.isolation import redis_url
 
 from .chart import one
 from .rendered import (
@@ -33,7 +34,7 @@ from .rendered import (
 
 # The local servers are shared: our own database, our own Redis DB number.
 DATABASE = "user_service_deploy_test"
-REDIS_URL = "redis://127.0.0.1:6379/3"
+REDIS_URL = redis_url(3)
 # What the downward API would give the pod.
 DOWNWARD = {
     "metadata.name": "user-service-7d9c-abcde",

@@ -9,13 +9,10 @@ import asyncio
 import contextlib
 import itertools
 import os
-import signal
-import socket
-import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,69 +22,11 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.database import ADMIN_DSN
-from tests.support.service import free_port
+from tests.support.isolation import database_name, redis_url
+from tests.support.redis_server import RedisServer as RedisServer
 
-SHARED_REDIS = os.environ.get("FAULTS_REDIS_URL", "redis://127.0.0.1:6379/6")
+SHARED_REDIS = os.environ.get("FAULTS_REDIS_URL") or redis_url(6)
 PASSWORD = "fault-password-123"
-
-
-# --------------------------------------------------------------------------- redis-server
-
-
-class RedisServer:
-    """A redis-server of our own on a free port, which a test may kill and restart."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self, timeout: float = 10) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock,
-            ):
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
-                    return
-            time.sleep(0.05)
-        raise TimeoutError(f"redis-server on {self.port} did not start")
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(5)
-        self.process = None
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[RedisServer]:
-        self.start()
-        try:
-            yield self
-        finally:
-            self.kill()
 
 
 # --------------------------------------------------------------------------- TCP proxy
@@ -137,7 +76,7 @@ class TcpProxy:
         self._thread.join(5)
 
     def database_url(self, database: str) -> str:
-        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database_name(database)}"
 
     def set_mode(self, mode: str) -> None:
         assert mode in {"pass", "refuse", "stall"}
@@ -564,7 +503,7 @@ def metric(
 
 
 def database_dsn(database: str) -> str:
-    return f"{ADMIN_DSN.rsplit('/', 1)[0]}/{database}"
+    return f"{ADMIN_DSN.rsplit('/', 1)[0]}/{database_name(database)}"
 
 
 async def check_rows(database: str, ledger: Ledger) -> int:

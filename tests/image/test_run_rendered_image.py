@@ -17,13 +17,14 @@ from typing import Any
 from tests.deploy import pod_lifecycle, rendered
 from tests.deploy.chart import Helm, find_helm, one, value_files
 from tests.support.database import empty_database
+from tests.support.isolation import redis_url
 
 from .conftest import BuiltImage
 from .launcher import ImageLauncher
 
 # The local servers are shared: a database and a Redis DB number of our own.
 DATABASE = "user_service_image_test"
-REDIS_URL = "redis://127.0.0.1:6379/7"
+REDIS_URL = redis_url(7)
 
 
 def prepare_local_backends() -> str:

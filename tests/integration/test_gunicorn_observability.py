@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.observability import metrics as service_metrics
 from tests.support.database import fresh_database
+from tests.support.isolation import redis_url
 from tests.support.otlp import OtlpReceiver, otlp_receiver
 from tests.support.service import RunningService, running_service
 
@@ -32,7 +33,7 @@ def receiver() -> Iterator[OtlpReceiver]:
 def service(receiver: OtlpReceiver) -> Iterator[RunningService]:
     env = {
         "DATABASE_URL": fresh_database("user_service_obs_test"),
-        "REDIS_URL": "redis://127.0.0.1:6379/2",
+        "REDIS_URL": redis_url(2),
         "CACHE_KEY_PREFIX": f"obs{uuid.uuid4().hex[:8]}",
         "DB_POOL_SIZE": "2",
         "DB_MAX_OVERFLOW": "1",

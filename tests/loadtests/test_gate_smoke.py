@@ -17,6 +17,7 @@ import pytest
 
 from loadtests.seed import create_admin
 from tests.support.database import drop_database, fresh_database
+from tests.support.isolation import redis_url
 from tests.support.service import RunningService, running_service
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,7 +58,7 @@ def service() -> Iterator[RunningService]:
     create_admin(ADMIN_EMAIL, ADMIN_PASSWORD, {"DATABASE_URL": url, "APP_ENV": "test"})
     env = {
         "DATABASE_URL": url,
-        "REDIS_URL": "redis://127.0.0.1:6379/5",
+        "REDIS_URL": redis_url(5),
         # The shared PostgreSQL has max_connections=100: stay small.
         "DB_POOL_SIZE": "2",
         "DB_MAX_OVERFLOW": "2",

@@ -14,9 +14,10 @@ import redis
 
 from tests.faults import report
 from tests.support.database import async_url, drop_database, fresh_database
+from tests.support.isolation import redis_url
 from tests.support.service import RunningService, running_service
 
-REDIS_URL = os.environ.get("SECURITY_REDIS_URL", "redis://127.0.0.1:6379/6")
+REDIS_URL = os.environ.get("SECURITY_REDIS_URL") or redis_url(6)
 JWT_KEY = "security-test-jwt-key-d41d8cd98f00b204e9800998ecf8427e"
 PASSWORD = "sec-password-0123"
 ALLOWED_ORIGIN = "https://app.example.com"

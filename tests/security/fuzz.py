@@ -20,9 +20,10 @@ import httpx
 
 from tests.security.conftest import clear_prefix
 from tests.support.database import ADMIN_DSN, async_url, drop_database, fresh_database
+from tests.support.isolation import database_name, redis_url
 from tests.support.service import running_service
 
-REDIS_URL = os.environ.get("SECURITY_REDIS_URL", "redis://127.0.0.1:6379/6")
+REDIS_URL = os.environ.get("SECURITY_REDIS_URL") or redis_url(6)
 CHECKS = ",".join(
     [
         "not_a_server_error",
@@ -52,7 +53,9 @@ def _admin_token(base_url: str, database: str) -> str:
         created.raise_for_status()
 
         async def promote() -> None:
-            connection = await asyncpg.connect(f"{ADMIN_DSN.rsplit('/', 1)[0]}/{database}")
+            connection = await asyncpg.connect(
+                f"{ADMIN_DSN.rsplit('/', 1)[0]}/{database_name(database)}"
+            )
             try:
                 await connection.execute("UPDATE users SET is_admin = true WHERE email = $1", email)
             finally:

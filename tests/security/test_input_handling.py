@@ -11,6 +11,7 @@ import pytest
 
 from tests.security.conftest import PASSWORD, Api
 from tests.support.database import ADMIN_DSN
+from tests.support.isolation import database_name
 
 # Confusable and unusual characters are the point of this list.
 EDGE_CASE_NAMES = [
@@ -43,7 +44,9 @@ EDGE_CASE_NAMES = [
 
 def _db_row(database: str, user_id: str) -> asyncpg.Record:
     async def fetch() -> asyncpg.Record:
-        connection = await asyncpg.connect(f"{ADMIN_DSN.rsplit('/', 1)[0]}/{database}")
+        connection = await asyncpg.connect(
+            f"{ADMIN_DSN.rsplit('/', 1)[0]}/{database_name(database)}"
+        )
         try:
             return await connection.fetchrow(
                 "SELECT email, full_name, is_admin, is_active FROM users WHERE id = $1",

@@ -11,6 +11,8 @@ from pathlib import Path
 import asyncpg
 import redis
 
+from tests.support.isolation import database_name
+
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -18,10 +20,15 @@ ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1
 def async_url(database: str) -> str:
     """The SQLAlchemy URL of `database` on the test server."""
     base = ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    return f"{base}/{database}"
+    return f"{base}/{database_name(database)}"
+
+
+# Databases this run created, dropped when the run ends (see tests/conftest.py).
+CREATED: set[str] = set()
 
 
 async def _recreate(database: str) -> None:
+    CREATED.add(database)
     connection = await asyncpg.connect(ADMIN_DSN)
     try:
         await connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
@@ -46,6 +53,7 @@ def migrate(url: str) -> None:
 def empty_database(name: str, redis_url: str | None = None) -> str:
     """Drop and create database `name` without migrating it (a migration Job's first run),
     flush `redis_url`'s database if given, return the asyncpg URL."""
+    name = database_name(name)
     asyncio.run(_recreate(name))
     if redis_url:
         client = redis.Redis.from_url(redis_url)
@@ -58,6 +66,7 @@ def empty_database(name: str, redis_url: str | None = None) -> str:
 
 def fresh_database(name: str) -> str:
     """Drop and create database `name`, migrate it to head, return its asyncpg URL."""
+    name = database_name(name)
     asyncio.run(_recreate(name))
     url = async_url(name)
     migrate(url)
@@ -65,6 +74,8 @@ def fresh_database(name: str) -> str:
 
 
 def drop_database(name: str) -> None:
+    name = database_name(name)
+
     async def _drop() -> None:
         connection = await asyncpg.connect(ADMIN_DSN)
         try:

@@ -22,7 +22,6 @@ from app.api.body_limit import BodySizeLimitMiddleware
 from app.api.trusted_host import TrustedHostMiddleware
 from app.errors import PROBLEM_MEDIA_TYPE, DomainError, problem_body
 from app.infra.database import classify_database_error
-from app.infra.resources import Resources
 from app.infra.schema import shipped_migrations
 from app.observability import metrics as service_metrics
 from app.observability.http_metrics import instrument_http, metrics_response
@@ -35,6 +34,7 @@ from app.observability.tracing import (
     tracing_enabled,
 )
 from app.settings import Settings
+from app.wiring import Resources
 
 log = structlog.get_logger("app")
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Final, Literal, Self
 
-from pydantic import AnyUrl, Field, SecretStr, field_validator, model_validator
+from pydantic import AnyUrl, BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # A key that only development and tests may run with; production refuses it.
@@ -18,6 +20,34 @@ class Environment(StrEnum):
     DEVELOPMENT = "development"
     TEST = "test"
     PRODUCTION = "production"
+
+
+_PERIODS: Final = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)s?\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """A rate limit: at most `limit` requests per `period_seconds` window."""
+
+    limit: int
+    period_seconds: int
+
+
+def parse_rate(text: str) -> Rate:
+    """Parse "<count>/<second|minute|hour|day>", e.g. "10/minute"."""
+    match = _RATE.match(text)
+    if not match or int(match.group(1)) < 1:
+        raise ValueError(f"rate must look like '10/minute' (count >= 1), got {text!r}")
+    return Rate(limit=int(match.group(1)), period_seconds=_PERIODS[match.group(2)])
+
+
+def _rate(value: object) -> object:
+    return parse_rate(value) if isinstance(value, str) else value
+
+
+# NoDecode: the env var is "10/minute", not JSON.
+RateSetting = Annotated[Rate, NoDecode, BeforeValidator(_rate)]
 
 
 def _split_csv(value: object) -> object:
@@ -100,8 +130,8 @@ class Settings(BaseSettings):
 
     # Rate limits, "<count>/<second|minute|hour>".
     rate_limit_enabled: bool = Field(default=True, alias="RATE_LIMIT_ENABLED")
-    rate_limit_login: str = Field(default="10/minute", alias="RATE_LIMIT_LOGIN")
-    rate_limit_api: str = Field(default="1200/minute", alias="RATE_LIMIT_API")
+    rate_limit_login: RateSetting = Field(default=Rate(10, 60), alias="RATE_LIMIT_LOGIN")
+    rate_limit_api: RateSetting = Field(default=Rate(1200, 60), alias="RATE_LIMIT_API")
     rate_limit_fail_open: bool = Field(default=True, alias="RATE_LIMIT_FAIL_OPEN")
 
     # HTTP.
@@ -129,14 +159,6 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
-
-    @field_validator("rate_limit_login", "rate_limit_api")
-    @classmethod
-    def _rate(cls, value: str) -> str:
-        from app.infra.rate_limit import parse_rate
-
-        parse_rate(value)
-        return value
 
     @model_validator(mode="after")
     def _production_needs_real_dependencies(self) -> Self:

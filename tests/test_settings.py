@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from app.infra.rate_limit import parse_rate
-from app.settings import DEVELOPMENT_JWT_KEY, Settings
+from app.settings import DEVELOPMENT_JWT_KEY, Rate, Settings, parse_rate
 
 REPO = Path(__file__).resolve().parents[1]
 PG = "postgresql+asyncpg://u@db/x"
@@ -70,6 +69,25 @@ def test_bad_value_fails_at_start_naming_the_field(env: dict[str, str], field: s
     assert result.returncode == 2
     assert field in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_rates_are_settings_values() -> None:
+    settings = Settings(APP_ENV="test", RATE_LIMIT_LOGIN="7/hour")
+    assert settings.rate_limit_login == Rate(limit=7, period_seconds=3600)
+    assert settings.rate_limit_api == Rate(limit=1200, period_seconds=60)
+
+
+def test_settings_import_nothing_of_the_service() -> None:
+    """Settings sit below every layer: importing them loads no infra, api or services."""
+    code = (
+        "import sys, app.settings; "
+        "print(sorted(m for m in sys.modules if m.startswith('app.') and m != 'app.settings'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 def test_rate_parsing() -> None:

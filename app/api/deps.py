@@ -12,12 +12,13 @@ from fastapi.security import OAuth2PasswordBearer
 
 from app.errors import RateLimitedError
 from app.infra.cache import Lookup, UserCache
-from app.infra.rate_limit import Rate, RateLimitDecision
-from app.infra.resources import Resources
+from app.infra.rate_limit import RateLimitDecision
 from app.observability.metrics import RateLimitScope, record_rate_limited
 from app.services.auth import AuthService
 from app.services.tokens import TokenClaims
 from app.services.users import UserService
+from app.settings import Rate
+from app.wiring import Resources
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token")
 
@@ -63,10 +64,10 @@ async def _admit(
     claims: TokenClaims, resources: Resources, response: Response, reads: uuid.UUID | None
 ) -> Lookup | None:
     """Revocation, rate limit and (for a read) the cache entry: one Redis round trip."""
-    rate = resources.api_rate if resources.settings.rate_limit_enabled else None
+    rate = resources.settings.rate_limit_api if resources.settings.rate_limit_enabled else None
     key = resources.cache.prefetch_key(reads) if reads is not None else None
     admission = await resources.gate.admit(claims, rate, key)
-    _apply(admission.rate_limit, response, "api", resources.api_rate)
+    _apply(admission.rate_limit, response, "api", resources.settings.rate_limit_api)
     return UserCache.prefetched(admission.prefetched) if admission.did_prefetch else None
 
 
@@ -106,8 +107,10 @@ async def login_rate_limit(request: Request, resources: ResourcesDep, response: 
     if not resources.settings.rate_limit_enabled:
         return
     client = request.client.host if request.client else "unknown"
-    decision = await resources.rate_limiter.hit("login", client, resources.login_rate)
-    _apply(decision, response, "login", resources.login_rate)
+    decision = await resources.rate_limiter.hit(
+        "login", client, resources.settings.rate_limit_login
+    )
+    _apply(decision, response, "login", resources.settings.rate_limit_login)
 
 
 async def get_user_service(resources: ResourcesDep) -> UserService:

@@ -10,9 +10,9 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy import text
 
 from app.infra.redis import RedisUnavailableError
-from app.infra.resources import Resources
 from app.infra.schema import ShippedMigrations, current_revision
 from app.observability.metrics import record_dependency
+from app.wiring import Resources
 
 router = APIRouter(tags=["health"])
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -12,9 +11,7 @@ from redis.asyncio.client import Pipeline
 from app.errors import DependencyUnavailableError
 from app.infra.redis import RedisGateway, RedisUnavailableError
 from app.observability.metrics import RateLimitScope
-
-_PERIODS: Final = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
-_RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)s?\s*$")
+from app.settings import Rate
 
 # INCR and PEXPIRE in one script: two separate commands could leave a key without expiry
 # if the client died between them, locking the caller out for good.
@@ -30,20 +27,6 @@ if ttl < 0 then
 end
 return {current, ttl}
 """
-
-
-@dataclass(frozen=True, slots=True)
-class Rate:
-    limit: int
-    period_seconds: int
-
-
-def parse_rate(text: str) -> Rate:
-    """Parse "<count>/<second|minute|hour|day>", e.g. "10/minute"."""
-    match = _RATE.match(text)
-    if not match or int(match.group(1)) < 1:
-        raise ValueError(f"rate must look like '10/minute' (count >= 1), got {text!r}")
-    return Rate(limit=int(match.group(1)), period_seconds=_PERIODS[match.group(2)])
 
 
 @dataclass(frozen=True, slots=True)

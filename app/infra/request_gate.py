@@ -6,11 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.errors import AuthenticationError, DependencyUnavailableError
-from app.infra.rate_limit import Rate, RateLimitDecision, RateLimiter
+from app.infra.rate_limit import RateLimitDecision, RateLimiter
 from app.infra.redis import RedisGateway, RedisUnavailableError
 from app.infra.token_store import UNAVAILABLE, TokenStore
 from app.observability.metrics import record_auth
 from app.services.tokens import TokenClaims
+from app.settings import Rate
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,8 @@
-"""The long-lived objects of one worker, opened in the lifespan and closed on shutdown."""
+"""The composition root: builds one worker's resources and services, closes them on shutdown.
+
+The only module that knows how the pieces fit together; everything else receives what it
+needs. Opened in the app's lifespan (after gunicorn forks), kept on `app.state.resources`.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.infra.cache import UserCache
 from app.infra.database import create_engine, create_session_factory, is_embedded
-from app.infra.rate_limit import Rate, RateLimiter, parse_rate
+from app.infra.rate_limit import RateLimiter
 from app.infra.redis import RedisGateway, create_redis
 from app.infra.request_gate import RequestGate
 from app.infra.token_store import TokenStore
@@ -19,7 +23,7 @@ from app.services.tokens import TokenService
 from app.services.users import UserService
 from app.settings import Settings
 
-log = structlog.get_logger("app.resources")
+log = structlog.get_logger("app.wiring")
 
 
 @dataclass(slots=True)
@@ -33,8 +37,6 @@ class Resources:
     redis: RedisGateway
     cache: UserCache
     rate_limiter: RateLimiter
-    login_rate: Rate
-    api_rate: Rate
     passwords: PasswordService
     tokens: TokenService
     gate: RequestGate
@@ -70,8 +72,6 @@ class Resources:
             redis=redis,
             cache=cache,
             rate_limiter=rate_limiter,
-            login_rate=parse_rate(settings.rate_limit_login),
-            api_rate=parse_rate(settings.rate_limit_api),
             passwords=passwords,
             tokens=tokens,
             gate=RequestGate(redis, token_store, rate_limiter),

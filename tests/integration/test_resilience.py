@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -78,3 +80,26 @@ async def test_database_down_readiness_fails_liveness_holds(
     assert signup.status_code == 503
     assert signup.headers["content-type"] == "application/problem+json"
     assert "Traceback" not in signup.text
+
+
+async def test_readiness_checks_run_side_by_side(make_harness: Callable[..., Any]) -> None:
+    """A database and a Redis that both hang cost one readiness timeout, not the sum of two:
+    the probe's timeout is sized for one."""
+    # Accepts connections in the kernel's backlog and never answers: both clients hang.
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as silent:
+        port = silent.getsockname()[1]
+        hung: AppHarness = await make_harness(
+            clean=False,
+            DATABASE_URL=f"postgresql+asyncpg://postgres@127.0.0.1:{port}/nothing",
+            REDIS_URL=f"redis://127.0.0.1:{port}/0",
+            READINESS_TIMEOUT=1,
+            DB_CONNECT_TIMEOUT=10,
+            REDIS_CONNECT_TIMEOUT=10,
+            REDIS_SOCKET_TIMEOUT=10,
+        )
+        started = time.monotonic()
+        ready = await hung.client.get("/readyz")
+        elapsed = time.monotonic() - started
+    assert ready.status_code == 503
+    assert ready.json()["checks"] == {"database": "down", "schema": "unknown", "redis": "down"}
+    assert 0.9 <= elapsed < 1.8, elapsed

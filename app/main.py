@@ -21,7 +21,7 @@ from app.api import auth, health, users
 from app.api.body_limit import BodySizeLimitMiddleware
 from app.api.trusted_host import TrustedHostMiddleware
 from app.errors import PROBLEM_MEDIA_TYPE, DomainError, problem_body
-from app.infra.database import classify_database_error
+from app.infra.database import DRIVER_ERRORS, classify_database_error, database_error_cause
 from app.infra.schema import shipped_migrations
 from app.observability import metrics as service_metrics
 from app.observability.http_metrics import instrument_http, metrics_response
@@ -115,7 +115,12 @@ async def _dependency_error(request: Request, error: Exception) -> Response:
     domain_error = classify_database_error(error)
     if domain_error is None:
         raise error
-    log.warning("database_error", error=type(error).__name__, status=domain_error.status)
+    log.warning(
+        "database_error",
+        error=type(error).__name__,
+        cause=database_error_cause(error),
+        status=domain_error.status,
+    )
     return await _domain_error(request, domain_error)
 
 
@@ -186,6 +191,8 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(SQLAlchemyError, _dependency_error)
     app.add_exception_handler(OSError, _dependency_error)
+    for driver_error in DRIVER_ERRORS:
+        app.add_exception_handler(driver_error, _dependency_error)
 
     # Added innermost first: the last one added runs first on the way in.
     app.add_middleware(GZipMiddleware, minimum_size=1024)

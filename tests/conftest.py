@@ -42,7 +42,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # `-m "not faults"` / `-m "not security"` skip the slow suites against a running service.
     for item in items:
         path = str(item.fspath).replace(os.sep, "/")
-        for suite in ("faults", "security"):
+        for suite in ("faults", "security", "ha"):
             if f"tests/{suite}/" in path:
                 item.add_marker(getattr(pytest.mark, suite))
 

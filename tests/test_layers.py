@@ -58,4 +58,3 @@ def test_services_never_reach_up() -> None:
         if module.startswith(("app.api", "app.wiring", "app.main", "fastapi", "starlette"))
     ]
     assert offenders == []
-

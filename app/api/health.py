@@ -40,7 +40,7 @@ async def readyz(request: Request) -> Response:
         check_redis(resources.redis, timeout),
     )
     ready = database.reachable and database.schema != "behind"
-    body = {
+    body: dict[str, Any] = {
         "status": "ok" if ready else "unavailable",
         "checks": {
             "database": "up" if database.reachable else "down",
@@ -48,4 +48,8 @@ async def readyz(request: Request) -> Response:
             "redis": redis,
         },
     }
+    if database.reason:
+        # Why, in the database's or the pooler's own words: an operator reading a failed
+        # probe should not need the logs to tell a refusal from a timeout.
+        body["reasons"] = {"database": database.reason}
     return _json(body, 200 if ready else 503)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -21,11 +22,15 @@ from app.errors import (
     DomainError,
     InvalidInputError,
 )
+from app.infra import pgbouncer
 from app.observability.metrics import DB_ERRORS
 from app.observability.pool_metrics import InstrumentedPool, instrument_pool, instrument_queries
 from app.settings import Settings
 
 EMBEDDED_DATABASE_PATH = Path(".data") / "user-service.sqlite3"
+# A refusal at connect (PgBouncer, authentication, a standby) reaches the app as the driver's
+# own error: SQLAlchemy wraps driver errors only once a connection exists.
+DRIVER_ERRORS: tuple[type[Exception], ...] = (asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 def database_url(settings: Settings) -> str:
@@ -50,11 +55,23 @@ def _postgres_connect_args(settings: Settings) -> dict[str, Any]:
         "server_settings": server_settings,
     }
     if settings.db_pgbouncer_transaction_mode:
-        # PgBouncer in transaction mode cannot keep prepared statements across
-        # transactions: turn off asyncpg's cache and SQLAlchemy's adapted cache.
-        args["statement_cache_size"] = 0
-        args["prepared_statement_cache_size"] = 0
+        # statement_timeout is set per transaction instead (see _engine below).
+        args["server_settings"] = pgbouncer.startup_settings(server_settings)
+        args.update(pgbouncer.connect_args())
     return args
+
+
+def _engine(settings: Settings, url: str, **options: Any) -> AsyncEngine:
+    engine = create_async_engine(
+        make_url(url),
+        connect_args=_postgres_connect_args(settings),
+        # Parameters (emails, password hashes) never reach an error message or a log line.
+        hide_parameters=True,
+        **options,
+    )
+    if settings.db_pgbouncer_transaction_mode and settings.db_statement_timeout_ms:
+        pgbouncer.enforce_statement_timeout(engine.sync_engine, settings.db_statement_timeout_ms)
+    return engine
 
 
 def create_engine(settings: Settings, *, pooled: bool = True) -> AsyncEngine:
@@ -66,24 +83,17 @@ def create_engine(settings: Settings, *, pooled: bool = True) -> AsyncEngine:
         )
     if not pooled:
         # Short-lived commands (migrate, create-admin) hold one connection at most.
-        return create_async_engine(
-            make_url(url),
-            poolclass=NullPool,
-            connect_args=_postgres_connect_args(settings),
-            hide_parameters=True,
-        )
-    engine = create_async_engine(
-        make_url(url),
+        return _engine(settings, url, poolclass=NullPool)
+    engine = _engine(
+        settings,
+        url,
         poolclass=InstrumentedPool,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
         pool_recycle=settings.db_pool_recycle_seconds,
         pool_pre_ping=settings.db_pool_pre_ping,
-        connect_args=_postgres_connect_args(settings),
         echo=settings.db_echo,
-        # Parameters (emails, password hashes) never reach an error message or a log line.
-        hide_parameters=True,
     )
     instrument_pool(engine.sync_engine.pool, settings)
     instrument_queries(engine.sync_engine, slow_query_ms=settings.db_slow_query_ms)
@@ -93,6 +103,39 @@ def create_engine(settings: Settings, *, pooled: bool = True) -> AsyncEngine:
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     # expire_on_commit=False: handlers read attributes after commit without another query.
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+# SQLSTATEs of a refused or lost connection: connection exception (08, also what PgBouncer
+# answers its own refusals with), invalid authorization (28), unknown database (3D), too many
+# connections and other resource limits (53), shutdown or start-up (57P), and a read-only
+# transaction (25006: a standby answered, as during a failover).
+_UNAVAILABLE_SQLSTATES = ("08", "28", "3D", "53", "57P", "25006")
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    """The error, what SQLAlchemy wrapped, and what that was raised from: outermost first."""
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return seen
+
+
+def _sqlstate(error: BaseException) -> str:
+    for link in _chain(error):
+        code = getattr(link, "sqlstate", None)
+        if isinstance(code, str) and code:
+            return code
+    return ""
+
+
+def database_error_cause(error: BaseException) -> str:
+    """The innermost error's class and message, for the log and readiness (the server's or
+    the pooler's own words; statement parameters are never part of them)."""
+    root = _chain(error)[-1]
+    message = str(root).splitlines()[0] if str(root) else ""
+    return f"{type(root).__name__}: {message}"[:300]
 
 
 def classify_database_error(error: BaseException) -> DomainError | None:
@@ -107,6 +150,9 @@ def classify_database_error(error: BaseException) -> DomainError | None:
     if type(original).__name__ == "QueryCanceledError" or "canceling statement" in str(original):
         DB_ERRORS.labels(kind="statement_timeout").inc()
         return DependencyTimeoutError("The database did not answer within the statement timeout.")
+    if _sqlstate(error).startswith(_UNAVAILABLE_SQLSTATES):
+        DB_ERRORS.labels(kind="unavailable").inc()
+        return DependencyUnavailableError("The database is unreachable; retry shortly.")
     if isinstance(error, sa_exc.DataError):
         return InvalidInputError("A value in the request cannot be stored.")
     if isinstance(original, TimeoutError):

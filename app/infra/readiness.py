@@ -9,6 +9,7 @@ from typing import Literal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.infra.database import database_error_cause
 from app.infra.redis import RedisGateway, RedisUnavailableError
 from app.infra.schema import ShippedMigrations, current_revision
 from app.observability.metrics import record_dependency
@@ -21,6 +22,8 @@ class DatabaseState:
     reachable: bool
     # current, behind, ahead (see ShippedMigrations.state_of), or unknown.
     schema: str
+    # Why the database is unreachable (empty when it is reachable).
+    reason: str = ""
 
 
 async def check_database(
@@ -31,9 +34,14 @@ async def check_database(
         async with asyncio.timeout(timeout_seconds), engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
             revision = await current_revision(connection) if migrations else None
-    except Exception:
+    except TimeoutError:
         record_dependency("database", up=False)
-        return DatabaseState(reachable=False, schema="unknown")
+        reason = f"no answer within {timeout_seconds:g}s"
+        return DatabaseState(reachable=False, schema="unknown", reason=reason)
+    except Exception as error:
+        record_dependency("database", up=False)
+        reason = database_error_cause(error)
+        return DatabaseState(reachable=False, schema="unknown", reason=reason)
     record_dependency("database", up=True)
     if migrations is None:
         return DatabaseState(reachable=True, schema="unknown")

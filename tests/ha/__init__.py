@@ -1,0 +1,1 @@
+"""High-availability engines run for real: PgBouncer, a PostgreSQL standby, Redis Sentinel."""

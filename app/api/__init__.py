@@ -1,1 +1,1 @@
-"""api layer (see DESIGN.md)."""
+"""HTTP only: routers, middleware and FastAPI dependencies; no SQL and no Redis commands here."""

@@ -1,1 +1,1 @@
-"""infra layer (see DESIGN.md)."""
+"""The outside world: database engine, Redis client, cache, rate limiter, readiness checks."""

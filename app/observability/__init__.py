@@ -1,1 +1,1 @@
-"""observability layer (see DESIGN.md)."""
+"""Logging (structlog), tracing (OpenTelemetry) and metrics (Prometheus) of the service."""

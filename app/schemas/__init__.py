@@ -1,1 +1,1 @@
-"""schemas layer (see DESIGN.md)."""
+"""Pydantic request and response models: the shapes of the public API."""

@@ -1,1 +1,1 @@
-"""services layer (see DESIGN.md)."""
+"""Business rules (users, passwords, tokens); they raise domain errors, never HTTP ones."""

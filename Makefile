@@ -16,8 +16,9 @@ dashboards:  ## Rebuild dashboard JSON and chart copies; check and unit-test the
 	promtool check rules dashboards/alerts/user-service.rules.yaml
 	cd dashboards/alerts && promtool test rules user-service.rules.test.yaml
 
-k8s:  ## Re-render k8s/ from the chart
-	. .venv/bin/activate && PATH="$$(bash scripts/install-helm.sh):$$PATH" python -m tests.deploy.k8s_manifests --write
+k8s:  ## Regenerate the chart README's values table and re-render k8s/ from the chart
+	. .venv/bin/activate && python -m scripts.chart.readme --write
+	. .venv/bin/activate && PATH="$$(bash scripts/install-helm.sh):$$PATH" python -m scripts.chart.k8s_manifests --write
 
 bench:  ## Throughput against bare FastAPI baselines (wrk, one run)
 	bash scripts/bench.sh

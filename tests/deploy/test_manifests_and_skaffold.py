@@ -13,7 +13,8 @@ import jsonschema
 import pytest
 import yaml
 
-from . import k8s_manifests
+from scripts.chart import k8s_manifests
+
 from .chart import CHART_DIR, HIGHEST_KUBE, LOWEST_KUBE, REPO_ROOT, Helm, parse_objects
 from .validation import restricted_violations, validate_kubernetes
 
@@ -24,7 +25,7 @@ def test_k8s_manifests_are_current(helm: Helm) -> None:
     expected = k8s_manifests.render(helm)
     actual = k8s_manifests.OUTPUT.read_text() if k8s_manifests.OUTPUT.exists() else ""
     assert actual == expected, (
-        "k8s/base/user-service.yaml is stale: run python -m tests.deploy.k8s_manifests --write"
+        "k8s/base/user-service.yaml is stale: run python -m scripts.chart.k8s_manifests --write"
     )
 
 

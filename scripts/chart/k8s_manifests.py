@@ -1,7 +1,7 @@
 """Renders k8s/user-service.yaml from the chart and k8s/values.yaml: one source, the chart.
 
-python -m tests.deploy.k8s_manifests --write    # regenerate after changing the chart
-python -m tests.deploy.k8s_manifests --check    # exit 1 when k8s/ is stale (the test does this)
+python -m scripts.chart.k8s_manifests --write    # regenerate after changing the chart
+python -m scripts.chart.k8s_manifests --check    # exit 1 when k8s/ is stale (the test does this)
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .chart import REPO_ROOT, Helm, find_helm
+from scripts.chart.helm import REPO_ROOT, Helm, find_helm
 
 K8S_DIR = REPO_ROOT / "k8s"
 OUTPUT = K8S_DIR / "base" / "user-service.yaml"
@@ -17,7 +17,7 @@ RELEASE = "user-service"
 NAMESPACE = "user-service"
 HEADER = """\
 # GENERATED from helm/user-service with k8s/values.yaml; do not edit.
-# Regenerate: python -m tests.deploy.k8s_manifests --write
+# Regenerate: python -m scripts.chart.k8s_manifests --write
 """
 
 
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     if not OUTPUT.exists() or OUTPUT.read_text() != text:
         print(
             f"{OUTPUT.relative_to(REPO_ROOT)} is stale: "
-            "run python -m tests.deploy.k8s_manifests --write",
+            "run python -m scripts.chart.k8s_manifests --write",
             file=sys.stderr,
         )
         return 1

@@ -1,7 +1,7 @@
 """Generates the values table of helm/user-service/README.md from values.yaml's `# --` comments.
 
-    python -m tests.deploy.chart_readme --write    # after changing values.yaml
-    python -m tests.deploy.chart_readme --check    # exit 1 when README.md is stale
+    python -m scripts.chart.readme --write    # after changing values.yaml
+    python -m scripts.chart.readme --check    # exit 1 when README.md is stale
 
 The table sits between the BEGIN/END markers below; the rest of the README is hand-written.
 """
@@ -16,11 +16,11 @@ from typing import Any
 
 import yaml
 
-from .chart import CHART_DIR
+from scripts.chart.helm import CHART_DIR
 
 VALUES = CHART_DIR / "values.yaml"
 README = CHART_DIR / "README.md"
-BEGIN = "<!-- BEGIN VALUES TABLE (generated: python -m tests.deploy.chart_readme --write) -->"
+BEGIN = "<!-- BEGIN VALUES TABLE (generated: python -m scripts.chart.readme --write) -->"
 END = "<!-- END VALUES TABLE -->"
 
 _KEY = re.compile(r"^(?P<indent>\s*)(?P<key>[A-Za-z0-9_.\-]+):(\s|$)")
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if README.read_text() != text:
         print(
-            "helm/user-service/README.md is stale: python -m tests.deploy.chart_readme --write",
+            "helm/user-service/README.md is stale: python -m scripts.chart.readme --write",
             file=sys.stderr,
         )
         return 1

@@ -1,6 +1,7 @@
 """ORM models; importing this package registers every table on `Base.metadata`."""
 
 from app.models.base import Base
+from app.models.session import LoginThrottle, SessionCacheBacklog, UserSession
 from app.models.user import User
 
-__all__ = ["Base", "User"]
+__all__ = ["Base", "LoginThrottle", "SessionCacheBacklog", "User", "UserSession"]

@@ -96,7 +96,9 @@ async def redis_client() -> AsyncIterator[aioredis.Redis]:
 async def reset(app: FastAPI) -> None:
     resources = app.state.resources
     async with resources.engine.begin() as connection:
-        await connection.execute(text("TRUNCATE users, sessions, session_cache_backlog, login_throttle"))
+        await connection.execute(
+            text("TRUNCATE users, sessions, session_cache_backlog, login_throttle")
+        )
     client = aioredis.Redis.from_url(_redis_test_url())
     await client.flushdb()
     await client.aclose()

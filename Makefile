@@ -16,8 +16,8 @@ dashboards:  ## Rebuild dashboard JSON and chart copies; check and unit-test the
 	promtool check rules dashboards/alerts/user-service.rules.yaml
 	cd dashboards/alerts && promtool test rules user-service.rules.test.yaml
 
-k8s:  ## Regenerate the chart README's values table and re-render k8s/ from the chart
-	. .venv/bin/activate && python -m scripts.chart.readme --write
+k8s:  ## Regenerate the chart's app defaults and README values table; re-render k8s/ from the chart
+	. .venv/bin/activate && python -m scripts.chart.app_defaults --write && python -m scripts.chart.readme --write
 	. .venv/bin/activate && PATH="$$(bash scripts/install-helm.sh):$$PATH" python -m scripts.chart.k8s_manifests --write
 
 bench:  ## Throughput against bare FastAPI baselines (wrk, one run)

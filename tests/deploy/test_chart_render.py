@@ -257,7 +257,12 @@ def test_migration_hook_by_default(helm: Helm, render_cache: dict[Any, Any]) -> 
     assert int(
         one(objects, "Secret", "migrations")["metadata"]["annotations"]["helm.sh/hook-weight"]
     ) < int(annotations["helm.sh/hook-weight"])
-    assert "serviceAccountName" not in job["spec"]["template"]["spec"]
+    # Not the namespace's default account: the hook's own, made before the Job.
+    account = one(objects, "ServiceAccount", "migrations")
+    assert job["spec"]["template"]["spec"]["serviceAccountName"] == account["metadata"]["name"]
+    assert int(account["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(
+        annotations["helm.sh/hook-weight"]
+    )
 
 
 def test_gitops_renders_plain_job(helm: Helm, render_cache: dict[Any, Any]) -> None:
@@ -265,7 +270,6 @@ def test_gitops_renders_plain_job(helm: Helm, render_cache: dict[Any, Any]) -> N
     job = one(objects, "Job", "migrations")
     assert not is_hook(job)
     assert not [o for o in objects if is_hook(o) and o["kind"] != "Pod"]
-    assert job["spec"]["ttlSecondsAfterFinished"] > 0
     # A new image means a new Job name: a Job's pod template cannot be changed in place.
     other = helm.template(value_files("gitops"), {"image.tag": "9.9.9"})
     assert one(other, "Job", "migrations")["metadata"]["name"] != job["metadata"]["name"]

@@ -57,16 +57,20 @@ def test_connection_budget(helm: Helm) -> None:
     message = refused(helm, value_files("defaults"), {"autoscaling.maxReplicas": "10"})
     assert "connection budget exceeded" in message
     assert (
-        "autoscaling.maxReplicas (10) x config.WEB_CONCURRENCY (2) x (config.DB_POOL_SIZE (5) + "
-        "config.DB_MAX_OVERFLOW (5)) = 200 > postgres.maxConnections (100)" in message
-    )
+        "(autoscaling.maxReplicas (10) + rollout surge (1)) x config.WEB_CONCURRENCY (2) x "
+        "(config.DB_POOL_SIZE (5) + config.DB_MAX_OVERFLOW (5) + readiness probe (1)) "
+        "+ migration Job (1) = 243 > postgres.maxConnections (100)" in message
+    ), message
 
 
 def test_connection_budget_uses_replica_count_without_autoscaling(helm: Helm) -> None:
     message = refused(
         helm, value_files("no-autoscaling"), {"replicaCount": "5", "config.DB_POOL_SIZE": "8"}
     )
-    assert "replicaCount (5) x config.WEB_CONCURRENCY (2) x (config.DB_POOL_SIZE (8)" in message
+    assert (
+        "(replicaCount (5) + rollout surge (1)) x config.WEB_CONCURRENCY (2) x "
+        "(config.DB_POOL_SIZE (8)" in message
+    )
     # The same numbers fit a bigger server.
     helm.template(
         value_files("no-autoscaling"),

@@ -53,6 +53,20 @@ app.kubernetes.io/component: api
 {{- end }}
 {{- end }}
 
+{{/*
+The migration Job's account. A pre-install hook runs before the release's own ServiceAccount
+exists, so hooks get a hook-made twin with the same annotations (workload identity).
+*/}}
+{{- define "user-service.migrationServiceAccountName" -}}
+{{- if .Values.migrations.serviceAccountName }}
+{{- .Values.migrations.serviceAccountName }}
+{{- else if and .Values.migrations.useHelmHooks .Values.serviceAccount.create }}
+{{- include "user-service.fullname" . | trunc 55 | trimSuffix "-" }}-migrate
+{{- else }}
+{{- include "user-service.serviceAccountName" . }}
+{{- end }}
+{{- end }}
+
 {{- define "user-service.version" -}}
 {{- default .Chart.AppVersion .Values.image.tag | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -161,31 +175,53 @@ OTEL_RESOURCE_ATTRIBUTES: {{ . | quote }}
 {{- end }}
 
 {{/*
+A config value as the app will see it: the value set, or, when it is null or absent, the
+app's own default (files/app-defaults.yaml, generated from the app). Called with (list $ "KEY").
+*/}}
+{{- define "user-service.setting" -}}
+{{- $root := index . 0 }}
+{{- $key := index . 1 }}
+{{- $value := index $root.Values.config $key }}
+{{- if kindIs "invalid" $value }}
+{{- $value = index ($root.Files.Get "files/app-defaults.yaml" | fromYaml) $key }}
+{{- end }}
+{{- if kindIs "invalid" $value }}
+{{- fail (printf "user-service: no app default for config.%s in files/app-defaults.yaml" $key) }}
+{{- end }}
+{{- $value }}
+{{- end }}
+
+{{/*
 Checks across values that a JSON schema cannot express. Included by the Deployment, so
 `helm template` and `helm install` refuse before anything is applied.
 */}}
 {{- define "user-service.validate" -}}
-{{- $c := .Values.config }}
 {{- $replicas := ternary .Values.autoscaling.maxReplicas .Values.replicaCount .Values.autoscaling.enabled | int }}
 {{- $replicasName := ternary "autoscaling.maxReplicas" "replicaCount" .Values.autoscaling.enabled }}
-{{- $workers := $c.WEB_CONCURRENCY | default 2 | int }}
-{{- $pool := $c.DB_POOL_SIZE | default 5 | int }}
-{{- $overflow := $c.DB_MAX_OVERFLOW | default 0 | int }}
-{{- $needed := mul $replicas $workers (add $pool $overflow) }}
+{{- $workers := include "user-service.setting" (list . "WEB_CONCURRENCY") | int }}
+{{- $pool := include "user-service.setting" (list . "DB_POOL_SIZE") | int }}
+{{- $overflow := include "user-service.setting" (list . "DB_MAX_OVERFLOW") | int }}
+{{- /* The Deployment's maxSurge: a rollout at maxReplicas briefly runs one pod more. */}}
+{{- $surge := 1 }}
+{{- /* Each worker's readiness check opens its own connection, outside the pool. */}}
+{{- $probe := 1 }}
+{{- $migration := ternary 1 0 .Values.migrations.enabled }}
+{{- $needed := add (mul (add $replicas $surge) $workers (add $pool $overflow $probe)) $migration }}
 {{- $budget := sub (int .Values.postgres.maxConnections) (int .Values.postgres.reservedConnections) }}
 {{- if gt (int $needed) (int $budget) }}
-{{- fail (printf "user-service: connection budget exceeded: %s (%d) x config.WEB_CONCURRENCY (%d) x (config.DB_POOL_SIZE (%d) + config.DB_MAX_OVERFLOW (%d)) = %d > postgres.maxConnections (%d) - postgres.reservedConnections (%d) = %d; lower one of them or raise postgres.maxConnections (or put PgBouncer in front and set config.DB_PGBOUNCER)" $replicasName $replicas $workers $pool $overflow (int $needed) (int .Values.postgres.maxConnections) (int .Values.postgres.reservedConnections) (int $budget)) }}
+{{- fail (printf "user-service: connection budget exceeded: (%s (%d) + rollout surge (%d)) x config.WEB_CONCURRENCY (%d) x (config.DB_POOL_SIZE (%d) + config.DB_MAX_OVERFLOW (%d) + readiness probe (%d)) + migration Job (%d) = %d > postgres.maxConnections (%d) - postgres.reservedConnections (%d) = %d; lower one of them or raise postgres.maxConnections (or put PgBouncer in front and set config.DB_PGBOUNCER)" $replicasName $replicas $surge $workers $pool $overflow $probe $migration (int $needed) (int .Values.postgres.maxConnections) (int .Values.postgres.reservedConnections) (int $budget)) }}
 {{- end }}
-{{- $graceful := $c.GUNICORN_GRACEFUL_TIMEOUT | default 30 | int }}
-{{- $drain := $c.SHUTDOWN_DRAIN_SECONDS | default 0 | ceil | int }}
+{{- $graceful := include "user-service.setting" (list . "GUNICORN_GRACEFUL_TIMEOUT") | int }}
+{{- $drain := include "user-service.setting" (list . "SHUTDOWN_DRAIN_SECONDS") | float64 | ceil | int }}
 {{- $preStop := .Values.lifecycle.preStopSleepSeconds | int }}
 {{- $shutdown := add $preStop $drain $graceful }}
 {{- if le (int .Values.terminationGracePeriodSeconds) (int $shutdown) }}
 {{- fail (printf "user-service: terminationGracePeriodSeconds (%d) must be longer than lifecycle.preStopSleepSeconds (%d) + config.SHUTDOWN_DRAIN_SECONDS (%d) + config.GUNICORN_GRACEFUL_TIMEOUT (%d) = %d, or the kubelet kills requests still in flight" (int .Values.terminationGracePeriodSeconds) $preStop $drain $graceful (int $shutdown)) }}
 {{- end }}
-{{- $readinessTimeout := $c.READINESS_TIMEOUT | default 1 | ceil | int }}
+{{- /* /readyz checks the database and Redis side by side, each within READINESS_TIMEOUT: that is its worst case. */}}
+{{- $readinessTimeout := include "user-service.setting" (list . "READINESS_TIMEOUT") | float64 | ceil | int }}
 {{- if le (int .Values.probes.readiness.timeoutSeconds) (int $readinessTimeout) }}
-{{- fail (printf "user-service: probes.readiness.timeoutSeconds (%d) must be longer than config.READINESS_TIMEOUT (%d), or a slow database looks like a dead pod" (int .Values.probes.readiness.timeoutSeconds) $readinessTimeout) }}
+{{- fail (printf "user-service: probes.readiness.timeoutSeconds (%d) must be longer than config.READINESS_TIMEOUT (%d), the worst case of /readyz (database and Redis are checked side by side, each within it), or a slow dependency looks like a dead pod" (int .Values.probes.readiness.timeoutSeconds) $readinessTimeout) }}
 {{- end }}
 {{- if and .Values.lifecycle.nativeSleepAction (semverCompare "<1.30.0-0" .Capabilities.KubeVersion.Version) }}
 {{- fail (printf "user-service: lifecycle.nativeSleepAction needs Kubernetes 1.30 or later (rendering for %s); leave it false to use exec sleep" .Capabilities.KubeVersion.Version) }}
@@ -231,6 +267,42 @@ Checks across values that a JSON schema cannot express. Included by the Deployme
 {{- printf "existing:%s" .Values.existingSecret | sha256sum }}
 {{- else }}
 {{- include (print $.Template.BasePath "/secret.yaml") . | sha256sum }}
+{{- end }}
+{{- end }}
+
+{{/*
+The ports a URL names, as a JSON list, for the NetworkPolicy: every host of a multi-host URL,
+each with its explicit port or the scheme's default. Called with (list url defaultPort).
+*/}}
+{{- define "user-service.urlPorts" -}}
+{{- $url := urlParse (index . 0) }}
+{{- $ports := list }}
+{{- range splitList "," $url.host }}
+{{- $port := regexFind "[0-9]+$" (regexFind ":[0-9]+$" .) }}
+{{- $ports = append $ports (ternary (index $ 1) ($port | int) (eq $port "")) }}
+{{- end }}
+{{- $ports | uniq | toJson }}
+{{- end }}
+
+{{/* Egress ports to PostgreSQL: an explicit list, else those of postgres.url, else postgres.port. */}}
+{{- define "user-service.postgresPorts" -}}
+{{- if .Values.networkPolicy.postgresPorts }}
+{{- .Values.networkPolicy.postgresPorts | toJson }}
+{{- else if and .Values.postgres.url (not .Values.existingSecret) }}
+{{- include "user-service.urlPorts" (list .Values.postgres.url 5432) }}
+{{- else }}
+{{- list .Values.postgres.port | toJson }}
+{{- end }}
+{{- end }}
+
+{{/* Egress ports to Redis: an explicit list, else those of redis.url, else redis.port. */}}
+{{- define "user-service.redisPorts" -}}
+{{- if .Values.networkPolicy.redisPorts }}
+{{- .Values.networkPolicy.redisPorts | toJson }}
+{{- else if and .Values.redis.url (not .Values.existingSecret) }}
+{{- include "user-service.urlPorts" (list .Values.redis.url 6379) }}
+{{- else }}
+{{- list .Values.redis.port | toJson }}
 {{- end }}
 {{- end }}
 

@@ -1,0 +1,202 @@
+"""What the chart must get right in a real cluster: the connection budget counted the way
+PostgreSQL sees it, probe timeouts against the real worst case, the migration Job scheduled
+and authorised like the app, and egress to the ports the URLs really name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from scripts.chart.app_defaults import app_defaults
+
+from .chart import Helm, HelmError, one, value_files
+
+
+def refused(helm: Helm, files: list[Any], values: dict[str, str]) -> str:
+    with pytest.raises(HelmError) as caught:
+        helm.template(files, values)
+    return str(caught.value)
+
+
+def test_budget_counts_surge_probe_and_migration(helm: Helm) -> None:
+    # 4 replicas x 2 workers x 10 pooled = 80 fits 95 the old way; the real peak is
+    # (4 + 1 surge) x 2 x (10 + 1 probe) + 1 migration = 111.
+    message = refused(helm, value_files("defaults"), {"autoscaling.maxReplicas": "4"})
+    assert (
+        "(autoscaling.maxReplicas (4) + rollout surge (1)) x config.WEB_CONCURRENCY (2) x "
+        "(config.DB_POOL_SIZE (5) + config.DB_MAX_OVERFLOW (5) + readiness probe (1)) "
+        "+ migration Job (1) = 111 > postgres.maxConnections (100) - "
+        "postgres.reservedConnections (5) = 95" in message
+    ), message
+
+
+def test_null_overflow_counts_as_the_app_default(helm: Helm) -> None:
+    # A null leaves the app's default (5) in force, so the chart must count 5, not 0.
+    message = refused(
+        helm,
+        value_files("no-autoscaling"),
+        {"replicaCount": "4", "config.DB_MAX_OVERFLOW": "null"},
+    )
+    assert "config.DB_MAX_OVERFLOW (5)" in message, message
+
+
+def test_zero_overflow_counts_as_zero(helm: Helm) -> None:
+    # 0 is a value, not a missing one: (5 + 1) x 2 x (5 + 0 + 1) + 1 = 73 fits.
+    helm.template(
+        value_files("no-autoscaling"), {"replicaCount": "5", "config.DB_MAX_OVERFLOW": "0"}
+    )
+
+
+def test_chart_defaults_are_the_apps() -> None:
+    """The chart's fallbacks for null config values come from the app itself."""
+    from app.settings import Settings
+
+    defaults = app_defaults()
+    fields = {f.alias: f.default for f in Settings.model_fields.values() if f.alias}
+    for key in ("DB_POOL_SIZE", "DB_MAX_OVERFLOW", "READINESS_TIMEOUT", "SHUTDOWN_DRAIN_SECONDS"):
+        assert defaults[key] == fields[key], key
+    assert defaults["WEB_CONCURRENCY"] == 2 and defaults["GUNICORN_GRACEFUL_TIMEOUT"] == 20
+
+
+def test_chart_app_defaults_file_is_current() -> None:
+    from scripts.chart.app_defaults import OUTPUT, render
+
+    assert OUTPUT.read_text() == render(), "run python -m scripts.chart.app_defaults --write"
+
+
+def test_null_graceful_timeout_counts_as_gunicorns_default(helm: Helm) -> None:
+    message = refused(
+        helm,
+        value_files("defaults"),
+        {"config.GUNICORN_GRACEFUL_TIMEOUT": "null", "terminationGracePeriodSeconds": "27"},
+    )
+    assert "config.GUNICORN_GRACEFUL_TIMEOUT (20) = 28" in message, message
+
+
+def test_readiness_probe_timeout_against_worst_case(helm: Helm) -> None:
+    message = refused(helm, value_files("defaults"), {"config.READINESS_TIMEOUT": "2"})
+    assert "probes.readiness.timeoutSeconds (2)" in message and "(2)" in message, message
+    helm.template(
+        value_files("defaults"),
+        {"config.READINESS_TIMEOUT": "2", "probes.readiness.timeoutSeconds": "3"},
+    )
+
+
+def pod_spec(objects: list[dict[str, Any]], kind: str, component: str | None) -> dict[str, Any]:
+    spec: dict[str, Any] = one(objects, kind, component)["spec"]["template"]["spec"]
+    return spec
+
+
+SCHEDULING = {
+    "nodeSelector": {"pool": "apps"},
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "apps"}],
+    "affinity": {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["apps"]}]}
+                ]
+            }
+        }
+    },
+}
+
+
+@pytest.mark.parametrize("values", ["defaults", "gitops"])
+def test_migration_job_runs_like_the_app(helm: Helm, tmp_path: Any, values: str) -> None:
+    import yaml
+
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(
+        yaml.safe_dump(
+            {
+                **SCHEDULING,
+                "podAnnotations": {"example.com/team": "users"},
+                "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:x"}},
+                "migrations": {"podAnnotations": {"sidecar.istio.io/inject": "false"}},
+            }
+        )
+    )
+    objects = helm.template([*value_files(values), extra])
+    job = pod_spec(objects, "Job", "migrations")
+    app = pod_spec(objects, "Deployment", None)
+    for key, value in SCHEDULING.items():
+        assert job[key] == value == app[key], key
+    annotations = one(objects, "Job", "migrations")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["example.com/team"] == "users"
+    assert annotations["sidecar.istio.io/inject"] == "false"
+    # Never the namespace's default account: it carries the workload identity annotations.
+    accounts = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ServiceAccount"}
+    assert job["serviceAccountName"] in accounts
+    identity = accounts[job["serviceAccountName"]]["metadata"]["annotations"]
+    assert identity["eks.amazonaws.com/role-arn"] == "arn:x"
+    if values == "gitops":
+        assert job["serviceAccountName"] == app["serviceAccountName"]
+
+
+def test_migration_job_overrides_scheduling(helm: Helm) -> None:
+    objects = helm.template(
+        value_files("defaults"),
+        {"nodeSelector.pool": "apps", "migrations.nodeSelector.pool": "batch"},
+    )
+    assert pod_spec(objects, "Job", "migrations")["nodeSelector"] == {"pool": "batch"}
+
+
+def test_gitops_job_is_not_deleted_after_finishing(helm: Helm) -> None:
+    # A deleted Job is missing from the cluster: Argo CD or kubectl apply recreates it and
+    # the migration runs again, every ttl.
+    job = one(helm.template(value_files("gitops")), "Job", "migrations")
+    assert "ttlSecondsAfterFinished" not in job["spec"]
+
+
+def egress(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = one(objects, "NetworkPolicy")["spec"]["egress"]
+    return rules
+
+
+def ports_of(objects: list[dict[str, Any]]) -> list[set[int]]:
+    return [{p["port"] for p in rule["ports"]} for rule in egress(objects)]
+
+
+def test_egress_ports_come_from_the_urls(helm: Helm) -> None:
+    objects = helm.template(
+        value_files("defaults"),
+        {
+            "postgres.url": "postgresql+asyncpg://u:p@pgbouncer.db:6432/users",
+            "redis.url": "rediss://cache.example.net:6380/0",
+        },
+    )
+    assert ports_of(objects)[1:] == [{6432}, {6380}]
+
+
+def test_egress_ports_default_to_the_schemes(helm: Helm) -> None:
+    objects = helm.template(
+        value_files("defaults"),
+        {"postgres.url": "postgresql+asyncpg://u:p@db/users", "redis.url": "rediss://cache/0"},
+    )
+    assert ports_of(objects)[1:] == [{5432}, {6379}]
+
+
+def test_egress_ports_with_existing_secret(helm: Helm) -> None:
+    objects = helm.template(
+        value_files("existing-secret"),
+        {"networkPolicy.postgresPorts": "{6432}", "networkPolicy.redisPorts": "{6380,26379}"},
+    )
+    assert ports_of(objects)[1:] == [{6432}, {6380, 26379}]
+
+
+def test_dns_egress_reaches_any_resolver_by_default(helm: Helm) -> None:
+    # NodeLocal DNSCache (a link-local address) and OpenShift's DNS carry no kube-dns label.
+    dns = egress(helm.template(value_files("defaults")))[0]
+    assert {p["port"] for p in dns["ports"]} == {53}
+    assert "to" not in dns
+
+
+def test_dns_egress_can_be_narrowed(helm: Helm) -> None:
+    dns = egress(
+        helm.template(
+            value_files("defaults"), {"networkPolicy.dnsTo[0].ipBlock.cidr": "169.254.20.10/32"}
+        )
+    )[0]
+    assert dns["to"] == [{"ipBlock": {"cidr": "169.254.20.10/32"}}]

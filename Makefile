@@ -20,8 +20,8 @@ k8s:  ## Regenerate the chart's app defaults and README values table; re-render 
 	. .venv/bin/activate && python -m scripts.chart.app_defaults --write && python -m scripts.chart.readme --write
 	. .venv/bin/activate && PATH="$$(bash scripts/install-helm.sh):$$PATH" python -m scripts.chart.k8s_manifests --write
 
-bench:  ## Throughput against bare FastAPI baselines (wrk, one run)
-	bash scripts/bench.sh
+bench:  ## Service vs bare FastAPI baselines: req/s, CPU, queries per request (PROFILE=1: flame graph)
+	PROFILE=$(PROFILE) bash scripts/bench.sh
 
 image:  ## Build the container image with buildah (root; no Docker engine needed)
 	bash scripts/image.sh build

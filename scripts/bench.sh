@@ -1,19 +1,34 @@
 #!/usr/bin/env bash
-# Throughput of the service against bare FastAPI baselines, measured with wrk in one run.
+# The service against bare FastAPI baselines, in one run on this machine: throughput (wrk),
+# CPU, database transactions and Redis commands per request, logins, PATCH, and latency at a
+# constant offered rate (vegeta). Prints a table and the goal ratios.
 #
-# Usage: scripts/bench.sh [seconds-per-run] [connections]     (defaults 10 and 32)
-# Every server runs under gunicorn with 2 uvicorn workers on 127.0.0.1; the numbers are
-# only meaningful as ratios within one run on the same machine.
+# Usage: scripts/bench.sh [seconds-per-row] [connections]     (defaults 10 and 32)
+#        PROFILE=1 scripts/bench.sh   also writes a flame graph of the cached read under load
+#                                     to docs/flamegraph-cached-read.svg (py-spy).
+# Every server runs under gunicorn with 2 uvicorn workers on 127.0.0.1, with a redis-server
+# and a database of the run's own; the numbers are only meaningful as ratios within one run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib/setup.sh
 source scripts/lib/setup.sh
-ensure_venv dev
+ensure_venv dev,bench
 ensure_postgres
-ensure_redis
+command -v redis-server >/dev/null || apt_install redis-server
 command -v wrk >/dev/null || apt_install wrk
 
-DURATION=${1:-10}
-CONNECTIONS=${2:-32}
-PORT_BASE=18100
-exec python -m scripts.bench.run --duration "$DURATION" --connections "$CONNECTIONS" --port-base "$PORT_BASE"
+# vegeta, the constant-rate generator: built once from its pinned Go module, then cached.
+VEGETA_VERSION=v12.13.0
+VEGETA_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/user-service/vegeta-$VEGETA_VERSION
+if [ ! -x "$VEGETA_DIR/vegeta" ]; then
+  command -v go >/dev/null || apt_install golang-go
+  log "building vegeta $VEGETA_VERSION"
+  GOBIN="$VEGETA_DIR" go install "github.com/tsenart/vegeta/v12@$VEGETA_VERSION"
+fi
+export VEGETA="$VEGETA_DIR/vegeta"
+
+args=(--duration "${1:-10}" --connections "${2:-32}")
+if [ "${PROFILE:-0}" = "1" ]; then
+  args+=(--profile docs/flamegraph-cached-read.svg)
+fi
+exec python -m scripts.bench.run "${args[@]}"

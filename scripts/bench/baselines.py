@@ -41,6 +41,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 app = FastAPI(lifespan=lifespan)
 
 
+@app.get("/ready")
+async def ready() -> Response:
+    return Response(b"ok")
+
+
 @app.get("/asyncpg/{user_id}")
 async def raw_row(user_id: uuid.UUID) -> Response:
     row = await app.state.pg.fetchrow(

@@ -1,221 +1,281 @@
-"""Runs the benchmark that scripts/bench.sh describes and prints a table of ratios."""
+"""Runs the benchmark that scripts/bench.sh describes and prints its table and ratios."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
-import time
-from contextlib import ExitStack
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import redis
 
-from tests.support.database import fresh_database
-from tests.support.otlp import otlp_receiver
-from tests.support.service import REPO, free_port, running_service
+from scripts.bench import population as pop
+from scripts.bench.counters import cpu_seconds, redis_commands, rss_mb, transactions
+from scripts.bench.load import SCRIPT, Load, constant_rate, wrk
+from scripts.bench.report import Row, print_report
+from scripts.bench.stack import REPO, Server, baselines, database, otlp_sink, redis_server, service
 
-PASSWORD = "benchmark password"
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+MIX = pop.Mix(users=2000, hot_fraction=0.2, hot_share=0.8)
+LIST_LENGTH = 20_000
 
 
 @dataclass
-class Result:
-    name: str
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    non_2xx: int
+class Bench:
+    args: argparse.Namespace
+    database_url: str
+    redis_url: str
+    work_dir: Path
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    constant: tuple[Load, list[float]] | None = None
+
+    def measure(
+        self,
+        name: str,
+        start: Callable[[], AbstractContextManager[Server]],
+        targets: list[pop.Target],
+        *,
+        connections: int | None = None,
+        profile: Path | None = None,
+    ) -> Row:
+        """One closed-loop row: a fresh server, a 2 s warm-up, the measured run. Transactions
+        and Redis commands are counted over warm-up and run (the same traffic); CPU over the
+        measured run only."""
+        connections = connections or self.args.connections
+        seconds = self.args.duration
+        xacts_before = transactions(self.database_url)
+        commands_before = redis_commands(self.redis_url)
+        with start() as server:
+            warm = wrk(server.base_url, targets, self.work_dir, 2, connections)
+            pids = server.worker_pids()
+            cpu_before = cpu_seconds(pids)
+            with _profiling(server, profile, seconds):
+                load = wrk(server.base_url, targets, self.work_dir, seconds, connections)
+            cpu = cpu_seconds(pids) - cpu_before
+            commands = redis_commands(self.redis_url) - commands_before - 1
+            rss = rss_mb(pids)
+        xacts = transactions(self.database_url) - xacts_before
+        requests = warm.requests + load.requests
+        row = Row(
+            name=name,
+            load=load,
+            cpu_us=cpu * 1e6 / max(1, load.requests),
+            cores=cpu / load.seconds,
+            xacts=xacts / requests,
+            redis=commands / requests,
+            rss_mb=rss,
+        )
+        self.rows.append(row)
+        print(row.line(), flush=True)
+        return row
 
 
-def _ms(text: str) -> float:
-    match = re.match(r"([\d.]+)(us|ms|s)", text)
-    assert match, text
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def wrk(name: str, url: str, duration: int, connections: int, headers: dict[str, str]) -> Result:
-    header_args = [arg for k, v in headers.items() for arg in ("-H", f"{k}: {v}")]
-    base = ["wrk", "-t2", f"-c{connections}", "--latency", *header_args, url]
-    subprocess.run([*base[:3], "-d2s", *base[3:]], check=True, capture_output=True)  # warm-up
-    out = subprocess.run(
-        [*base[:3], f"-d{duration}s", *base[3:]], check=True, capture_output=True, text=True
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    non_2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
-    return Result(name, rps, p50, p99, non_2xx)
-
-
-def _worker_rss_mb(master_pid: int) -> list[float]:
-    """Resident memory of gunicorn's workers (the master's children), from /proc."""
-    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
-    sizes = []
-    for pid in children:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                sizes.append(int(line.split()[1]) / 1024)
-    return sizes
+@contextmanager
+def _profiling(server: Server, svg: Path | None, seconds: int) -> Iterator[None]:
+    """py-spy on every worker (through the master) while the block runs."""
+    if svg is None:
+        yield
+        return
+    svg.parent.mkdir(parents=True, exist_ok=True)
+    spy = subprocess.Popen(
+        [
+            *(str(Path(sys.executable).with_name("py-spy")), "record"),
+            *("--pid", str(server.process.pid), "--subprocesses", "--rate", "200"),
+            *("--duration", str(max(1, seconds - 1))),
+            # A .svg gets the flame graph; any other name the folded stacks, for tools.
+            *("--format", "flamegraph" if svg.suffix == ".svg" else "raw"),
+            *("--output", str(svg), "--nonblocking"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        yield
+    finally:
+        _, err = spy.communicate(timeout=60)
+        if spy.returncode != 0:
+            print(f"py-spy failed: {err.decode()[-1000:]}", file=sys.stderr)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--port-base", type=int, default=18100)
-    args = parser.parse_args()
-    database_url = fresh_database("user_service_bench")
-    redis_url = "redis://127.0.0.1:6379/9"
-    redis.Redis.from_url(redis_url).flushdb()
-    common = {
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "DB_POOL_SIZE": "5",
-        "DB_MAX_OVERFLOW": "5",
-        "RATE_LIMIT_API": "100000000/minute",
-        "RATE_LIMIT_LOGIN": "100000/minute",
-    }
-    results: list[Result] = []
-    with ExitStack() as stack:
-        receiver = stack.enter_context(otlp_receiver())
-        instrumented = {
-            **common,
-            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-            "OTEL_TRACES_SAMPLER_ARG": "0.1",
-            "LOG_FORMAT": "json",
-        }
-        with running_service(instrumented) as service:
-            client = httpx.Client(base_url=service.base_url)
-            user = client.post(
-                "/api/v1/users", json={"email": "bench@example.com", "password": PASSWORD}
-            ).json()
-            token = client.post(
-                "/api/v1/auth/token", data={"username": "bench@example.com", "password": PASSWORD}
-            ).json()["access_token"]
-            path = f"/api/v1/users/{user['id']}"
-            auth = {"Authorization": f"Bearer {token}"}
-            payload = client.get(path, headers=auth).content
-            redis.Redis.from_url(redis_url).set(f"bench:{user['id']}", payload)
-            results.append(
-                wrk(
-                    "service cached, all on (sampling 0.1)",
-                    service.base_url + path,
-                    args.duration,
-                    args.connections,
-                    auth,
-                )
-            )
-            worker_rss_mb = _worker_rss_mb(service.process.pid)
-        configurations = [
-            (
-                "service cached, all on (sampling 1.0)",
-                {**instrumented, "OTEL_TRACES_SAMPLER_ARG": "1.0"},
-            ),
-            (
-                "service cached, instrumentation off",
-                {
-                    **common,
-                    "OTEL_SDK_DISABLED": "true",
-                    "METRICS_ENABLED": "false",
-                    "LOG_LEVEL": "WARNING",
-                },
-            ),
-            (
-                "service cache off, all on (sampling 0.1)",
-                {**instrumented, "CACHE_ENABLED": "false"},
-            ),
-        ]
-        for name, env in configurations:
-            with running_service(env) as service:
-                results.append(
-                    wrk(name, service.base_url + path, args.duration, args.connections, auth)
-                )
-        port = free_port()
-        env = {**os.environ, **common, "PYTHONPATH": str(REPO)}
-        log = Path(f"/tmp/bench-baselines-{port}.log")
-        with log.open("wb") as sink:
-            baseline = subprocess.Popen(
-                [
-                    str(Path(sys.executable).with_name("gunicorn")),
-                    "-w",
-                    "2",
-                    "-k",
-                    "uvicorn_worker.UvicornWorker",
-                    "-b",
-                    f"127.0.0.1:{port}",
-                    "--no-control-socket",
-                    "scripts.bench.baselines:app",
-                ],
-                cwd=REPO,
-                env=env,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )
-            try:
-                base_url = f"http://127.0.0.1:{port}"
-                deadline = time.monotonic() + 30
-                while time.monotonic() < deadline:
-                    try:
-                        if httpx.get(f"{base_url}/redis/{user['id']}").status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        time.sleep(0.2)
-                for name, route in (
-                    ("bare FastAPI + raw asyncpg row", "asyncpg"),
-                    ("bare FastAPI + one Redis GET", "redis"),
-                    ("bare FastAPI + SQLAlchemy ORM get", "orm"),
-                ):
-                    results.append(
-                        wrk(
-                            name,
-                            f"{base_url}/{route}/{user['id']}",
-                            args.duration,
-                            args.connections,
-                            {},
-                        )
-                    )
-            finally:
-                baseline.terminate()
-                baseline.wait(30)
-    by_name = {r.name: r for r in results}
-    print(f"\n{'configuration':45} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
-    for r in results:
-        print(f"{r.name:45} {r.rps:9.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.non_2xx:8d}")
-    rps = {name: result.rps for name, result in by_name.items()}
-    cached = rps["service cached, all on (sampling 0.1)"]
-    cache_off = rps["service cache off, all on (sampling 0.1)"]
-    ratios = [
-        ("cached service / raw asyncpg", cached / rps["bare FastAPI + raw asyncpg row"], ">= 1.0"),
-        ("cached service / one Redis GET", cached / rps["bare FastAPI + one Redis GET"], ">= 0.7"),
-        (
-            "cache-off service / ORM get",
-            cache_off / rps["bare FastAPI + SQLAlchemy ORM get"],
-            ">= 1.2",
-        ),
-        (
-            "instrumentation on / off",
-            cached / rps["service cached, instrumentation off"],
-            ">= 0.85",
-        ),
-        ("sampling 1.0 / sampling 0.1", rps["service cached, all on (sampling 1.0)"] / cached, ""),
-        ("cached / cache off", cached / cache_off, ""),
-    ]
-    print(
-        "\nworker RSS after the cached run (MB): "
-        + ", ".join(f"{size:.0f}" for size in worker_rss_mb)
-        + "  (goal < 150 each)"
+    parser.add_argument("--constant-seconds", type=int, default=15)
+    parser.add_argument("--profile", type=Path, default=None, help="flame graph SVG to write")
+    parser.add_argument(
+        "--only-cached", action="store_true", help="seed and measure the cached read only"
     )
-    print("\nratios (one run):")
-    for label, value, goal in ratios:
-        print(f"  {label:36} {value:5.2f}  {('goal ' + goal) if goal else ''}")
+    args = parser.parse_args()
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-") as work,
+        redis_server() as redis_url,
+        database() as database_url,
+        otlp_sink() as sink,
+    ):
+        bench = Bench(args, database_url, redis_url, Path(work))
+        run(bench, sink)
+        if args.only_cached:
+            return 0
+        print_report(bench.rows, bench.notes, bench.constant, MIX.describe())
     return 0
 
 
+def run(bench: Bench, sink: str) -> None:
+    log_dir = REPO / "build" / "bench"
+    common = {
+        "APP_ENV": "test",
+        "WEB_CONCURRENCY": "2",
+        "DATABASE_URL": bench.database_url,
+        "REDIS_URL": bench.redis_url,
+        "JWT_SECRET_KEY": "benchmark-signing-key-of-at-least-32-bytes",
+        "DB_POOL_SIZE": "5",
+        "DB_MAX_OVERFLOW": "5",
+        # Every generated request comes from 127.0.0.1 and a few thousand accounts: the
+        # limits stay on (their Redis work is part of every request) but never reject.
+        "RATE_LIMIT_API": "100000000/minute",
+        "RATE_LIMIT_LOGIN": "100000000/minute",
+        # The whole run (a few minutes) must outlive neither the tokens nor the cache.
+        "ACCESS_TOKEN_TTL_SECONDS": "3600",
+        "CACHE_TTL_SECONDS": "3600",
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "INFO",
+    }
+    all_on = {
+        **common,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": sink,
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.1",
+    }
+    off = {
+        **common,
+        "OTEL_SDK_DISABLED": "true",
+        "METRICS_ENABLED": "false",
+        "LOG_LEVEL": "WARNING",
+    }
+
+    def start(env: dict[str, str], label: str) -> Callable[[], AbstractContextManager[Server]]:
+        return lambda: service(env, log_dir, label)
+
+    print(f"seeding: {MIX.describe()}", flush=True)
+    ids, emails = pop.insert_users(bench.database_url, MIX.users, login_users=200)
+    with service({**common, **pop.SEED_ARGON2}, log_dir, "seed") as server:
+        tokens = pop.log_in(server.base_url, len(ids))
+        people = pop.Population(ids, tokens, emails)
+        bodies = pop.read_every_user(server.base_url, people)
+    client = redis.Redis.from_url(bench.redis_url)
+    client.mset({f"bench:{user}": body for user, body in zip(ids, bodies, strict=True)})
+    client.close()
+
+    reads = pop.reads(people, MIX, LIST_LENGTH)
+    cached = bench.measure(
+        "GET user, cached, all on (sampling 0.1)",
+        start(all_on, "cached"),
+        reads,
+        profile=bench.args.profile,
+    )
+    if bench.args.only_cached:
+        return
+    bench.measure(
+        "GET user, cached, all on (sampling 1.0)",
+        start({**all_on, "OTEL_TRACES_SAMPLER_ARG": "1.0"}, "sampled"),
+        reads,
+    )
+    bench.measure("GET user, cached, instrumentation off", start(off, "off"), reads)
+    bench.measure(
+        "GET user, cache off, all on (sampling 0.1)",
+        start({**all_on, "CACHE_ENABLED": "false"}, "uncached"),
+        reads,
+    )
+    constant_phase(bench, start(all_on, "constant"), reads, cached.load.rps)
+    login_phase(bench, start(all_on, "login"), people, reads, cached.load.rps)
+    bench.measure(
+        "PATCH user (own full_name), all on",
+        start(all_on, "patch"),
+        pop.patches(people, MIX, LIST_LENGTH),
+    )
+    for name, route in (
+        ("bare FastAPI + raw asyncpg row", "asyncpg"),
+        ("bare FastAPI + one Redis GET", "redis"),
+        ("bare FastAPI + SQLAlchemy ORM get", "orm"),
+    ):
+        bench.measure(
+            name,
+            lambda: baselines(common, log_dir),
+            pop.bare(people, MIX, route, LIST_LENGTH),
+        )
+
+
+def constant_phase(
+    bench: Bench,
+    start: Callable[[], AbstractContextManager[Server]],
+    reads: list[pop.Target],
+    peak: float,
+) -> None:
+    """70% of the measured peak offered at a constant rate: latency with queueing visible."""
+    rate = max(1, int(peak * 0.7))
+    with start() as server:
+        constant_rate(server.base_url, reads, bench.work_dir, 3, rate)  # warm-up
+        seconds = bench.args.constant_seconds
+        load = constant_rate(server.base_url, reads, bench.work_dir, seconds, rate)
+        rss = rss_mb(server.worker_pids())
+    bench.notes.append(
+        f"constant rate {rate}/s (70% of the cached peak) for {bench.args.constant_seconds}s, "
+        f"GET user cached all on: p50 {load.p50_ms:.2f} ms, p99 {load.p99_ms:.2f} ms "
+        f"(p99/p50 {load.p99_ms / max(load.p50_ms, 1e-9):.1f}, goal <= 4), "
+        f"errors {load.errors} of {load.requests}, worker RSS after "
+        + ", ".join(f"{size:.0f}" for size in rss)
+        + " MB (goal <= 150 each)"
+    )
+    bench.constant = (load, rss)
+
+
+def login_phase(
+    bench: Bench,
+    start: Callable[[], AbstractContextManager[Server]],
+    people: pop.Population,
+    reads: list[pop.Target],
+    peak: float,
+) -> None:
+    """Logins at the configured Argon2 cost, and what a login storm does to cached reads."""
+    cost = pop.configured_argon2()
+    label = f"argon2id t={cost['time_cost']} m={cost['memory_cost'] // 1024}MiB"
+    logins = pop.logins(people, 2000)
+    row = bench.measure(f"POST login ({label}), all on", start, logins, connections=8)
+    bench.notes.append(
+        f"logins: {row.load.rps:.1f}/s using {row.cores:.2f} cores of worker CPU = "
+        f"{row.load.rps / max(row.cores, 1e-9):.1f} logins/s per core ({label})"
+    )
+    rate = max(1, int(peak * 0.3))
+    seconds = bench.args.constant_seconds
+    with start() as server:
+        constant_rate(server.base_url, reads, bench.work_dir, 2, rate)
+        quiet = constant_rate(server.base_url, reads, bench.work_dir, seconds, rate)
+        listing = pop.write_targets(logins, bench.work_dir / "storm.tsv")
+        storm = subprocess.Popen(
+            [
+                *("wrk", "-t1", "-c8", f"-d{seconds + 2}s", "-s", str(SCRIPT)),
+                *(server.base_url, "--", str(listing)),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            stormy = constant_rate(server.base_url, reads, bench.work_dir, seconds, rate)
+        finally:
+            storm.communicate(timeout=seconds + 60)
+    bench.notes.append(
+        f"cached reads at {rate}/s (30% of peak), constant rate: p99 {quiet.p99_ms:.2f} ms alone, "
+        f"{stormy.p99_ms:.2f} ms during a login storm (8 connections logging in); "
+        f"errors {quiet.errors} and {stormy.errors}"
+    )
+
+
 if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
     raise SystemExit(main())

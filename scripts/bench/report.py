@@ -1,0 +1,92 @@
+"""The benchmark's table, its notes and the goal ratios, printed from one run's rows."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from scripts.bench.load import Load
+
+CACHED = "GET user, cached, all on (sampling 0.1)"
+SAMPLED = "GET user, cached, all on (sampling 1.0)"
+OFF = "GET user, cached, instrumentation off"
+UNCACHED = "GET user, cache off, all on (sampling 0.1)"
+ASYNCPG = "bare FastAPI + raw asyncpg row"
+REDIS_GET = "bare FastAPI + one Redis GET"
+ORM = "bare FastAPI + SQLAlchemy ORM get"
+
+
+@dataclass
+class Row:
+    name: str
+    load: Load
+    cpu_us: float  # worker CPU per request, microseconds
+    cores: float  # worker CPU over the run, in cores
+    xacts: float  # database transactions per request
+    redis: float  # Redis commands per request
+    rss_mb: list[float]
+
+    def line(self) -> str:
+        return (
+            f"{self.name:50} {self.load.rps:8.0f} {self.cpu_us:8.0f} {self.xacts:7.2f} "
+            f"{self.redis:7.2f} {self.load.p50_ms:8.2f} {self.load.p99_ms:8.2f} "
+            f"{self.load.errors:6d}"
+        )
+
+
+HEADER = (
+    f"{'configuration':50} {'req/s':>8} {'CPU us':>8} {'DB tx':>7} {'Redis':>7} "
+    f"{'p50 ms':>8} {'p99 ms':>8} {'errors':>6}"
+)
+
+
+def _verdict(value: float, goal: float, higher: bool = True) -> str:
+    ok = value >= goal if higher else value <= goal
+    return f"{'PASS' if ok else 'MISS'} (goal {'>=' if higher else '<='} {goal})"
+
+
+def print_report(
+    rows: list[Row], notes: list[str], constant: tuple[Load, list[float]] | None, mix: str
+) -> None:
+    rps = {row.name: row.load.rps for row in rows}
+    cpu = {row.name: row.cpu_us for row in rows}
+    load1, load5, load15 = os.getloadavg()
+    print(f"\nworkload: {mix}")
+    print("per request: CPU us = the gunicorn workers' own CPU time; DB tx = PostgreSQL")
+    print("transactions; Redis = commands Redis processed. 2 workers, wrk -t2 on the same cores.")
+    print(f"\n{HEADER}")
+    for row in rows:
+        print(row.line())
+    print()
+    for note in notes:
+        print(f"- {note}")
+    ratios = [
+        ("cached all-on / raw asyncpg", CACHED, ASYNCPG, 1.0),
+        ("cached all-on / one Redis GET", CACHED, REDIS_GET, 0.7),
+        ("instrumentation on / off", CACHED, OFF, 0.85),
+        ("sampling 1.0 / sampling 0.1", SAMPLED, CACHED, 0.8),
+        ("cache on / cache off", CACHED, UNCACHED, 1.5),
+        ("cache off / bare ORM", UNCACHED, ORM, 1.2),
+    ]
+    print("\nratios (one run)            req/s  CPU-us  verdict on req/s")
+    for label, top, bottom, goal in ratios:
+        by_rps = rps[top] / rps[bottom]
+        # The same ratio from CPU per request: steadier when the machine is shared.
+        by_cpu = cpu[bottom] / cpu[top]
+        print(f"  {label:28} {by_rps:5.2f}  {by_cpu:6.2f}  {_verdict(by_rps, goal)}")
+    if constant is not None:
+        load, rss = constant
+        print(
+            f"  {'p99 / p50 at 70% of peak':28} {load.p99_ms / max(load.p50_ms, 1e-9):5.2f}  "
+            f"{'':6}  {_verdict(load.p99_ms / max(load.p50_ms, 1e-9), 4.0, higher=False)}"
+        )
+        print(
+            f"  {'errors at 70% of peak':28} {load.errors:5d}  {'':6}  "
+            f"{'PASS' if load.errors == 0 else 'MISS'} (goal 0)"
+        )
+        print(
+            f"  {'max worker RSS MB':28} {max(rss):5.0f}  {'':6}  "
+            f"{_verdict(max(rss), 150, higher=False)}"
+        )
+    print(f"\nload average at the end: {load1:.2f} {load5:.2f} {load15:.2f}", end="")
+    print(f" ({os.cpu_count()} cores)")

@@ -1,0 +1,215 @@
+"""The processes a benchmark run starts on 127.0.0.1 and stops by pid: its own redis-server,
+its own database, gunicorn serving the service or the bare baselines, and an OTLP sink."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+ADMIN_DSN = os.environ.get("BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stop(process: subprocess.Popen[bytes], grace: float = 30) -> None:
+    """SIGTERM by pid (gunicorn stops its own workers), SIGKILL if it hangs."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """A throw-away redis-server on a free port: its command counters are the run's alone."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *("redis-server", "--port", str(port), "--bind", "127.0.0.1"),
+            *("--save", "", "--appendonly", "no", "--daemonize", "no"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"redis-server on port {port} did not start")
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        stop(process, grace=5)
+
+
+def _async_url(name: str) -> str:
+    base = ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    return f"{base}/{name}"
+
+
+def plain_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def _admin(statement: str) -> None:
+    connection = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@contextmanager
+def database() -> Iterator[str]:
+    """A database of this run's own, migrated by the service's own command, dropped after."""
+    name = f"user_service_bench_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    url = _async_url(name)
+    try:
+        subprocess.run(
+            [str(BIN / "user-service"), "migrate"],
+            cwd=REPO,
+            env={**os.environ, "DATABASE_URL": url, "APP_ENV": "test"},
+            check=True,
+            capture_output=True,
+            timeout=180,
+        )
+        yield url
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@dataclass
+class Server:
+    base_url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def worker_pids(self) -> list[int]:
+        """gunicorn's workers: the master's children."""
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return [int(child) for child in children]
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}: see {log}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"server not ready after {timeout}s: see {log}")
+
+
+@contextmanager
+def serving(
+    command: list[str], env: dict[str, str], ready_path: str, log_dir: Path, label: str
+) -> Iterator[Server]:
+    """Run `command` (gunicorn, bound by $BIND or by the `{bind}` it holds) until the block
+    ends."""
+    port = free_port()
+    metrics_dir = Path(tempfile.mkdtemp(prefix="bench-metrics-"))
+    full_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PROMETHEUS_"))},
+        "BIND": f"127.0.0.1:{port}",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "PYTHONPATH": str(REPO),
+        **env,
+    }
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{label}.log"
+    with log_path.open("wb") as sink:
+        process = subprocess.Popen(
+            [part.replace("{bind}", f"127.0.0.1:{port}") for part in command],
+            cwd=REPO,
+            env=full_env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = Server(f"http://127.0.0.1:{port}", process, log_path)
+    try:
+        _wait_ready(server.base_url + ready_path, process, log_path, 60)
+        yield server
+    finally:
+        stop(process)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def service(env: dict[str, str], log_dir: Path, label: str) -> AbstractContextManager[Server]:
+    """`user-service serve` (gunicorn, 2 workers) with `env`."""
+    return serving([str(BIN / "user-service"), "serve"], env, "/readyz", log_dir, label)
+
+
+def baselines(env: dict[str, str], log_dir: Path) -> AbstractContextManager[Server]:
+    """The bare FastAPI endpoints under gunicorn with the same 2 uvicorn workers."""
+    command = [str(BIN / "gunicorn"), "-w", "2", "-k", "uvicorn_worker.UvicornWorker"]
+    command += ["-b", "{bind}", "--no-control-socket", "scripts.bench.baselines:app"]
+    return serving(command, env, "/ready", log_dir, "baselines")
+
+
+@contextmanager
+def otlp_sink() -> Iterator[str]:
+    """Accepts OTLP/HTTP exports and drops them: a collector that costs the machine next to
+    nothing, so the sampled rows measure the service's share of tracing, not a collector's."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,12 +1,14 @@
-"""Command line: `user-service serve | migrate | create-admin | check-config`."""
+"""Command line: `user-service serve | migrate | create-admin | check-config | keys`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -95,6 +97,102 @@ def check_config(_args: argparse.Namespace) -> int:
     return 0
 
 
+async def _keys(settings: Settings, args: argparse.Namespace) -> int:
+    from app.infra.database import create_engine, create_session_factory
+    from app.services.keys import key_manager
+    from app.services.signing_keys import KeyLifecycleError
+
+    if settings.jwt_algorithm == "HS256":
+        print(
+            "JWT_ALGORITHM=HS256 signs with JWT_SECRET_KEY: there are no keys to manage",
+            file=sys.stderr,
+        )
+        return 2
+    engine = create_engine(settings, pooled=False)
+    manager = key_manager(settings, create_session_factory(engine))
+    try:
+        if args.action == "status":
+            return _print_status(await manager.status(), as_json=args.json)
+        lines = (
+            await manager.rotate()
+            if args.action == "rotate"
+            else await manager.retire(args.kid, force=args.force)
+        )
+        for line in lines:
+            print(line)
+        return 0
+    except KeyLifecycleError as error:
+        print(f"refused: {error}", file=sys.stderr)
+        return 1
+    finally:
+        await engine.dispose()
+
+
+def _print_status(keys: list[Any], *, as_json: bool) -> int:
+    from app.infra.key_store import from_epoch
+
+    def iso(seconds: float | None) -> str:
+        return from_epoch(seconds).isoformat(timespec="seconds") if seconds else "-"
+
+    rows = [
+        {
+            "kid": key.kid,
+            "algorithm": key.algorithm,
+            "state": key.state.value,
+            "published_at": iso(key.times.published_at),
+            "activated_at": iso(key.times.activated_at),
+            "retired_at": iso(key.times.retired_at),
+            "deleted_at": iso(key.times.deleted_at),
+            "may_sign_from": iso(key.ready_at),
+        }
+        for key in keys
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(f"{'kid':44} {'alg':6} {'state':8} {'published':26} {'activated':26} until")
+        for row in rows:
+            until = (
+                row["deleted_at"]
+                if row["state"] != "next"
+                else "signs from " + row["may_sign_from"]
+            )
+            print(
+                f"{row['kid']:44} {row['algorithm']:6} {row['state']:8} "
+                f"{row['published_at']:26} {row['activated_at']:26} {until}"
+            )
+    # No active key means logins fail: a monitoring job can act on the exit status.
+    return 0 if any(row["state"] == "active" for row in rows) else 3
+
+
+def keys(args: argparse.Namespace) -> int:
+    settings = _settings_or_exit()
+    try:
+        return asyncio.run(_keys(settings, args))
+    except OSError as error:
+        print(f"database unreachable: {error}", file=sys.stderr)
+        return 1
+
+
+def _add_keys_parser(commands: Any) -> None:
+    parser = commands.add_parser("keys", help="signing keys: status, rotate, retire")
+    parser.set_defaults(run=keys)
+    actions = parser.add_subparsers(dest="action", required=True)
+    status = actions.add_parser("status", help="every key, its state and its times")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    actions.add_parser(
+        "rotate",
+        help="activate the next key once it has been published long enough, publish a new one",
+    )
+    retire = actions.add_parser("retire", help="retire (or withdraw) one key")
+    retire.add_argument("kid")
+    retire.add_argument(
+        "--force",
+        action="store_true",
+        help="compromised key: delete it now and sign with a new key at once",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="user-service", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -108,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("check-config", help="validate the settings and exit").set_defaults(
         run=check_config
     )
+    _add_keys_parser(commands)
     args = parser.parse_args(argv)
     result: int = args.run(args)
     return result

@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__
-from app.api import auth, health, users
+from app.api import auth, health, users, wellknown
 from app.api.body_limit import BodySizeLimitMiddleware
 from app.api.trusted_host import TrustedHostMiddleware
 from app.errors import PROBLEM_MEDIA_TYPE, DomainError, problem_body
@@ -141,6 +141,7 @@ def _lifespan(settings: Settings, span_processor: SpanProcessor | None) -> Any:
         service_metrics.WORKER_PROCESSES.set(1)
         service_metrics.initialise_label_sets()
         await resources.passwords.warm_up()
+        await _load_keys(resources)
         log.info("started", version=__version__, environment=settings.app_env.value)
         try:
             yield
@@ -150,6 +151,19 @@ def _lifespan(settings: Settings, span_processor: SpanProcessor | None) -> Any:
             log.info("stopped")
 
     return lifespan
+
+
+async def _load_keys(resources: Resources) -> None:
+    """Load the signing keys before serving; an unreachable database must not stop the start
+    (readiness reports it), the ring keeps retrying in the background."""
+    service_metrics.SIGNING_KEY_ROTATION_PERIOD.set(
+        resources.settings.signing_key_rotation_period_seconds
+    )
+    try:
+        await resources.keys.refresh()
+    except Exception as error:
+        log.warning("signing_keys_not_loaded", error=type(error).__name__)
+    resources.keys.start()
 
 
 def create_app(
@@ -183,6 +197,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(users.router, prefix="/api/v1")
     app.include_router(auth.router, prefix="/api/v1")
+    app.include_router(wellknown.router)
     if settings.metrics_enabled:
         app.add_api_route("/metrics", metrics_response, include_in_schema=False)
 

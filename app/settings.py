@@ -14,6 +14,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # A key that only development and tests may run with; production refuses it.
 DEVELOPMENT_JWT_KEY = "development-only-insecure-key-change-me-0123456789"
+# Likewise for the key-encryption key of the signing keys.
+DEVELOPMENT_KEK = "development-only-key-encryption-key-change-me-0123"
 
 
 class Environment(StrEnum):
@@ -110,14 +112,43 @@ class Settings(BaseSettings):
     # Tokens.
     jwt_secret_key: SecretStr | None = Field(default=None, alias="JWT_SECRET_KEY")
     jwt_secret_key_file: Path | None = Field(default=None, alias="JWT_SECRET_KEY_FILE")
-    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = Field(
-        default="HS256", alias="JWT_ALGORITHM"
+    # EdDSA (Ed25519) or ES256 sign with keys from the database; HS256 is the explicit
+    # single-service opt-in with JWT_SECRET_KEY (nobody else can verify its tokens).
+    jwt_algorithm: Literal["EdDSA", "ES256", "HS256"] = Field(
+        default="EdDSA", alias="JWT_ALGORITHM"
     )
     jwt_issuer: str = Field(default="user-service", alias="JWT_ISSUER")
     jwt_audience: str = Field(default="user-service", alias="JWT_AUDIENCE")
     access_token_ttl_seconds: int = Field(default=900, ge=30, alias="ACCESS_TOKEN_TTL_SECONDS")
     refresh_token_ttl_seconds: int = Field(
         default=14 * 24 * 3600, ge=60, alias="REFRESH_TOKEN_TTL_SECONDS"
+    )
+
+    # Signing keys, JWKS and introspection (README, "Signing keys and rotation").
+    signing_key_encryption_key: SecretStr | None = Field(
+        default=None, alias="SIGNING_KEY_ENCRYPTION_KEY"
+    )
+    signing_key_encryption_key_file: Path | None = Field(
+        default=None, alias="SIGNING_KEY_ENCRYPTION_KEY_FILE"
+    )
+    jwks_max_age_seconds: int = Field(default=300, ge=1, le=86400, alias="JWKS_MAX_AGE_SECONDS")
+    signing_key_refresh_seconds: float = Field(
+        default=10.0, gt=0, le=3600, alias="SIGNING_KEY_REFRESH_SECONDS"
+    )
+    signing_key_overlap_seconds: int | None = Field(
+        default=None, ge=1, alias="SIGNING_KEY_OVERLAP_SECONDS"
+    )
+    signing_key_rotation_period_seconds: int = Field(
+        default=0, ge=0, alias="SIGNING_KEY_ROTATION_PERIOD_SECONDS"
+    )
+    jwt_legacy_hs256: bool = Field(default=True, alias="JWT_LEGACY_HS256")
+    public_base_url: str | None = Field(default=None, alias="PUBLIC_BASE_URL")
+    introspection_clients: SecretStr | None = Field(default=None, alias="INTROSPECTION_CLIENTS")
+    introspection_clients_file: Path | None = Field(
+        default=None, alias="INTROSPECTION_CLIENTS_FILE"
+    )
+    rate_limit_introspection: RateSetting = Field(
+        default=Rate(6000, 60), alias="RATE_LIMIT_INTROSPECTION"
     )
 
     # Password hashing (Argon2id). Defaults follow RFC 9106's second recommended option.
@@ -163,10 +194,15 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _production_needs_real_dependencies(self) -> Self:
         if self.app_env is Environment.PRODUCTION:
+            secret = (
+                ("JWT_SECRET_KEY", self.jwt_key)
+                if self.jwt_algorithm == "HS256"
+                else ("SIGNING_KEY_ENCRYPTION_KEY", self.signing_kek)
+            )
             missing = [
                 name
                 for name, value in (
-                    ("JWT_SECRET_KEY", self.jwt_key),
+                    secret,
                     ("DATABASE_URL", self.database_dsn),
                     ("REDIS_URL", self.redis_dsn),
                 )
@@ -174,13 +210,23 @@ class Settings(BaseSettings):
             ]
             if missing:
                 raise ValueError(f"production requires {', '.join(missing)} to be set")
-            if self.jwt_key == DEVELOPMENT_JWT_KEY or len(self.jwt_key) < 32:
+            if self.jwt_algorithm == "HS256" and (
+                self.jwt_key == DEVELOPMENT_JWT_KEY or len(self.jwt_key) < 32
+            ):
                 raise ValueError(
                     "JWT_SECRET_KEY: production refuses the development key or a key shorter "
                     "than 32 characters"
                 )
+            if self.jwt_algorithm != "HS256" and (
+                self.signing_kek == DEVELOPMENT_KEK or len(self.signing_kek) < 32
+            ):
+                raise ValueError(
+                    "SIGNING_KEY_ENCRYPTION_KEY: production refuses the development key or a "
+                    "key shorter than 32 characters"
+                )
             if self.database_dsn.startswith("sqlite"):
                 raise ValueError("DATABASE_URL: production requires PostgreSQL, not SQLite")
+        self._check_key_timing()
         dsn = self.database_dsn
         if dsn and not dsn.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
             raise ValueError(
@@ -191,6 +237,22 @@ class Settings(BaseSettings):
             if not self.redis_dsn.startswith(("redis://", "rediss://", "unix://")):
                 raise ValueError("REDIS_URL: must start with redis://, rediss:// or unix://")
         return self
+
+    def _check_key_timing(self) -> None:
+        if self.signing_key_refresh_seconds > self.jwks_max_age_seconds:
+            raise ValueError(
+                "SIGNING_KEY_REFRESH_SECONDS: must not exceed JWKS_MAX_AGE_SECONDS "
+                f"({self.jwks_max_age_seconds})"
+            )
+        if (
+            self.signing_key_overlap_seconds is not None
+            and self.signing_key_overlap_seconds < self.minimum_overlap_seconds
+        ):
+            raise ValueError(
+                f"SIGNING_KEY_OVERLAP_SECONDS: {self.signing_key_overlap_seconds} is shorter than "
+                f"JWKS_MAX_AGE_SECONDS + the longest token lifetime = "
+                f"{self.minimum_overlap_seconds}"
+            )
 
     @staticmethod
     def _secret(value: SecretStr | None, file: Path | None) -> str:
@@ -215,6 +277,31 @@ class Settings(BaseSettings):
         if not key and self.app_env is not Environment.PRODUCTION:
             return DEVELOPMENT_JWT_KEY
         return key
+
+    @cached_property
+    def signing_kek(self) -> str:
+        kek = self._secret(self.signing_key_encryption_key, self.signing_key_encryption_key_file)
+        if not kek and self.app_env is not Environment.PRODUCTION:
+            return DEVELOPMENT_KEK
+        return kek
+
+    @property
+    def longest_token_lifetime_seconds(self) -> int:
+        """Refresh tokens are signed by the same keys, so they set the bound."""
+        return max(self.access_token_ttl_seconds, self.refresh_token_ttl_seconds)
+
+    @property
+    def minimum_overlap_seconds(self) -> int:
+        return self.jwks_max_age_seconds + self.longest_token_lifetime_seconds
+
+    @property
+    def key_overlap_seconds(self) -> int:
+        return self.signing_key_overlap_seconds or self.minimum_overlap_seconds
+
+    @property
+    def key_publish_delay_seconds(self) -> float:
+        """A key signs only after every replica and every consumer cache can hold it."""
+        return self.jwks_max_age_seconds + self.signing_key_refresh_seconds
 
     @property
     def is_production(self) -> bool:

@@ -18,6 +18,7 @@ from app.infra.redis import RedisGateway, create_redis
 from app.infra.request_gate import RequestGate
 from app.infra.token_store import TokenStore
 from app.services.auth import AuthService
+from app.services.keys import TokenSigner, token_signer
 from app.services.passwords import PasswordService
 from app.services.tokens import TokenService
 from app.services.users import UserService
@@ -39,6 +40,7 @@ class Resources:
     rate_limiter: RateLimiter
     passwords: PasswordService
     tokens: TokenService
+    keys: TokenSigner
     gate: RequestGate
     users: UserService
     auth: AuthService
@@ -63,7 +65,8 @@ class Resources:
         sessions = create_session_factory(engine)
         cache = UserCache(redis, settings)
         passwords = PasswordService(settings)
-        tokens = TokenService(settings, token_store)
+        keys = token_signer(settings, sessions)
+        tokens = TokenService(settings, token_store, keys)
         return cls(
             settings=settings,
             engine=engine,
@@ -74,12 +77,14 @@ class Resources:
             rate_limiter=rate_limiter,
             passwords=passwords,
             tokens=tokens,
+            keys=keys,
             gate=RequestGate(redis, token_store, rate_limiter),
             users=UserService(sessions, cache, passwords, tokens),
             auth=AuthService(sessions, passwords, tokens),
         )
 
     async def close(self) -> None:
+        await self.keys.stop()
         await self.redis.close()
         await self.engine.dispose()
         await self.probe_engine.dispose()

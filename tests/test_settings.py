@@ -10,24 +10,51 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from app.settings import DEVELOPMENT_JWT_KEY, Rate, Settings, parse_rate
+from app.settings import DEVELOPMENT_JWT_KEY, DEVELOPMENT_KEK, Rate, Settings, parse_rate
 
 REPO = Path(__file__).resolve().parents[1]
 PG = "postgresql+asyncpg://u@db/x"
 
 
 def test_production_refuses_missing_or_default_secret() -> None:
+    hs256 = {"JWT_ALGORITHM": "HS256"}
     with pytest.raises(ValidationError, match="JWT_SECRET_KEY"):
-        Settings(APP_ENV="production", DATABASE_URL=PG, REDIS_URL="redis://r:6379/0")
+        Settings(APP_ENV="production", DATABASE_URL=PG, REDIS_URL="redis://r:6379/0", **hs256)
     with pytest.raises(ValidationError, match="JWT_SECRET_KEY"):
         Settings(
             APP_ENV="production",
             DATABASE_URL=PG,
             REDIS_URL="redis://r:6379/0",
             JWT_SECRET_KEY=DEVELOPMENT_JWT_KEY,
+            **hs256,
         )
     with pytest.raises(ValidationError, match="REDIS_URL"):
-        Settings(APP_ENV="production", DATABASE_URL=PG, JWT_SECRET_KEY="k" * 40)
+        Settings(APP_ENV="production", DATABASE_URL=PG, JWT_SECRET_KEY="k" * 40, **hs256)
+
+
+def test_production_with_signing_keys_needs_a_real_key_encryption_key() -> None:
+    real = {"APP_ENV": "production", "DATABASE_URL": PG, "REDIS_URL": "redis://r:6379/0"}
+    with pytest.raises(ValidationError, match="SIGNING_KEY_ENCRYPTION_KEY"):
+        Settings(**real, JWT_SECRET_KEY="k" * 40)
+    with pytest.raises(ValidationError, match="SIGNING_KEY_ENCRYPTION_KEY"):
+        Settings(**real, SIGNING_KEY_ENCRYPTION_KEY=DEVELOPMENT_KEK)
+    settings = Settings(**real, SIGNING_KEY_ENCRYPTION_KEY="e" * 44)
+    assert settings.jwt_algorithm == "EdDSA" and settings.signing_kek == "e" * 44
+
+
+def test_key_timing_that_a_cached_jwks_could_miss_is_refused() -> None:
+    with pytest.raises(ValidationError, match="SIGNING_KEY_REFRESH_SECONDS"):
+        Settings(JWKS_MAX_AGE_SECONDS=5, SIGNING_KEY_REFRESH_SECONDS=10)
+    with pytest.raises(ValidationError, match="SIGNING_KEY_OVERLAP_SECONDS"):
+        Settings(
+            JWKS_MAX_AGE_SECONDS=300,
+            ACCESS_TOKEN_TTL_SECONDS=900,
+            REFRESH_TOKEN_TTL_SECONDS=3600,
+            SIGNING_KEY_OVERLAP_SECONDS=3899,
+        )
+    settings = Settings(JWKS_MAX_AGE_SECONDS=300, REFRESH_TOKEN_TTL_SECONDS=3600)
+    assert settings.key_overlap_seconds == 3900
+    assert settings.key_publish_delay_seconds == 310
 
 
 def test_production_accepts_real_values_and_secret_files(tmp_path: Path) -> None:
@@ -37,6 +64,7 @@ def test_production_accepts_real_values_and_secret_files(tmp_path: Path) -> None
         APP_ENV="production",
         DATABASE_URL=PG,
         REDIS_URL="redis://r:6379/0",
+        JWT_ALGORITHM="HS256",
         JWT_SECRET_KEY_FILE=str(key),
     )
     assert settings.jwt_key == "s" * 48

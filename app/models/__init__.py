@@ -2,6 +2,7 @@
 
 from app.models.base import Base
 from app.models.session import LoginThrottle, SessionCacheBacklog, UserSession
+from app.models.signing_key import SigningKey
 from app.models.user import User
 
-__all__ = ["Base", "LoginThrottle", "SessionCacheBacklog", "User", "UserSession"]
+__all__ = ["Base", "LoginThrottle", "SessionCacheBacklog", "SigningKey", "User", "UserSession"]

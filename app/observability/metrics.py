@@ -44,7 +44,7 @@ AuthEvent = Literal[
     "invalid_token_rejected",
     "logout",
 ]
-RateLimitScope = Literal["login", "api"]
+RateLimitScope = Literal["login", "api", "introspection"]
 Dependency = Literal["database", "redis", "schema"]
 
 BUILD_INFO: Final = Gauge(
@@ -169,9 +169,79 @@ def initialise_label_sets() -> None:
         REDIS_ERRORS.labels(component=component)
     for event in get_args(AuthEvent):
         AUTH_EVENTS.labels(event=event)
-    for scope in ("login", "api"):
+    for scope in get_args(RateLimitScope):
         RATE_LIMIT_REJECTIONS.labels(scope=scope)
     for kind in ("timeout", "unavailable", "statement_timeout"):
         DB_ERRORS.labels(kind=kind)
     for operation in ("hash", "verify"):
         PASSWORD_HASH_DURATION.labels(operation=operation)
+    initialise_key_label_sets()
+
+
+# Signing keys, JWKS and introspection.
+KeyStateLabel = Literal["next", "active", "retired", "deleted"]
+JwksResult = Literal["ok", "not_modified", "unavailable"]
+IntrospectionResult = Literal["active", "inactive", "unauthorized", "rate_limited"]
+
+SIGNING_KEY_ACTIVE_AGE: Final = Gauge(
+    f"{PREFIX}_signing_key_active_age_seconds",
+    "Seconds since the signing key in use was activated (-1: no active key).",
+    multiprocess_mode="livemax",
+)
+SIGNING_KEY_NEXT_PRESENT: Final = Gauge(
+    f"{PREFIX}_signing_key_next_present",
+    "1 when a next key is published, ready for the coming rotation.",
+    multiprocess_mode="livemin",
+)
+SIGNING_KEYS: Final = Gauge(
+    f"{PREFIX}_signing_keys",
+    "Signing keys by lifecycle state, as this worker last loaded them.",
+    ["state"],
+    multiprocess_mode="livemax",
+)
+SIGNING_KEY_RELOAD_TIMESTAMP: Final = Gauge(
+    f"{PREFIX}_signing_key_reload_timestamp_seconds",
+    "When the worker that reloaded its keys longest ago last did so (epoch seconds).",
+    multiprocess_mode="livemin",
+)
+SIGNING_KEY_RELOAD_FAILURES: Final = Counter(
+    f"{PREFIX}_signing_key_reload_failures",
+    "Key reloads from the database that failed (the keys already loaded stay in use).",
+)
+SIGNING_KEY_ROTATION_PERIOD: Final = Gauge(
+    f"{PREFIX}_signing_key_rotation_period_seconds",
+    "Configured period of scheduled key rotation (0: none scheduled).",
+    multiprocess_mode="livemax",
+)
+TOKENS_UNKNOWN_KID: Final = Counter(
+    f"{PREFIX}_tokens_unknown_kid",
+    "Tokens presented with a kid that is not published (unknown, deleted, or none).",
+)
+JWKS_REQUESTS: Final = Counter(
+    f"{PREFIX}_jwks_requests",
+    "JWKS requests by result: ok, not_modified (ETag matched), unavailable (no key yet).",
+    ["result"],
+)
+INTROSPECTION_REQUESTS: Final = Counter(
+    f"{PREFIX}_introspection_requests",
+    "Introspection requests by result.",
+    ["result"],
+)
+INTROSPECTION_DURATION: Final = Histogram(
+    f"{PREFIX}_introspection_duration_seconds",
+    "Time to answer an authenticated introspection request.",
+    buckets=SHORT_WAIT_BUCKETS,
+)
+
+
+def record_introspection(result: IntrospectionResult) -> None:
+    INTROSPECTION_REQUESTS.labels(result=result).inc()
+
+
+def initialise_key_label_sets() -> None:
+    for state in get_args(KeyStateLabel):
+        SIGNING_KEYS.labels(state=state)
+    for jwks_result in get_args(JwksResult):
+        JWKS_REQUESTS.labels(result=jwks_result)
+    for result in get_args(IntrospectionResult):
+        INTROSPECTION_REQUESTS.labels(result=result)

@@ -13,6 +13,7 @@ from app.errors import AuthenticationError
 from app.infra.token_store import Rotation, TokenStore
 from app.observability.metrics import record_auth
 from app.schemas.auth import TokenPair
+from app.services.keys import TokenSigner
 from app.settings import Settings
 
 TokenType = Literal["access", "refresh"]
@@ -35,9 +36,9 @@ class TokenClaims:
 
 
 class TokenService:
-    def __init__(self, settings: Settings, store: TokenStore) -> None:
-        self._key = settings.jwt_key
-        self._algorithm = settings.jwt_algorithm
+    def __init__(self, settings: Settings, store: TokenStore, signer: TokenSigner) -> None:
+        self._signer = signer
+        self._signer_version = signer.version
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self._access_ttl = settings.access_token_ttl_seconds
@@ -64,7 +65,7 @@ class TokenService:
         }
         if kind == "access":
             claims["adm"] = is_admin
-        return jwt.encode(claims, self._key, algorithm=self._algorithm), jti
+        return self._signer.sign(claims), jti
 
     def decode(self, token: str, kind: TokenType) -> TokenClaims:
         """Verify signature, algorithm, expiry, audience, issuer and type; no Redis involved.
@@ -72,6 +73,10 @@ class TokenService:
         Access tokens come back on every request of a session: their verified claims are
         remembered by exact token text until they expire (revocation is still checked in
         Redis on every request). Verifying costs far more than the lookup."""
+        if self._signer_version != self._signer.version:
+            # A key stopped being accepted: forget what it verified.
+            self._verified.clear()
+            self._signer_version = self._signer.version
         if kind == "access":
             remembered = self._verified.get(token)
             if remembered is not None:
@@ -87,14 +92,12 @@ class TokenService:
 
     def _verify(self, token: str, kind: TokenType) -> TokenClaims:
         try:
-            claims = jwt.decode(
+            # By kid, with the algorithm pinned per key: "none" and any other family refused.
+            claims = self._signer.verify(
                 token,
-                self._key,
-                # Exactly the configured algorithm: "none" and any other family are refused.
-                algorithms=[self._algorithm],
                 audience=self._audience,
                 issuer=self._issuer,
-                options={"require": _REQUIRED_CLAIMS},
+                required=_REQUIRED_CLAIMS,
                 leeway=5,
             )
             if claims["typ"] != kind:

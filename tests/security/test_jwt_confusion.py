@@ -58,8 +58,9 @@ def victim(api: Api) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def test_the_genuine_token_works(api: Api, victim: tuple[dict[str, Any], dict[str, Any]]) -> None:
-    _, claims = victim
-    token = _token({"alg": "HS256", "typ": "JWT"}, claims, JWT_KEY.encode())
+    user, _ = victim
+    token = api.login(user["email"])["access_token"]
+    assert jwt.get_unverified_header(token)["alg"] == "EdDSA"
     response = api.client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200, response.text
 
@@ -75,6 +76,13 @@ def test_the_genuine_token_works(api: Api, victim: tuple[dict[str, Any], dict[st
             "HS256 keyed with the PEM body only",
             {"alg": "HS256", "typ": "JWT"},
             b"".join(PUBLIC_KEY_PEM.splitlines()[1:-1]),
+        ),
+        # The pre-upgrade HMAC secret still verifies old tokens, never one issued after the
+        # first asymmetric key signed.
+        (
+            "HS256 with the real secret, issued now",
+            {"alg": "HS256", "typ": "JWT"},
+            JWT_KEY.encode(),
         ),
         # The right secret under another HMAC algorithm: only the configured one is allowed.
         ("HS512 with the real secret", {"alg": "HS512", "typ": "JWT"}, JWT_KEY.encode()),

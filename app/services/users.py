@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 import orjson
 from sqlalchemy import delete, select, tuple_
@@ -45,12 +45,25 @@ def _encode_cursor(user: User) -> str:
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The position a cursor of ours names. The client holds it, so anything may come back:
+    every malformed, mistyped or out-of-range part is the client's error."""
+    invalid = InvalidCursorError("The cursor is not one this service issued.")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, user_id = orjson.loads(raw)
-        return datetime.fromisoformat(created_at), uuid.UUID(user_id)
-    except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError) as error:
-        raise InvalidCursorError("The cursor is not one this service issued.") from error
+        parts = orjson.loads(raw)
+    except (binascii.Error, ValueError) as error:
+        raise invalid from error
+    if not (isinstance(parts, list) and len(parts) == 2 and all(isinstance(p, str) for p in parts)):
+        raise invalid
+    try:
+        created_at = datetime.fromisoformat(parts[0])
+        # Normalised to UTC: an offset that pushes it past year 1 or 9999 cannot be a
+        # timestamp the database holds (and the driver could not encode it).
+        if created_at.tzinfo is None:
+            raise ValueError("naive timestamp")
+        return created_at.astimezone(UTC), uuid.UUID(parts[1])
+    except (ValueError, OverflowError) as error:
+        raise invalid from error
 
 
 class UserService:

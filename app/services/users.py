@@ -27,6 +27,9 @@ from app.services.tokens import TokenClaims, TokenService
 
 MAX_PAGE_SIZE = 100
 _EMAIL_TAKEN = "A user with this email already exists."
+_LAST_ADMIN = (
+    "The last admin cannot be demoted, deactivated or deleted; make another user admin first."
+)
 
 
 class InvalidCursorError(DomainError):
@@ -132,6 +135,8 @@ class UserService:
         new_hash = await self._passwords.hash(data.password) if data.password else None
         async with self._sessions() as session:
             user = await self._get(session, user_id)
+            if changes.get("is_admin") is False or changes.get("is_active") is False:
+                await self._keep_an_admin(session, user_id)
             revoke_tokens = self._apply(user, changes, new_hash)
             try:
                 await session.commit()
@@ -143,6 +148,20 @@ class UserService:
         if revoke_tokens:
             await self._tokens.revoke_all_for(user_id)
         return user
+
+    @staticmethod
+    async def _keep_an_admin(session: AsyncSession, user_id: uuid.UUID) -> None:
+        """Refuse to take away the last active admin. Every active admin row is locked, in
+        one order, until the transaction ends: two admins demoting each other at once run one
+        after the other, and the second sees the first's change."""
+        admins = await session.scalars(
+            select(User.id)
+            .where(User.is_admin.is_(True), User.is_active.is_(True))
+            .order_by(User.id)
+            .with_for_update()
+        )
+        if set(admins) == {user_id}:
+            raise ConflictError(_LAST_ADMIN)
 
     @staticmethod
     def _apply(user: User, changes: dict[str, object], new_hash: str | None) -> bool:
@@ -166,6 +185,7 @@ class UserService:
     async def delete(self, actor: TokenClaims, user_id: uuid.UUID) -> None:
         self._authorize_write(actor, user_id)
         async with self._sessions() as session:
+            await self._keep_an_admin(session, user_id)
             result = await session.execute(delete(User).where(User.id == user_id))
             await session.commit()
         if not getattr(result, "rowcount", 0):

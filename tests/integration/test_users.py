@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import uuid
+from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 
 from tests.conftest import AppHarness
@@ -228,3 +231,86 @@ async def test_twenty_concurrent_sign_ups_with_one_email_create_one_user(
             text("SELECT count(*) FROM users WHERE email = 'race@example.com'")
         )
     assert count == 1
+
+
+async def _admin(harness: AppHarness, email: str) -> tuple[dict[str, Any], dict[str, str]]:
+    user = await harness.sign_up(email)
+    await harness.make_admin(email)
+    tokens = await harness.login(email)
+    return user, {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def _cursor(created_at: object, user_id: object) -> str:
+    raw = orjson.dumps([created_at, user_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+async def test_tampered_cursors_are_client_errors(harness: AppHarness) -> None:
+    """A cursor is opaque but travels through the client: whatever it was turned into, the
+    answer is a 400 problem, never a 500."""
+    _, admin = await _admin(harness, "pager@example.com")
+    good_id = str(uuid.uuid4())
+    tampered = {
+        "id not a uuid": _cursor("2024-01-01T00:00:00+00:00", "not-a-uuid"),
+        "id a number": _cursor("2024-01-01T00:00:00+00:00", 12345),
+        "id a list": _cursor("2024-01-01T00:00:00+00:00", [1, 2]),
+        "id null": _cursor("2024-01-01T00:00:00+00:00", None),
+        "year 1 east of UTC": _cursor("0001-01-01T00:00:00+14:00", good_id),
+        "year 9999 west of UTC": _cursor("9999-12-31T23:59:59-14:00", good_id),
+        "timestamp a number": _cursor(1e300, good_id),
+        "three parts": base64.urlsafe_b64encode(b'["a", "b", "c"]').decode(),
+        "an object": base64.urlsafe_b64encode(b'{"a": 1, "b": 2}').decode(),
+        "not json": base64.urlsafe_b64encode(b"\xff\xfe").decode(),
+    }
+    for name, cursor in tampered.items():
+        response = await harness.client.get(
+            "/api/v1/users", params={"cursor": cursor}, headers=admin
+        )
+        assert response.status_code == 400, (name, response.text)
+        assert response.headers["content-type"] == PROBLEM, name
+        assert response.json()["type"].endswith("/invalid-cursor"), name
+
+
+async def test_the_last_admin_cannot_be_demoted_deactivated_or_deleted(
+    harness: AppHarness,
+) -> None:
+    me, admin = await _admin(harness, "only-admin@example.com")
+    url = f"/api/v1/users/{me['id']}"
+    for change in ({"is_admin": False}, {"is_active": False}):
+        response = await harness.client.patch(url, json=change, headers=admin)
+        assert response.status_code == 409, (change, response.text)
+        assert response.headers["content-type"] == PROBLEM
+        assert "last admin" in response.json()["detail"]
+    response = await harness.client.delete(url, headers=admin)
+    assert response.status_code == 409
+    assert (await harness.client.get("/api/v1/users/me", headers=admin)).json()["is_admin"]
+    # With a second admin the first may step down; then the second is the last one.
+    second, second_admin = await _admin(harness, "second-admin@example.com")
+    response = await harness.client.patch(url, json={"is_admin": False}, headers=admin)
+    assert response.status_code == 200 and response.json()["is_admin"] is False
+    response = await harness.client.delete(f"/api/v1/users/{second['id']}", headers=second_admin)
+    assert response.status_code == 409
+
+
+async def test_two_admins_demoting_each_other_at_once_leave_one(harness: AppHarness) -> None:
+    first, first_headers = await _admin(harness, "duel-a@example.com")
+    second, second_headers = await _admin(harness, "duel-b@example.com")
+    responses = await asyncio.gather(
+        harness.client.patch(
+            f"/api/v1/users/{second['id']}", json={"is_admin": False}, headers=first_headers
+        ),
+        harness.client.patch(
+            f"/api/v1/users/{first['id']}", json={"is_admin": False}, headers=second_headers
+        ),
+    )
+    # Whichever ran second either saw the other's demotion (409) or was refused because its
+    # own token was revoked by it (401): never both demoted.
+    codes = sorted(response.status_code for response in responses)
+    assert codes[0] == 200 and codes[1] in {401, 409}, [r.text for r in responses]
+    from sqlalchemy import text
+
+    async with harness.app.state.resources.engine.connect() as connection:
+        admins = await connection.scalar(
+            text("SELECT count(*) FROM users WHERE is_admin AND is_active")
+        )
+    assert admins == 1

@@ -57,6 +57,7 @@ def migrate(_args: argparse.Namespace) -> int:
 
 
 async def _create_admin(settings: Settings, email: str, password: str) -> str:
+    """`email` is normalised already (see create_admin)."""
     from sqlalchemy import select
 
     from app.infra.database import create_engine, create_session_factory
@@ -66,10 +67,10 @@ async def _create_admin(settings: Settings, email: str, password: str) -> str:
     engine = create_engine(settings, pooled=False)
     try:
         async with create_session_factory(engine)() as session:
-            user = await session.scalar(select(User).where(User.email == email.lower()))
+            user = await session.scalar(select(User).where(User.email == email))
             password_hash = await PasswordService(settings).hash(password)
             if user is None:
-                session.add(User(email=email.lower(), password_hash=password_hash, is_admin=True))
+                session.add(User(email=email, password_hash=password_hash, is_admin=True))
                 outcome = "created"
             else:
                 user.is_admin, user.is_active, user.password_hash = True, True, password_hash
@@ -86,8 +87,16 @@ def create_admin(args: argparse.Namespace) -> int:
     if len(password) < 8:
         print("ADMIN_PASSWORD must be set to at least 8 characters", file=sys.stderr)
         return 2
-    outcome = asyncio.run(_create_admin(settings, args.email, password))
-    print(f"admin {args.email} {outcome}")
+    from app.schemas.user import normalize_email
+
+    try:
+        # Stored in the form sign-up and login use, or the admin could never log in.
+        email = normalize_email(args.email)
+    except ValueError as error:
+        print(f"--email: {error}", file=sys.stderr)
+        return 2
+    outcome = asyncio.run(_create_admin(settings, email, password))
+    print(f"admin {email} {outcome}")
     return 0
 
 

@@ -15,6 +15,7 @@ from pydantic import (
     StringConstraints,
     field_validator,
 )
+from pydantic.networks import validate_email
 
 
 def _storable(value: str) -> str:
@@ -22,6 +23,13 @@ def _storable(value: str) -> str:
     if "\x00" in value:
         raise ValueError("must not contain the NUL character")
     return value
+
+
+def normalize_email(value: str) -> str:
+    """The one form in which an address is stored and looked up: as `EmailStr` validates it
+    (email-validator's Unicode NFC and IDNA normalisation), then lower-cased. Raises
+    ValueError when `value` is no address at all."""
+    return validate_email(value)[1].lower()
 
 
 Password = Annotated[str, Field(min_length=8, max_length=128)]
@@ -37,8 +45,8 @@ class UserCreate(BaseModel):
 
     @field_validator("email")
     @classmethod
-    def _lower(cls, value: str) -> str:
-        return value.lower()
+    def _normalize(cls, value: str) -> str:
+        return normalize_email(value)
 
 
 class UserUpdate(BaseModel):
@@ -54,8 +62,8 @@ class UserUpdate(BaseModel):
 
     @field_validator("email")
     @classmethod
-    def _lower(cls, value: str | None) -> str | None:
-        return value.lower() if value is not None else None
+    def _normalize(cls, value: str | None) -> str | None:
+        return normalize_email(value) if value is not None else None
 
 
 class UserRead(BaseModel):

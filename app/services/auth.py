@@ -9,6 +9,7 @@ from app.errors import AuthenticationError
 from app.models import User
 from app.observability.metrics import record_auth
 from app.schemas.auth import TokenPair
+from app.schemas.user import normalize_email
 from app.services.passwords import PasswordService
 from app.services.tokens import TokenClaims, TokenService
 
@@ -29,10 +30,13 @@ class AuthService:
         self._tokens = tokens
 
     async def login(self, email: str, password: str) -> TokenPair:
-        email = email.strip().lower()
         user = None
-        # No stored email holds NUL (and PostgreSQL refuses it in a query): unknown user.
-        if "\x00" not in email:
+        try:
+            # Looked up in the form sign-up stored it in (Unicode-normalised, lower case).
+            email = normalize_email(email)
+        except ValueError:
+            pass  # no address (a NUL, a bare name): no user has it; still pay one verification
+        else:
             async with self._sessions() as session:
                 user = await session.scalar(select(User).where(User.email == email))
         # The connection is back in the pool before Argon2 runs: hashing takes tens of

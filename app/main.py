@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app import __version__
 from app.api import auth, health, users, wellknown
 from app.api.body_limit import BodySizeLimitMiddleware
+from app.api.deps import RATE_LIMIT_HEADERS
 from app.api.trusted_host import TrustedHostMiddleware
 from app.errors import PROBLEM_MEDIA_TYPE, DomainError, problem_body
 from app.infra.database import DRIVER_ERRORS, classify_database_error, database_error_cause
@@ -67,6 +68,10 @@ def _problem(
         request_id=request.scope.get("state", {}).get("request_id", ""),
         extra=extra,
     )
+    # A limited route shows its budget on errors too: failures count against it.
+    rate_limit: dict[str, str] | None = getattr(request.state, RATE_LIMIT_HEADERS, None)
+    if rate_limit:
+        headers = {**rate_limit, **(headers or {})}
     return Response(orjson.dumps(body), status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 

@@ -35,8 +35,17 @@ async def get_resources(request: Request) -> Resources:
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
+# Where the rate-limit headers wait for an error response (see main._problem): the
+# dependency's `response` is dropped when the request ends in an exception.
+RATE_LIMIT_HEADERS = "rate_limit_headers"
+
+
 def _apply(
-    decision: RateLimitDecision | None, response: Response, scope: RateLimitScope, rate: Rate
+    decision: RateLimitDecision | None,
+    request: Request,
+    response: Response,
+    scope: RateLimitScope,
+    rate: Rate,
 ) -> None:
     if decision is None:
         return
@@ -47,7 +56,9 @@ def _apply(
             f"retry in {decision.reset_seconds}s.",
             headers=decision.headers(),
         )
-    response.headers.update(decision.headers())
+    headers = decision.headers()
+    response.headers.update(headers)
+    setattr(request.state, RATE_LIMIT_HEADERS, headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,22 +72,29 @@ class ReadRequest:
 
 
 async def _admit(
-    claims: TokenClaims, resources: Resources, response: Response, reads: uuid.UUID | None
+    claims: TokenClaims,
+    resources: Resources,
+    request: Request,
+    response: Response,
+    reads: uuid.UUID | None,
 ) -> Lookup | None:
     """Revocation, rate limit and (for a read) the cache entry: one Redis round trip."""
     rate = resources.settings.rate_limit_api if resources.settings.rate_limit_enabled else None
     key = resources.cache.prefetch_key(reads) if reads is not None else None
     admission = await resources.gate.admit(claims, rate, key)
-    _apply(admission.rate_limit, response, "api", resources.settings.rate_limit_api)
+    _apply(admission.rate_limit, request, response, "api", resources.settings.rate_limit_api)
     return UserCache.prefetched(admission.prefetched) if admission.did_prefetch else None
 
 
 async def current_claims(
-    token: Annotated[str, Depends(oauth2_scheme)], resources: ResourcesDep, response: Response
+    token: Annotated[str, Depends(oauth2_scheme)],
+    resources: ResourcesDep,
+    request: Request,
+    response: Response,
 ) -> TokenClaims:
     """The authenticated caller, not revoked, rate limited per user."""
     claims = resources.tokens.decode(token, "access")
-    await _admit(claims, resources, response, None)
+    await _admit(claims, resources, request, response, None)
     return claims
 
 
@@ -84,17 +102,22 @@ async def read_of_user(
     user_id: uuid.UUID,
     token: Annotated[str, Depends(oauth2_scheme)],
     resources: ResourcesDep,
+    request: Request,
     response: Response,
 ) -> ReadRequest:
     claims = resources.tokens.decode(token, "access")
-    return ReadRequest(claims, user_id, await _admit(claims, resources, response, user_id))
+    cached = await _admit(claims, resources, request, response, user_id)
+    return ReadRequest(claims, user_id, cached)
 
 
 async def read_of_self(
-    token: Annotated[str, Depends(oauth2_scheme)], resources: ResourcesDep, response: Response
+    token: Annotated[str, Depends(oauth2_scheme)],
+    resources: ResourcesDep,
+    request: Request,
+    response: Response,
 ) -> ReadRequest:
     claims = resources.tokens.decode(token, "access")
-    cached = await _admit(claims, resources, response, claims.subject)
+    cached = await _admit(claims, resources, request, response, claims.subject)
     return ReadRequest(claims, claims.subject, cached)
 
 
@@ -107,10 +130,9 @@ async def login_rate_limit(request: Request, resources: ResourcesDep, response: 
     if not resources.settings.rate_limit_enabled:
         return
     client = request.client.host if request.client else "unknown"
-    decision = await resources.rate_limiter.hit(
-        "login", client, resources.settings.rate_limit_login
-    )
-    _apply(decision, response, "login", resources.settings.rate_limit_login)
+    rate = resources.settings.rate_limit_login
+    decision = await resources.rate_limiter.hit("login", client, rate)
+    _apply(decision, request, response, "login", rate)
 
 
 async def get_user_service(resources: ResourcesDep) -> UserService:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import subprocess
+import sys
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -156,3 +160,70 @@ async def test_password_change_revokes_existing_tokens(harness: AppHarness) -> N
         "/api/v1/auth/token", data={"username": "changer@example.com", "password": PASSWORD}
     )
     assert old_password.status_code == 401
+
+
+async def test_login_normalises_the_email_as_sign_up_does(harness: AppHarness) -> None:
+    """Typed exactly as at sign-up, in any Unicode form or case, the address logs in."""
+    decomposed = "Ade\u0301le@Example.COM"  # "e" + combining acute: sign-up stores it composed
+    await harness.sign_up(decomposed)
+    for typed in (decomposed, "ad\u00e9le@example.com", " ADE\u0301LE@EXAMPLE.COM "):
+        response = await harness.client.post(
+            "/api/v1/auth/token", data={"username": typed, "password": PASSWORD}
+        )
+        assert response.status_code == 200, (typed, response.text)
+
+
+def _budget(response: Any) -> tuple[int, int]:
+    return int(response.headers["ratelimit-limit"]), int(response.headers["ratelimit-remaining"])
+
+
+async def test_every_answer_of_a_limited_route_shows_the_budget(
+    make_harness: Callable[..., Any],
+) -> None:
+    """Failures count against the budget, so they must show it shrink too."""
+    harness: AppHarness = await make_harness(RATE_LIMIT_LOGIN="5/minute", RATE_LIMIT_API="5/minute")
+    await harness.sign_up("counted@example.com")
+    login = "/api/v1/auth/token"
+    failed = await harness.client.post(
+        login, data={"username": "counted@example.com", "password": "wrong-pass"}
+    )
+    assert failed.status_code == 401 and _budget(failed) == (5, 4)
+    invalid = await harness.client.post(login, data={"username": "counted@example.com"})
+    assert invalid.status_code == 422 and _budget(invalid) == (5, 3)
+    ok = await harness.client.post(
+        login, data={"username": "counted@example.com", "password": PASSWORD}
+    )
+    assert ok.status_code == 200 and _budget(ok) == (5, 2)
+    headers = _bearer(ok.json()["access_token"])
+    missing = await harness.client.get(f"/api/v1/users/{uuid.uuid4()}", headers=headers)
+    assert missing.status_code == 404 and _budget(missing) == (5, 4)
+    forbidden = await harness.client.get("/api/v1/users", headers=headers)
+    assert forbidden.status_code == 403 and _budget(forbidden) == (5, 3)
+    for response in (failed, invalid, missing, forbidden):
+        assert int(response.headers["ratelimit-reset"]) >= 1
+        assert "retry-after" not in response.headers
+
+
+def _create_admin(email: str, database_url: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "APP_ENV": "test", "DATABASE_URL": database_url}
+    return subprocess.run(
+        [sys.executable, "-m", "app", "create-admin", "--email", email],
+        env={**env, "ADMIN_PASSWORD": PASSWORD},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_an_admin_made_on_the_command_line_logs_in_as_typed(
+    harness: AppHarness, database_url: str
+) -> None:
+    typed = "Ada\u0301m@Example.COM"
+    made = await asyncio.to_thread(_create_admin, typed, database_url)
+    assert made.returncode == 0, made.stderr
+    tokens = await harness.login(typed)
+    me = await harness.client.get("/api/v1/users/me", headers=_bearer(tokens["access_token"]))
+    assert me.json()["is_admin"] is True
+    refused = await asyncio.to_thread(_create_admin, "not an address", database_url)
+    assert refused.returncode == 2 and "--email" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -30,7 +30,11 @@ from app.settings import Settings
 EMBEDDED_DATABASE_PATH = Path(".data") / "user-service.sqlite3"
 # A refusal at connect (PgBouncer, authentication, a standby) reaches the app as the driver's
 # own error: SQLAlchemy wraps driver errors only once a connection exists.
-DRIVER_ERRORS: tuple[type[Exception], ...] = (asyncpg.PostgresError, asyncpg.InterfaceError)
+DRIVER_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 
 def database_url(settings: Settings) -> str:
@@ -135,7 +139,7 @@ def database_error_cause(error: BaseException) -> str:
     the pooler's own words; statement parameters are never part of them)."""
     root = _chain(error)[-1]
     message = str(root).splitlines()[0] if str(root) else ""
-    return f"{type(root).__name__}: {message}"[:300]
+    return f"{type(root).__name__}: {message}"[:300] if message else type(root).__name__
 
 
 def classify_database_error(error: BaseException) -> DomainError | None:
@@ -150,7 +154,11 @@ def classify_database_error(error: BaseException) -> DomainError | None:
     if type(original).__name__ == "QueryCanceledError" or "canceling statement" in str(original):
         DB_ERRORS.labels(kind="statement_timeout").inc()
         return DependencyTimeoutError("The database did not answer within the statement timeout.")
-    if _sqlstate(error).startswith(_UNAVAILABLE_SQLSTATES):
+    if _sqlstate(error).startswith(_UNAVAILABLE_SQLSTATES) or any(
+        # A multi-host URL whose hosts all answered, none of them writable: mid-failover.
+        isinstance(link, asyncpg.TargetServerAttributeNotMatched)
+        for link in _chain(error)
+    ):
         DB_ERRORS.labels(kind="unavailable").inc()
         return DependencyUnavailableError("The database is unreachable; retry shortly.")
     if isinstance(error, sa_exc.DataError):

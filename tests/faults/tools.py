@@ -506,12 +506,13 @@ def database_dsn(database: str) -> str:
     return f"{ADMIN_DSN.rsplit('/', 1)[0]}/{database_name(database)}"
 
 
-async def check_rows(database: str, ledger: Ledger) -> int:
+async def check_rows(database: str, ledger: Ledger, dsn: str | None = None) -> int:
     """The rows in PostgreSQL match what the client recorded: every acknowledged sign-up
     exists once with its id, every row was at least attempted (an unacknowledged attempt
     may or may not have committed), and each user's full_name is its last acknowledged
-    update or a later unacknowledged one. Returns the number of rows checked."""
-    connection = await asyncpg.connect(database_dsn(database))
+    update or a later unacknowledged one. Returns the number of rows checked. `dsn` names
+    another server than the local one."""
+    connection = await asyncpg.connect(dsn or database_dsn(database))
     try:
         rows = await connection.fetch(
             "SELECT id::text AS id, email, full_name FROM users WHERE email LIKE $1",

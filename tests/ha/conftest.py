@@ -10,6 +10,7 @@ import pytest
 
 from app.settings import Settings
 from tests.conftest import AppHarness, start_harness
+from tests.faults import report
 from tests.ha.pgbouncer import PgBouncer
 from tests.support.database import fresh_database
 
@@ -45,3 +46,9 @@ async def session_harness(settings_factory: Callable[..., Settings]) -> AsyncIte
     harness, stop = await start_harness(settings_factory())
     yield harness
     await stop()
+
+
+@pytest.fixture
+def fault_report() -> Callable[..., None]:
+    """Each failover adds a row to the fault table the run prints at its end."""
+    return report.record

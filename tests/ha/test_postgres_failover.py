@@ -1,0 +1,100 @@
+"""PostgreSQL failover under load: the primary dies, the standby is promoted, and the service
+follows by itself through its multi-host DATABASE_URL (target_session_attrs=read-write)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import httpx
+
+from tests.faults.conftest import service_env
+from tests.faults.tools import Ledger, LoadClient, check_rows, fetch_metrics, metric, wait_for
+from tests.ha.postgres_pair import PostgresPair
+from tests.support.database import migrate
+from tests.support.service import running_service
+
+DATABASE = "user_service_ha_failover"
+# An operator (or Patroni, or the operator of a managed database) takes a moment to decide.
+PROMOTE_AFTER = 1.0
+
+
+async def test_primary_killed_standby_promoted_under_load(
+    fault_report: Callable[..., None],
+) -> None:
+    ledger = Ledger("ha-pg")
+    with PostgresPair().running() as pair:
+        pair.sql(pair.primary_port, f'CREATE DATABASE "{DATABASE}"')
+        migrate(f"postgresql+asyncpg://postgres@127.0.0.1:{pair.primary_port}/{DATABASE}")
+        env = service_env(pair.failover_url(DATABASE), "ha-pg", DB_CONNECT_TIMEOUT="2")
+        with running_service(env) as service:
+            base = service.base_url
+            load = LoadClient(ledger, lambda: [base], users=4, timeout=15)
+            probe = httpx.AsyncClient(timeout=5)
+            try:
+                await load.prepare()
+                load.start()
+                await asyncio.sleep(2)
+
+                ledger.phase = "failover"
+                await asyncio.to_thread(pair.kill_primary)
+                killed = time.monotonic()
+                await asyncio.sleep(PROMOTE_AFTER)
+                await asyncio.to_thread(pair.promote_standby)
+                promoted = time.monotonic()
+
+                def first_write() -> float | None:
+                    done = [
+                        o.ended
+                        for o in ledger.in_phase("failover")
+                        if o.ok and o.op in {"signup", "update"} and o.started > killed
+                    ]
+                    return min(done) if done else None
+
+                async def writes_again() -> bool:
+                    return first_write() is not None
+
+                try:
+                    await wait_for(writes_again, timeout=30)
+                except TimeoutError as error:
+                    summary = ledger.summary(ledger.in_phase("failover"))
+                    raise AssertionError(
+                        f"no write after the failover: {summary}\n{service.logs()[-4000:]}"
+                    ) from error
+                recovered = first_write()
+                assert recovered is not None
+                ledger.phase = "settling"
+                await asyncio.sleep(1)
+                ledger.phase = "after"
+                await asyncio.sleep(3)
+                await load.stop()
+                ready = await probe.get(f"{base}/readyz")
+                samples = await fetch_metrics(probe, base)
+            finally:
+                await load.aclose()
+                await probe.aclose()
+            logs = service.logs()
+        rows = await check_rows(DATABASE, ledger, dsn=pair.dsn(pair.standby_port, f"{DATABASE}"))
+
+    failover = ledger.in_phase("failover")
+    failed = ledger.failed(failover)
+    # While no writable host exists every database request is a 503 (or a 504 when it was
+    # cut mid-statement), never an unhandled 500 or a hang.
+    assert {o.status for o in failed} <= {503, 504}, (ledger.summary(failed), logs[-3000:])
+    assert '"level":"error"' not in logs, logs[-3000:]
+    for phase in ("warm-up", "after"):
+        assert not ledger.failed(ledger.in_phase(phase)), (phase, ledger.summary())
+    assert ready.status_code == 200, ready.text
+    assert metric(samples, "user_service_db_errors_total", kind="unavailable") > 0
+    fault_report(
+        fault=f"PostgreSQL primary killed, standby promoted after {PROMOTE_AFTER:.0f} s "
+        "(multi-host URL, target_session_attrs=read-write)",
+        requests_sent=len(ledger.outcomes),
+        requests_failed=len(ledger.failed()),
+        failures_expected="503 while no writable host",
+        rows_checked=rows,
+        recovery_seconds=recovered - killed,
+        notes=f"promotion to first write {recovered - promoted:.2f}s; "
+        f"failover phase: {ledger.summary(failover)}; no acknowledged write lost",
+    )

@@ -19,6 +19,22 @@ def _env_int(name: str, default: int) -> int:
         raise SystemExit(f"configuration error: {name}: expected an integer, got {raw!r}") from None
 
 
+def _settings() -> Any:
+    """The app's Settings, the one reader of the variables they share with gunicorn."""
+    from pydantic import ValidationError
+
+    from app.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}"
+            for item in error.errors()
+        )
+        raise SystemExit(f"configuration error: {problems}") from None
+
+
 # Without a Redis the cache, rate limits and revocations live in process memory, which
 # only makes sense in one process.
 _embedded = not (os.environ.get("REDIS_URL") or os.environ.get("REDIS_URL_FILE"))
@@ -29,7 +45,8 @@ worker_class = "app.worker.DrainingUvicornWorker"
 timeout = _env_int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 20)
 keepalive = _env_int("GUNICORN_KEEPALIVE", 5)
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# gunicorn takes the comma list as a string and hands it to uvicorn's proxy-headers handling.
+forwarded_allow_ips = ",".join(_settings().forwarded_allow_ips)
 # Each worker builds its own app, engine, Redis pool and tracer provider after the fork.
 preload_app = False
 accesslog = None

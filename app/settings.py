@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -169,7 +170,11 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default=[], alias="CORS_ORIGINS")
     trusted_hosts: Annotated[list[str], NoDecode] = Field(default=["*"], alias="TRUSTED_HOSTS")
     max_body_bytes: int = Field(default=65536, ge=1024, alias="MAX_BODY_BYTES")
-    forwarded_allow_ips: str = Field(default="127.0.0.1", alias="FORWARDED_ALLOW_IPS")
+    # Proxies (addresses or CIDRs, "*" for any) whose X-Forwarded-For gunicorn believes; the
+    # client address that rate limits key on comes from it. gunicorn.conf.py reads it here.
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(
+        default=["127.0.0.1"], alias="FORWARDED_ALLOW_IPS"
+    )
     readiness_timeout_seconds: float = Field(default=1.0, gt=0, le=30, alias="READINESS_TIMEOUT")
     shutdown_drain_seconds: float = Field(default=0.0, ge=0, le=300, alias="SHUTDOWN_DRAIN_SECONDS")
     docs_enabled: bool = Field(default=True, alias="DOCS_ENABLED")
@@ -181,7 +186,16 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = Field(default="auto", alias="LOG_FORMAT")
     metrics_enabled: bool = Field(default=True, alias="METRICS_ENABLED")
 
-    @field_validator("cors_origins", "trusted_hosts", mode="before")
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if entry != "*":
+                # Strict, as gunicorn is: 10.0.0.1/8 is a typo for 10.0.0.0/8 or 10.0.0.1.
+                ipaddress.ip_network(entry)
+        return value
+
+    @field_validator("cors_origins", "trusted_hosts", "forwarded_allow_ips", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)

@@ -200,3 +200,24 @@ def test_dns_egress_can_be_narrowed(helm: Helm) -> None:
         )
     )[0]
     assert dns["to"] == [{"ipBlock": {"cidr": "169.254.20.10/32"}}]
+
+
+def forwarded_allow_ips(objects: list[dict[str, Any]]) -> str:
+    value: str = one(objects, "ConfigMap")["data"]["FORWARDED_ALLOW_IPS"]
+    return value
+
+
+def test_trusted_proxies_are_the_ingress_controllers(helm: Helm) -> None:
+    assert forwarded_allow_ips(helm.template(value_files("defaults"))) == "127.0.0.1"
+    objects = helm.template(value_files("defaults"), {"trustedProxies": "{10.42.0.0/16,fd00::/8}"})
+    assert forwarded_allow_ips(objects) == "10.42.0.0/16,fd00::/8"
+
+
+def test_trusted_proxies_have_one_source(helm: Helm) -> None:
+    message = refused(helm, value_files("defaults"), {"config.FORWARDED_ALLOW_IPS": "10.0.0.0/8"})
+    assert "FORWARDED_ALLOW_IPS" in message and "not allowed" in message, message
+
+
+def test_trusted_proxies_must_be_addresses(helm: Helm) -> None:
+    message = refused(helm, value_files("defaults"), {"trustedProxies": "{ingress-nginx}"})
+    assert "trustedProxies" in message, message

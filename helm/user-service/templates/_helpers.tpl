@@ -111,6 +111,7 @@ and a tag (skaffold's content hash, say) is not a version.
 {{- end }}
 {{- end }}
 BIND: {{ printf "0.0.0.0:%d" (int64 .Values.containerPort) | quote }}
+FORWARDED_ALLOW_IPS: {{ join "," .Values.trustedProxies | quote }}
 PROMETHEUS_MULTIPROC_DIR: "/run/prometheus"
 OTEL_SERVICE_NAME: {{ include "user-service.name" . | quote }}
 {{- if .Values.otel.enabled }}

@@ -177,7 +177,8 @@ class Settings(BaseSettings):
     )
     readiness_timeout_seconds: float = Field(default=1.0, gt=0, le=30, alias="READINESS_TIMEOUT")
     shutdown_drain_seconds: float = Field(default=0.0, ge=0, le=300, alias="SHUTDOWN_DRAIN_SECONDS")
-    docs_enabled: bool = Field(default=True, alias="DOCS_ENABLED")
+    # Unset: docs everywhere but production (see the docs_enabled property).
+    docs_enabled_override: bool | None = Field(default=None, alias="DOCS_ENABLED")
 
     # Observability.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
@@ -316,6 +317,14 @@ class Settings(BaseSettings):
     def key_publish_delay_seconds(self) -> float:
         """A key signs only after every replica and every consumer cache can hold it."""
         return self.jwks_max_age_seconds + self.signing_key_refresh_seconds
+
+    @property
+    def docs_enabled(self) -> bool:
+        """/docs and /openapi.json: on by default, except in production, where a map of the
+        API is not handed to every caller unless DOCS_ENABLED asks for it."""
+        if self.docs_enabled_override is not None:
+            return self.docs_enabled_override
+        return not self.is_production
 
     @property
     def is_production(self) -> bool:

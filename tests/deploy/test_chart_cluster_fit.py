@@ -221,3 +221,15 @@ def test_trusted_proxies_have_one_source(helm: Helm) -> None:
 def test_trusted_proxies_must_be_addresses(helm: Helm) -> None:
     message = refused(helm, value_files("defaults"), {"trustedProxies": "{ingress-nginx}"})
     assert "trustedProxies" in message, message
+
+
+def test_docs_follow_the_apps_production_default(helm: Helm) -> None:
+    data = one(helm.template(value_files("defaults")), "ConfigMap")["data"]
+    assert data["APP_ENV"] == "production" and "DOCS_ENABLED" not in data
+
+
+def test_egress_ports_of_a_multi_host_url(helm: Helm, tmp_path: Any) -> None:
+    # Failover URLs name every host; each host's port is opened.
+    values = tmp_path / "multi.yaml"
+    values.write_text("postgres:\n  url: postgresql+asyncpg://u:p@pg-a:5432,pg-b:5433/users\n")
+    assert ports_of(helm.template([*value_files("defaults"), values]))[1] == {5432, 5433}

@@ -81,7 +81,8 @@ def test_connection_budget_uses_replica_count_without_autoscaling(helm: Helm) ->
 @pytest.mark.parametrize(
     ("values", "expected"),
     [
-        ({"jwt.secretKey": ""}, "jwt.secretKey is required"),
+        ({"jwt.secretKey": "", "config.JWT_ALGORITHM": "HS256"}, "jwt.secretKey is required"),
+        ({"keys.encryptionKey": ""}, "keys.encryptionKey is required"),
         ({"jwt.secretKey": "short"}, "jwt.secretKey must be at least 32 characters"),
         ({"postgres.host": ""}, "set postgres.url, or postgres.host and postgres.password"),
         ({"postgres.password": ""}, "postgres.password is required"),
@@ -154,7 +155,13 @@ LIBRARY_VARS = {
     "PROMETHEUS_MULTIPROC_DIR",
     "WEB_CONCURRENCY",
 }
-SECRET_VARS = {"DATABASE_URL", "REDIS_URL", "JWT_SECRET_KEY"}
+SECRET_VARS = {
+    "DATABASE_URL",
+    "REDIS_URL",
+    "JWT_SECRET_KEY",
+    "SIGNING_KEY_ENCRYPTION_KEY",
+    "INTROSPECTION_CLIENTS",
+}
 
 
 def settings_env_names() -> set[str]:

@@ -126,6 +126,10 @@ OTEL_SDK_DISABLED: "true"
 {{- with .Values.otel.resourceAttributes }}
 OTEL_RESOURCE_ATTRIBUTES: {{ . | quote }}
 {{- end }}
+{{- if .Values.keys.rotation.enabled }}
+SIGNING_KEY_OVERLAP_SECONDS: {{ .Values.keys.rotation.overlapSeconds | int64 | quote }}
+SIGNING_KEY_ROTATION_PERIOD_SECONDS: {{ .Values.keys.rotation.periodSeconds | int64 | quote }}
+{{- end }}
 {{- end }}
 
 {{/* Percent-escape for URL userinfo: urlquery writes a space as "+", which a URL parser keeps as "+". */}}
@@ -166,13 +170,31 @@ OTEL_RESOURCE_ATTRIBUTES: {{ . | quote }}
 
 {{- define "user-service.jwtSecretKey" -}}
 {{- $key := .Values.jwt.secretKey }}
-{{- if not $key }}
-{{- fail "user-service: jwt.secretKey is required (at least 32 characters), or set existingSecret" }}
+{{- if and (not $key) (eq (include "user-service.setting" (list . "JWT_ALGORITHM")) "HS256") }}
+{{- fail "user-service: jwt.secretKey is required with config.JWT_ALGORITHM=HS256 (at least 32 characters), or set existingSecret" }}
 {{- end }}
-{{- if lt (len $key) 32 }}
+{{- if and $key (lt (len $key) 32) }}
 {{- fail (printf "user-service: jwt.secretKey must be at least 32 characters (got %d); production refuses shorter keys" (len $key)) }}
 {{- end }}
 {{- $key }}
+{{- end }}
+
+{{/* Signing keys and introspection clients: the Secret's lines (app and migration Job). */}}
+{{- define "user-service.keySecretData" -}}
+{{- $jwt := include "user-service.jwtSecretKey" . }}
+{{- if $jwt }}
+JWT_SECRET_KEY: {{ $jwt | b64enc | quote }}
+{{- end }}
+{{- if ne (include "user-service.setting" (list . "JWT_ALGORITHM")) "HS256" }}
+{{- $kek := .Values.keys.encryptionKey }}
+{{- if lt (len $kek) 32 }}
+{{- fail "user-service: keys.encryptionKey is required (32+ characters, e.g. `openssl rand -base64 32`): it encrypts the signing keys in PostgreSQL; or set existingSecret with SIGNING_KEY_ENCRYPTION_KEY" }}
+{{- end }}
+SIGNING_KEY_ENCRYPTION_KEY: {{ $kek | b64enc | quote }}
+{{- end }}
+{{- with .Values.introspection.clients }}
+INTROSPECTION_CLIENTS: {{ join "," . | b64enc | quote }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -226,6 +248,19 @@ Checks across values that a JSON schema cannot express. Included by the Deployme
 {{- end }}
 {{- if and .Values.lifecycle.nativeSleepAction (semverCompare "<1.30.0-0" .Capabilities.KubeVersion.Version) }}
 {{- fail (printf "user-service: lifecycle.nativeSleepAction needs Kubernetes 1.30 or later (rendering for %s); leave it false to use exec sleep" .Capabilities.KubeVersion.Version) }}
+{{- end }}
+{{- if .Values.keys.rotation.enabled }}
+{{- $maxAge := include "user-service.setting" (list . "JWKS_MAX_AGE_SECONDS") | float64 | int }}
+{{- $reload := include "user-service.setting" (list . "SIGNING_KEY_REFRESH_SECONDS") | float64 | ceil | int }}
+{{- $access := include "user-service.setting" (list . "ACCESS_TOKEN_TTL_SECONDS") | float64 | int }}
+{{- $refresh := include "user-service.setting" (list . "REFRESH_TOKEN_TTL_SECONDS") | float64 | int }}
+{{- $minOverlap := add $maxAge (max $access $refresh) }}
+{{- if lt (int .Values.keys.rotation.overlapSeconds) (int $minOverlap) }}
+{{- fail (printf "user-service: keys.rotation.overlapSeconds (%d) must be at least config.JWKS_MAX_AGE_SECONDS (%d) + the longest token lifetime, max(config.ACCESS_TOKEN_TTL_SECONDS, config.REFRESH_TOKEN_TTL_SECONDS) (%d) = %d, or a retired key disappears while tokens it signed are still valid" (int .Values.keys.rotation.overlapSeconds) $maxAge (max $access $refresh) (int $minOverlap)) }}
+{{- end }}
+{{- if le (int .Values.keys.rotation.periodSeconds) (add $maxAge $reload) }}
+{{- fail (printf "user-service: keys.rotation.periodSeconds (%d) must exceed config.JWKS_MAX_AGE_SECONDS + config.SIGNING_KEY_REFRESH_SECONDS (%d): a next key signs only after every cached JWKS holds it" (int .Values.keys.rotation.periodSeconds) (add $maxAge $reload)) }}
+{{- end }}
 {{- end }}
 {{- if and .Values.otel.enabled (not .Values.otel.endpoint) }}
 {{- fail "user-service: otel.enabled needs otel.endpoint (for example http://otel-collector.observability:4317)" }}

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Dialect, Engine, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -65,6 +66,26 @@ def _postgres_connect_args(settings: Settings) -> dict[str, Any]:
     return args
 
 
+class DatabaseConnectError(ConnectionError):
+    """Opening a connection to the database failed in the network (refused, reset, no route,
+    unknown host)."""
+
+
+def _name_connect_failures(engine: Engine) -> None:
+    """An OSError while connecting is the database being unreachable; the same class raised
+    anywhere else (a file, a socket of another client) is not. Marking it here, where it is
+    certain, lets classify_database_error tell them apart. TimeoutError keeps its own meaning."""
+
+    @event.listens_for(engine, "do_connect")
+    def connect(dialect: Dialect, _record: Any, cargs: Any, cparams: Any) -> Any:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except TimeoutError:
+            raise
+        except OSError as error:
+            raise DatabaseConnectError(str(error)) from error
+
+
 def _engine(settings: Settings, url: str, **options: Any) -> AsyncEngine:
     engine = create_async_engine(
         make_url(url),
@@ -73,6 +94,7 @@ def _engine(settings: Settings, url: str, **options: Any) -> AsyncEngine:
         hide_parameters=True,
         **options,
     )
+    _name_connect_failures(engine.sync_engine)
     if settings.db_pgbouncer_transaction_mode and settings.db_statement_timeout_ms:
         pgbouncer.enforce_statement_timeout(engine.sync_engine, settings.db_statement_timeout_ms)
     return engine
@@ -169,14 +191,16 @@ def classify_database_error(error: BaseException) -> DomainError | None:
     if isinstance(error, sa_exc.DBAPIError) and (
         error.connection_invalidated
         or isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError)
-        or isinstance(original, OSError)
+        or isinstance(original, ConnectionError)
     ):
         DB_ERRORS.labels(kind="unavailable").inc()
         return DependencyUnavailableError("The database is unreachable; retry shortly.")
     if isinstance(error, TimeoutError):
         DB_ERRORS.labels(kind="statement_timeout").inc()
         return DependencyTimeoutError("The database did not answer in time.")
-    if isinstance(error, OSError):
+    if isinstance(error, ConnectionError):
+        # Failed connects (see _name_connect_failures) and connections the server dropped;
+        # any other OSError is no database outage and stays a 500.
         DB_ERRORS.labels(kind="unavailable").inc()
         return DependencyUnavailableError("The database is unreachable; retry shortly.")
     return None

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
 
 from tests.conftest import AppHarness
 
@@ -55,3 +59,50 @@ async def test_a_bad_request_id_is_replaced(harness: AppHarness) -> None:
     response = await harness.client.get("/livez", headers={"X-Request-ID": "bad id\twith spaces"})
     assert response.headers["x-request-id"] != "bad id\twith spaces"
     assert len(response.headers["x-request-id"]) == 32
+
+
+def _db_errors(kind: str) -> float:
+    return REGISTRY.get_sample_value("user_service_db_errors_total", {"kind": kind}) or 0.0
+
+
+@pytest.mark.parametrize(
+    "error",
+    [PermissionError(13, "Permission denied", "/etc/secret"), FileNotFoundError(2, "gone")],
+    ids=["permission", "missing-file"],
+)
+async def test_an_os_error_that_is_no_connection_error_is_a_500_not_a_database_outage(
+    make_harness: Callable[..., Any], error: OSError
+) -> None:
+    harness: AppHarness = await make_harness(clean=False)
+
+    async def local_failure() -> None:
+        raise error
+
+    harness.app.add_api_route("/local-failure", local_failure)
+    before = _db_errors("unavailable")
+    response = await harness.client.get("/local-failure")
+    assert response.status_code == 500, response.text
+    assert response.json()["type"].endswith("/internal-error")
+    assert "database" not in response.text
+    assert _db_errors("unavailable") == before
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+async def test_a_refused_database_connection_is_a_database_outage(
+    make_harness: Callable[..., Any], host: str
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        closed_port = taken.getsockname()[1]
+    dead: AppHarness = await make_harness(
+        clean=False,
+        DATABASE_URL=f"postgresql+asyncpg://postgres@{host}:{closed_port}/nothing",
+        DB_CONNECT_TIMEOUT=2,
+    )
+    before = _db_errors("unavailable")
+    response = await dead.client.post(
+        "/api/v1/users", json={"email": "refused@example.com", "password": "password-123"}
+    )
+    assert response.status_code == 503, response.text
+    assert "unreachable" in response.json()["detail"]
+    assert response.headers["retry-after"]
+    assert _db_errors("unavailable") == before + 1

@@ -26,7 +26,10 @@ QUIET_PATHS: Final = frozenset({"/livez", "/readyz", "/metrics"})
 # Keyed by id(): routes live as long as the app and are not hashable.
 _TEMPLATES: dict[int, str] = {}
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_SECURITY_HEADERS: Final = (
+# W3C trace context: version-traceid-parentid-flags, lower-case hex (version ff is invalid).
+_TRACEPARENT = re.compile(rb"^(?!ff)[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
+_NO_TRACE = b"0" * 32
+SECURITY_HEADERS: Final = (
     ("x-content-type-options", "nosniff"),
     ("x-frame-options", "DENY"),
     ("referrer-policy", "no-referrer"),
@@ -59,6 +62,18 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
+def _caller_trace_id(scope: Scope) -> str | None:
+    """The trace id of an incoming `traceparent` when no span of ours continues it (trace
+    export off): logs and X-Trace-Id still join the caller's trace."""
+    for name, value in scope["headers"]:
+        if name == b"traceparent":
+            match = _TRACEPARENT.match(value.strip())
+            if match and match.group(1) != _NO_TRACE:
+                return match.group(1).decode()
+            return None
+    return None
+
+
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -74,7 +89,12 @@ class RequestContextMiddleware:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         span_context = trace.get_current_span().get_span_context()
-        trace_id = format(span_context.trace_id, "032x") if span_context.is_valid else None
+        if span_context.is_valid:
+            trace_id: str | None = format(span_context.trace_id, "032x")
+        else:
+            trace_id = _caller_trace_id(scope)
+            if trace_id:
+                structlog.contextvars.bind_contextvars(trace_id=trace_id)
         status = 500
         response_started = False
 
@@ -89,7 +109,7 @@ class RequestContextMiddleware:
                     headers.append("x-trace-id", trace_id)
                 elapsed_ms = (time.perf_counter() - started) * 1000
                 headers.append("server-timing", f"app;dur={elapsed_ms:.1f}")
-                for name, value in _SECURITY_HEADERS:
+                for name, value in SECURITY_HEADERS:
                     headers.append(name, value)
                 if not path.startswith(("/docs", "/redoc")):
                     headers.append(*_API_CSP)

@@ -79,3 +79,23 @@ def test_no_passwords_tokens_or_keys_in_the_log(api: Api) -> None:
     assert not bad, bad
     requests = [json.loads(line) for line in lines if '"event":"request"' in line.replace(" ", "")]
     assert requests and all(entry.get("request_id") for entry in requests)
+
+
+def test_an_incoming_trace_is_joined_with_trace_export_off(api: Api) -> None:
+    """This service exports no spans (OTEL_SDK_DISABLED), yet its access log and X-Trace-Id
+    carry the caller's trace id, so its logs join the fleet's traces."""
+    trace_id = uuid.uuid4().hex
+    request_id = f"joined-{uuid.uuid4().hex[:8]}"
+    response = api.client.get(
+        "/api/v1/users/me",
+        headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01", "X-Request-ID": request_id},
+    )
+    assert response.status_code == 401
+    assert response.headers["x-trace-id"] == trace_id
+    lines = [json.loads(line) for line in api.service.logs().splitlines() if request_id in line]
+    assert lines, "no log line of the request"
+    assert {line.get("trace_id") for line in lines} == {trace_id}
+    # Malformed or all-zero trace contexts are ignored, never echoed.
+    for bad in ("00-zzzz-00f067aa0ba902b7-01", f"00-{'0' * 32}-00f067aa0ba902b7-01"):
+        ignored = api.client.get("/api/v1/users/me", headers={"traceparent": bad})
+        assert "x-trace-id" not in ignored.headers

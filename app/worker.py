@@ -33,7 +33,12 @@ class DrainingServer(Server):
 
 
 class DrainingUvicornWorker(UvicornWorker):  # type: ignore[misc]  # untyped base
-    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {"loop": "auto", "http": "auto", "lifespan": "on"}
+    # The parser's own 400s are problem+json too (see app/http_protocol.py).
+    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
+        "loop": "auto",
+        "http": "app.http_protocol:ProblemHttpToolsProtocol",
+        "lifespan": "on",
+    }
 
     async def _serve(self) -> None:
         self.config.app = self.wsgi

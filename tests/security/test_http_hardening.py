@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 import uuid
@@ -203,3 +204,43 @@ def test_server_header_does_not_name_the_stack(api: Api) -> None:
     server = response.headers.get("server", "")
     assert "gunicorn" not in server.lower(), server
     assert all(char not in server for char in "0123456789"), server
+
+
+def _parse(answer: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), headers, body
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /api/v1/users/me HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Note: a\x01b\r\n\r\n",
+        b"GET /api/v1/users/me HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Name: x\r\n\r\n",
+        b"GET /api/v1/\x7fusers HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        b"NOT-HTTP\r\n\r\n",
+    ],
+    ids=["control-char-in-value", "space-in-name", "control-char-in-target", "garbage"],
+)
+def test_requests_the_http_server_refuses_get_a_problem_with_security_headers(
+    api: Api, request_bytes: bytes
+) -> None:
+    url = urlsplit(api.base_url)
+    with socket.create_connection((url.hostname, url.port), timeout=5) as sock:
+        sock.sendall(request_bytes)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status, headers, body = _parse(answer)
+    assert status == 400, answer
+    assert headers["content-type"] == "application/problem+json"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["connection"] == "close"
+    problem = json.loads(body)
+    assert problem["status"] == 400 and problem["type"].endswith("/bad-request")
+    assert problem["request_id"] == headers["x-request-id"]
+    assert int(headers["content-length"]) == len(body)

@@ -100,6 +100,18 @@ class Settings(BaseSettings):
     redis_breaker_cooldown_seconds: float = Field(
         default=5.0, gt=0, le=600, alias="REDIS_BREAKER_COOLDOWN"
     )
+    # Redis Sentinel instead of REDIS_URL: "host:port,host:port", the master set's name, and
+    # the passwords of the sentinels and of the Redis servers they point at.
+    redis_sentinels: Annotated[list[str], NoDecode] = Field(default=[], alias="REDIS_SENTINELS")
+    redis_sentinel_master: str = Field(
+        default="mymaster", min_length=1, alias="REDIS_SENTINEL_MASTER"
+    )
+    redis_sentinel_password: SecretStr | None = Field(default=None, alias="REDIS_SENTINEL_PASSWORD")
+    redis_sentinel_password_file: Path | None = Field(
+        default=None, alias="REDIS_SENTINEL_PASSWORD_FILE"
+    )
+    redis_password: SecretStr | None = Field(default=None, alias="REDIS_PASSWORD")
+    redis_password_file: Path | None = Field(default=None, alias="REDIS_PASSWORD_FILE")
 
     cache_enabled: bool = Field(default=True, alias="CACHE_ENABLED")
     cache_ttl_seconds: int = Field(default=300, ge=1, alias="CACHE_TTL_SECONDS")
@@ -196,10 +208,21 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(entry)
         return value
 
-    @field_validator("cors_origins", "trusted_hosts", "forwarded_allow_ips", mode="before")
+    @field_validator(
+        "cors_origins", "trusted_hosts", "forwarded_allow_ips", "redis_sentinels", mode="before"
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            host, _, port = entry.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"REDIS_SENTINELS: {entry!r} is not host:port")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -219,7 +242,7 @@ class Settings(BaseSettings):
                 for name, value in (
                     secret,
                     ("DATABASE_URL", self.database_dsn),
-                    ("REDIS_URL", self.redis_dsn),
+                    ("REDIS_URL or REDIS_SENTINELS", self.redis_dsn or self.redis_sentinels),
                 )
                 if not value
             ]
@@ -247,6 +270,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 "DATABASE_URL: must start with postgresql+asyncpg:// or sqlite+aiosqlite://"
             )
+        if self.redis_dsn and self.redis_sentinels:
+            raise ValueError("REDIS_SENTINELS: set either REDIS_URL or REDIS_SENTINELS, not both")
         if self.redis_dsn:
             AnyUrl(self.redis_dsn)
             if not self.redis_dsn.startswith(("redis://", "rediss://", "unix://")):
@@ -285,6 +310,18 @@ class Settings(BaseSettings):
     @cached_property
     def redis_dsn(self) -> str:
         return self._secret(self.redis_url, self.redis_url_file)
+
+    @property
+    def redis_sentinel_addresses(self) -> list[tuple[str, int]]:
+        return [(h, int(p)) for h, _, p in (e.rpartition(":") for e in self.redis_sentinels)]
+
+    @cached_property
+    def redis_password_value(self) -> str:
+        return self._secret(self.redis_password, self.redis_password_file)
+
+    @cached_property
+    def redis_sentinel_password_value(self) -> str:
+        return self._secret(self.redis_sentinel_password, self.redis_sentinel_password_file)
 
     @cached_property
     def jwt_key(self) -> str:

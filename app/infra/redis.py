@@ -7,12 +7,11 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar, cast
 
 import structlog
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.backoff import NoBackoff
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
+from app.infra.redis_topology import connect_sentinel, connect_standalone
 from app.observability.metrics import REDIS_BREAKER_OPEN, RedisComponent, record_redis_error
 from app.settings import Settings
 
@@ -102,23 +101,12 @@ def create_redis(settings: Settings) -> RedisGateway:
     breaker = CircuitBreaker(
         settings.redis_breaker_failures, settings.redis_breaker_cooldown_seconds
     )
-    if not settings.redis_dsn:
+    if not settings.redis_dsn and not settings.redis_sentinels:
         # Embedded development mode: an in-process Redis (with Lua) so every code path is
         # the same one production runs; the state lives and dies with this worker.
         from fakeredis import FakeAsyncRedis
 
         return RedisGateway(FakeAsyncRedis(), breaker, embedded=True)
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_dsn,
-        max_connections=settings.redis_max_connections,
-        # A bounded pool blocks rather than raises; never let that wait outlast a request.
-        timeout=max(0.5, settings.redis_socket_timeout_seconds * 4),
-        socket_timeout=settings.redis_socket_timeout_seconds,
-        socket_connect_timeout=settings.redis_connect_timeout_seconds,
-        # One immediate retry, on connection errors only: it replaces a connection that died
-        # with a Redis restart, and a refused connect costs microseconds. Timeouts are not
-        # retried (they would double the wait on a sick Redis); the breaker handles those.
-        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-        health_check_interval=30,
-    )
-    return RedisGateway(Redis(connection_pool=pool), breaker, embedded=False)
+    if settings.redis_sentinels:
+        return RedisGateway(connect_sentinel(settings), breaker, embedded=False)
+    return RedisGateway(connect_standalone(settings), breaker, embedded=False)

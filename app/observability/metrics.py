@@ -110,6 +110,17 @@ REDIS_ERRORS: Final = Counter(
     "Redis commands that failed or timed out, by the component that sent them.",
     ["component"],
 )
+# Redis topology (standalone, sentinel, cluster) and the failovers a worker followed.
+REDIS_TOPOLOGY: Final = Gauge(
+    f"{PREFIX}_redis_topology",
+    "Always 1; the label names how the service reaches Redis.",
+    ["mode"],
+    multiprocess_mode="max",
+)
+REDIS_MASTER_CHANGES: Final = Counter(
+    f"{PREFIX}_redis_master_changes_total",
+    "Times a worker found Redis's master at a new address (a Sentinel or Cluster failover).",
+)
 REDIS_BREAKER_OPEN: Final = Gauge(
     f"{PREFIX}_redis_breaker_open",
     "1 while the Redis circuit breaker is open in a worker (summed over workers).",

@@ -18,8 +18,13 @@ PGBOUNCER_DATABASE = "user_service_ha_pgbouncer"
 
 
 @pytest.fixture(scope="session")
-def pgbouncer() -> Iterator[PgBouncer]:
-    fresh_database(PGBOUNCER_DATABASE)
+def database_url() -> str:
+    """The database behind the pgbouncer, reached directly (as the CLI and checks do)."""
+    return fresh_database(PGBOUNCER_DATABASE)
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(database_url: str) -> Iterator[PgBouncer]:
     with PgBouncer([PGBOUNCER_DATABASE]).running() as bouncer:
         yield bouncer
 

@@ -62,6 +62,17 @@ class AuthenticationError(DomainError):
         super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
 
 
+class ClientAuthenticationError(DomainError):
+    """A service client (introspection) failed HTTP Basic authentication."""
+
+    status = 401
+    slug = "invalid-client"
+    title = "Client authentication failed"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": 'Basic realm="introspection"'})
+
+
 class PermissionDeniedError(DomainError):
     status = 403
     slug = "forbidden"

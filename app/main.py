@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__
-from app.api import auth, health, users, wellknown
+from app.api import auth, health, introspection, users, wellknown
 from app.api.body_limit import BodySizeLimitMiddleware
 from app.api.deps import RATE_LIMIT_HEADERS
 from app.api.trusted_host import TrustedHostMiddleware
@@ -202,6 +202,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(users.router, prefix="/api/v1")
     app.include_router(auth.router, prefix="/api/v1")
+    app.include_router(introspection.router, prefix="/api/v1")
     app.include_router(wellknown.router)
     if settings.metrics_enabled:
         app.add_api_route("/metrics", metrics_response, include_in_schema=False)

@@ -331,6 +331,10 @@ class Settings(BaseSettings):
         return key
 
     @cached_property
+    def introspection_clients_text(self) -> str:
+        return self._secret(self.introspection_clients, self.introspection_clients_file)
+
+    @cached_property
     def signing_kek(self) -> str:
         kek = self._secret(self.signing_key_encryption_key, self.signing_key_encryption_key_file)
         if not kek and self.app_env is not Environment.PRODUCTION:

@@ -18,6 +18,7 @@ from app.infra.redis import RedisGateway, create_redis
 from app.infra.request_gate import RequestGate
 from app.infra.token_store import TokenStore
 from app.services.auth import AuthService
+from app.services.introspection import IntrospectionService, ServiceClients
 from app.services.keys import TokenSigner, token_signer
 from app.services.passwords import PasswordService
 from app.services.tokens import TokenService
@@ -44,6 +45,7 @@ class Resources:
     gate: RequestGate
     users: UserService
     auth: AuthService
+    introspection: IntrospectionService
 
     @classmethod
     def open(cls, settings: Settings) -> Resources:
@@ -67,6 +69,14 @@ class Resources:
         passwords = PasswordService(settings)
         keys = token_signer(settings, sessions)
         tokens = TokenService(settings, token_store, keys)
+        gate = RequestGate(redis, token_store, rate_limiter)
+        introspection = IntrospectionService(
+            tokens,
+            gate,
+            ServiceClients(settings.introspection_clients_text),
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
         return cls(
             settings=settings,
             engine=engine,
@@ -78,9 +88,10 @@ class Resources:
             passwords=passwords,
             tokens=tokens,
             keys=keys,
-            gate=RequestGate(redis, token_store, rate_limiter),
+            gate=gate,
             users=UserService(sessions, cache, passwords, tokens),
             auth=AuthService(sessions, passwords, tokens),
+            introspection=introspection,
         )
 
     async def close(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from fastapi import APIRouter, Request, Response
 
@@ -9,6 +11,29 @@ from app.api.deps import ResourcesDep
 from app.observability.metrics import JWKS_REQUESTS
 
 router = APIRouter(prefix="/.well-known", tags=["discovery"])
+
+_JWK_SET = {
+    "type": "object",
+    "required": ["keys"],
+    "properties": {"keys": {"type": "array", "items": {"type": "object"}}},
+}
+_JWKS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The JWK Set.",
+        "content": {"application/jwk-set+json": {"schema": _JWK_SET}},
+    },
+    304: {"description": "The set matches If-None-Match."},
+    503: {
+        "description": "No key loaded yet; never cached.",
+        "content": {"application/jwk-set+json": {"schema": _JWK_SET}},
+    },
+}
+_METADATA_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "RFC 8414 metadata.",
+        "content": {"application/json": {"schema": {"type": "object", "required": ["issuer"]}}},
+    }
+}
 
 JWKS_PATH = "/.well-known/jwks.json"
 METADATA_PATH = "/.well-known/oauth-authorization-server"
@@ -24,7 +49,12 @@ def _etag_matches(header: str | None, etag: str) -> bool:
     return "*" in candidates or etag in candidates
 
 
-@router.get("/jwks.json", summary="Public signing keys (JWK Set)")
+@router.get(
+    "/jwks.json",
+    summary="Public signing keys (JWK Set)",
+    response_class=Response,
+    responses=_JWKS_RESPONSES,
+)
 async def jwks(request: Request, resources: ResourcesDep) -> Response:
     """Every published key: next, active and retired. Cache it for the `max-age` given; a
     key signs only after it has been published longer than that."""
@@ -50,7 +80,12 @@ async def jwks(request: Request, resources: ResourcesDep) -> Response:
     return Response(body, headers=headers, media_type="application/jwk-set+json")
 
 
-@router.get("/oauth-authorization-server", summary="Authorization server metadata (RFC 8414)")
+@router.get(
+    "/oauth-authorization-server",
+    summary="Authorization server metadata (RFC 8414)",
+    response_class=Response,
+    responses=_METADATA_RESPONSES,
+)
 async def metadata(request: Request, resources: ResourcesDep) -> Response:
     """What a standard client needs to configure itself. Not an OpenID provider: no ID
     tokens, no userinfo, so no OpenID configuration is published."""

@@ -1,0 +1,98 @@
+"""HTTP routes for resource servers: token introspection (RFC 7662), service clients only."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from typing import Annotated, Any
+from urllib.parse import unquote
+
+import orjson
+from fastapi import APIRouter, Form, Request, Response
+
+from app.api.deps import ResourcesDep
+from app.api.responses import PROBLEM_RESPONSES
+from app.errors import ClientAuthenticationError, RateLimitedError
+from app.observability.metrics import (
+    INTROSPECTION_DURATION,
+    record_introspection,
+    record_rate_limited,
+)
+from app.wiring import Resources
+
+router = APIRouter(prefix="/auth", tags=["auth"], responses=PROBLEM_RESPONSES)
+
+
+def _client_id(request: Request, resources: Resources) -> str:
+    """The authenticated client's id (RFC 6749 2.3.1: form-encoded id and secret in Basic)."""
+    scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        raise ClientAuthenticationError("Introspection requires HTTP Basic client credentials.")
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as error:
+        raise ClientAuthenticationError("Malformed Basic credentials.") from error
+    client_id, _, secret = decoded.partition(":")
+    client_id, secret = unquote(client_id), unquote(secret)
+    if not resources.introspection.clients.authenticate(client_id, secret):
+        raise ClientAuthenticationError("Unknown client or wrong secret.")
+    return client_id
+
+
+_INTROSPECTION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "RFC 7662 answer: `active`, and the token's claims when it is active.",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["active"],
+                    "properties": {"active": {"type": "boolean"}},
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/introspect",
+    summary="Token introspection (RFC 7662)",
+    response_class=Response,
+    responses=_INTROSPECTION_RESPONSES,
+)
+async def introspect(
+    request: Request,
+    resources: ResourcesDep,
+    token: Annotated[str, Form(max_length=8192)],
+    token_type_hint: Annotated[str | None, Form(max_length=64)] = None,
+) -> Response:
+    """For services that need instant revocation: `active` is false the moment the session
+    ends (logout, password change, revocation). HTTP Basic with a listed client id."""
+    started = time.perf_counter()
+    try:
+        client_id = _client_id(request, resources)
+    except ClientAuthenticationError:
+        record_introspection("unauthorized")
+        raise
+    settings = resources.settings
+    rate = settings.rate_limit_introspection
+    if settings.rate_limit_enabled:
+        decision = await resources.rate_limiter.hit("introspection", client_id, rate)
+        if decision is not None and not decision.allowed:
+            record_rate_limited("introspection")
+            record_introspection("rate_limited")
+            raise RateLimitedError(
+                f"Introspection limit of {rate.limit} per {rate.period_seconds}s exceeded.",
+                headers=decision.headers(),
+            )
+    answer = await resources.introspection.introspect(token)
+    record_introspection("active" if answer["active"] else "inactive")
+    INTROSPECTION_DURATION.observe(time.perf_counter() - started)
+    # Never cached: the answer is only true at this moment.
+    return Response(
+        orjson.dumps(answer),
+        media_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from tests.conftest import AppHarness
+from tests.conftest import PASSWORD, AppHarness
 
 PROBLEM = "application/problem+json"
 
@@ -179,8 +179,9 @@ async def test_admin_may_change_another_user(harness: AppHarness) -> None:
         f"/api/v1/users/{victim['id']}", json={"is_active": False}, headers=admin
     )
     assert response.status_code == 200 and response.json()["is_active"] is False
+    # The right password: only the deactivation can refuse it.
     login = await harness.client.post(
-        "/api/v1/auth/token", data={"username": "managed@example.com", "password": "x" * 10}
+        "/api/v1/auth/token", data={"username": "managed@example.com", "password": PASSWORD}
     )
     assert login.status_code == 401
 

@@ -16,13 +16,17 @@ from app.main import create_app
 from app.settings import Settings
 from tests.support import database as databases
 from tests.support.database import fresh_database
-from tests.support.isolation import redis_url
+from tests.support.isolation import isolate_environment, redis_url
 from tests.support.redis_server import RedisServer
 
 _run_redis: RedisServer | None = None
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Settings() and every service a test starts see only what the tests set.
+    isolate_environment(
+        os.environ, [field.alias for field in Settings.model_fields.values() if field.alias]
+    )
     # Test modules build Redis URLs at import: the run's server must be up before collection.
     global _run_redis
     if "TEST_REDIS_PORT" not in os.environ and _run_redis is None:

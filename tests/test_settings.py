@@ -123,3 +123,34 @@ def test_rate_parsing() -> None:
     assert parse_rate("5 / seconds").period_seconds == 1
     with pytest.raises(ValueError, match="rate must look like"):
         parse_rate("0/minute")
+
+
+def test_defaults_are_the_documented_ones() -> None:
+    """What a test sees when it sets nothing: the README's defaults."""
+    settings = Settings()
+    assert settings.db_pool_size == 5 and settings.db_max_overflow == 5
+    assert settings.cache_enabled is True
+    assert settings.database_dsn == "" and settings.redis_dsn == ""
+    assert not any(name.startswith("OTEL_") for name in os.environ)
+
+
+def test_the_callers_environment_does_not_reach_the_tests() -> None:
+    """A developer's shell (a pool size, a disabled cache, an OTLP endpoint, a DATABASE_URL)
+    must not change what the tests see: the run above, started with all of them, still sees
+    the documented defaults."""
+    leaky = {
+        "DB_POOL_SIZE": "99",
+        "CACHE_ENABLED": "false",
+        "DATABASE_URL": "postgresql+asyncpg://someone@elsewhere/production",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1",
+    }
+    probe = "tests/test_settings.py::test_defaults_are_the_documented_ones"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", probe],
+        cwd=REPO,
+        env={**os.environ, **leaky},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]

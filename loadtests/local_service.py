@@ -1,6 +1,7 @@
-"""Start user-service locally for a load run: a fresh database, gunicorn on 127.0.0.1, stop by pid.
+"""Start user-service locally: a fresh database, gunicorn on a free loopback port, stop by pid.
 
-Used by the sweep and by the gate when no --host is given. The settings it adds on top of
+Used by the sweep and by the gate when no --host is given, by the benchmark and by the tests
+(which add their own settings in tests/support). The settings it adds on top of
 the caller's are the ones a load test on one machine needs and a deployment must not copy:
 login and API rate limits raised (every Locust user shares 127.0.0.1) and, when asked, a
 cheaper Argon2 so seeding and the rare logins do not eat the CPU the run is measuring.
@@ -17,8 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,63 +52,58 @@ def install_stop_handlers() -> None:
     signal.signal(signal.SIGINT, _exit_on_signal)
 
 
-def _command() -> str:
-    return shutil.which("user-service") or str(Path(sys.executable).parent / "user-service")
-
-
 def free_port() -> int:
+    """A loopback port nobody listens on now (every local server started here uses one)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def database_url(name: str) -> str:
-    base = ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+def database_url(name: str, admin_dsn: str = ADMIN_DSN) -> str:
+    """The service's URL of database `name` on the server `admin_dsn` points at."""
+    base = admin_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
     return f"{base}/{name}"
 
 
-async def _recreate(name: str) -> None:
+async def _admin(admin_dsn: str, *statements: tuple[str, ...]) -> list[object]:
     import asyncpg  # type: ignore[import-untyped]  # only the launcher needs it
 
-    conn = await asyncpg.connect(ADMIN_DSN)
+    connection = await asyncpg.connect(admin_dsn)
     try:
-        await conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = $1 AND pid <> pg_backend_pid()",
-            name,
-        )
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        return [await connection.fetchval(*statement) for statement in statements]
     finally:
-        await conn.close()
+        await connection.close()
 
 
-async def _count_connections(name: str) -> int:
-    import asyncpg
-
-    conn = await asyncpg.connect(ADMIN_DSN)
-    try:
-        value = await conn.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1", name
-        )
-        return int(value)
-    finally:
-        await conn.close()
-
-
-def count_connections(name: str) -> int:
-    """Server-side connections open to the database now (the pool's real footprint)."""
-    return asyncio.run(_count_connections(name))
-
-
-def fresh_database(name: str) -> str:
-    """Drop and recreate `name`, migrate it with the service's own command, return its URL."""
+def _checked(name: str) -> str:
+    # Names are interpolated into DROP/CREATE DATABASE: letters, digits and _ only.
     if not name.replace("_", "").isalnum():
         raise ValueError(f"unsafe database name {name!r}")
-    asyncio.run(_recreate(name))
-    url = database_url(name)
+    return name
+
+
+def create_database(name: str, admin_dsn: str = ADMIN_DSN) -> str:
+    """Drop `name` (closing its connections) and create it empty; return its URL."""
+    name = _checked(name)
+    asyncio.run(
+        _admin(
+            admin_dsn,
+            (f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',),
+            (f'CREATE DATABASE "{name}"',),
+        )
+    )
+    return database_url(name, admin_dsn)
+
+
+def drop_database(name: str, admin_dsn: str = ADMIN_DSN) -> None:
+    name = _checked(name)
+    asyncio.run(_admin(admin_dsn, (f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',)))
+
+
+def migrate(url: str) -> None:
+    """Run the service's own `migrate` command (as the chart's Job does) against `url`."""
     result = subprocess.run(
-        [_command(), "migrate"],
+        [sys.executable, "-m", "app", "migrate"],
         cwd=REPO,
         env={**os.environ, "DATABASE_URL": url, "APP_ENV": "test"},
         capture_output=True,
@@ -117,7 +113,24 @@ def fresh_database(name: str) -> str:
     )
     if result.returncode != 0:
         raise SeedError(f"migrate failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
+
+
+def fresh_database(name: str, admin_dsn: str = ADMIN_DSN) -> str:
+    """Drop and recreate `name`, migrate it to head, return its URL."""
+    url = create_database(name, admin_dsn)
+    migrate(url)
     return url
+
+
+def count_connections(name: str, admin_dsn: str = ADMIN_DSN) -> int:
+    """Server-side connections open to the database now (the pool's real footprint)."""
+    query = ("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", name)
+    (value,) = asyncio.run(_admin(admin_dsn, query))
+    return int(str(value))
+
+
+class ServiceStartError(SeedError):
+    """The service exited, or did not become ready, while starting."""
 
 
 @dataclass
@@ -126,6 +139,18 @@ class LocalService:
     process: subprocess.Popen[bytes]
     log_path: Path
     env: dict[str, str]
+    metrics_dir: Path
+
+    @property
+    def port(self) -> int:
+        return int(self.base_url.rsplit(":", 1)[1])
+
+    def logs(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self, grace: float = 25.0) -> int | None:
+        stop(self.process, grace)
+        return self.process.returncode
 
 
 def stop(process: subprocess.Popen[bytes], grace: float = 25.0) -> None:
@@ -140,39 +165,64 @@ def stop(process: subprocess.Popen[bytes], grace: float = 25.0) -> None:
         process.wait(timeout=10)
 
 
+def _wait_until_ready(service: LocalService, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if service.process.poll() is not None:
+            raise ServiceStartError(
+                f"service exited with {service.process.returncode}; {service.log_path} ends:\n"
+                f"{service.logs()[-4000:]}"
+            )
+        try:
+            wait_ready(service.base_url, timeout=2.0)
+            return
+        except SeedError as error:
+            if time.monotonic() > deadline:
+                raise ServiceStartError(
+                    f"{error}; {service.log_path} ends:\n{service.logs()[-4000:]}"
+                ) from error
+
+
 @contextmanager
-def running(
-    env: dict[str, str], log_dir: Path, ready_timeout: float = 90.0
+def serving(
+    env: Mapping[str, str],
+    log_path: Path,
+    ready_timeout: float = 90.0,
+    base_env: Mapping[str, str] | None = None,
 ) -> Iterator[LocalService]:
-    """Run `user-service serve` with `env` on a free loopback port until the block ends."""
+    """Run `user-service serve` (gunicorn) with `env` over `base_env` (default: this process's
+    environment) on a free loopback port, until the block ends; then SIGTERM it by pid."""
     port = free_port()
-    metrics_dir = Path(tempfile.mkdtemp(prefix="loadtest-prom-"))
+    metrics_dir = Path(tempfile.mkdtemp(prefix="user-service-prom-"))
     full_env = {
-        **os.environ,
-        **LOAD_TEST_ENV,
+        **(os.environ if base_env is None else base_env),
         **env,
         "BIND": f"127.0.0.1:{port}",
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / "service.log"
-    base_url = f"http://127.0.0.1:{port}"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [_command(), "serve"], cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "app", "serve"],
+            cwd=REPO,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            # Its own session: a Ctrl-C meant for the caller reaches gunicorn only through
+            # the caller's clean-up, which stops it by pid.
+            start_new_session=True,
         )
+    service = LocalService(f"http://127.0.0.1:{port}", process, log_path, full_env, metrics_dir)
     try:
-        deadline = time.monotonic() + ready_timeout
-        while True:
-            if process.poll() is not None:
-                raise SeedError(f"service exited with {process.returncode}; see {log_path}")
-            try:
-                wait_ready(base_url, timeout=2.0)
-                break
-            except SeedError:
-                if time.monotonic() > deadline:
-                    raise
-        yield LocalService(base_url, process, log_path, full_env)
+        _wait_until_ready(service, ready_timeout)
+        yield service
     finally:
         stop(process)
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def running(
+    env: dict[str, str], log_dir: Path, ready_timeout: float = 90.0
+) -> AbstractContextManager[LocalService]:
+    """The service for a load run: LOAD_TEST_ENV under `env`, its log in `log_dir`."""
+    return serving({**LOAD_TEST_ENV, **env}, log_dir / "service.log", ready_timeout)

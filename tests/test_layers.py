@@ -58,3 +58,17 @@ def test_services_never_reach_up() -> None:
         if module.startswith(("app.api", "app.wiring", "app.main", "fastapi", "starlette"))
     ]
     assert offenders == []
+
+
+def test_nothing_outside_tests_imports_them() -> None:
+    """The service, its tools (scripts/, loadtests/, dashboards/) and migrations ship without
+    tests/: what they share with the tests lives on their side."""
+    repo = APP.parent
+    offenders = [
+        f"{path.relative_to(repo)}: {module}"
+        for folder in ("app", "scripts", "loadtests", "dashboards", "migrations")
+        for path in sorted((repo / folder).rglob("*.py"))
+        for module, _ in _imports(path)
+        if _top(module) == "tests"
+    ]
+    assert offenders == []

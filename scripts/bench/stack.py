@@ -23,15 +23,11 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from loadtests.local_service import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_DSN = os.environ.get("BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def stop(process: subprocess.Popen[bytes], grace: float = 30) -> None:

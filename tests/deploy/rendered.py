@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -234,12 +233,6 @@ class Process(Protocol):
 
 class Launcher(Protocol):
     def start(self, spec: ContainerSpec, overrides: dict[str, str]) -> Process: ...
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def venv_bin() -> Path:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -25,9 +25,9 @@ from app.errors import PROBLEM_MEDIA_TYPE, DomainError, problem_body
 from app.infra.database import DRIVER_ERRORS, classify_database_error, database_error_cause
 from app.infra.schema import shipped_migrations
 from app.observability import metrics as service_metrics
-from app.observability.http_metrics import instrument_http, metrics_response
+from app.observability.http_metrics import HttpMetrics, metrics_response
 from app.observability.logging import configure_logging
-from app.observability.request_context import QUIET_PATHS, RequestContextMiddleware
+from app.observability.request_context import RequestContextMiddleware
 from app.observability.tracing import (
     flush_tracing,
     instrument_clients,
@@ -178,16 +178,10 @@ def create_app(
     configure_logging(settings.log_level, settings.log_format)
     tracing = span_processor is not None or tracing_enabled()
     app = FastAPI(
-        # FastAPI's own OpenTelemetry server spans: it knows the matched route, so it names
-        # spans without scanning the routes per request as the contrib instrumentor does.
-        # Metrics come from Prometheus and logs from structlog; no per-dependency spans.
-        telemetry={
-            "tracing": tracing,
-            "metrics": False,
-            "logs": False,
-            "operation_spans": False,
-            "exclude": _untraced,
-        },
+        # Server spans come from RequestContextMiddleware (it resolves the route once for
+        # spans, metrics and the access log), metrics from Prometheus, logs from structlog:
+        # FastAPI's own telemetry, on by default once a tracer provider exists, stays off.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
         title="user-service",
         version=__version__,
         summary="Users and authentication.",
@@ -235,12 +229,9 @@ def create_app(
     if "*" not in settings.trusted_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
-    if settings.metrics_enabled:
-        instrument_http(app)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(
+        RequestContextMiddleware,
+        metrics=HttpMetrics() if settings.metrics_enabled else None,
+        tracing=tracing,
+    )
     return app
-
-
-def _untraced(scope: MutableMapping[str, Any]) -> bool:
-    """Probes and scrapes are frequent and uninteresting: no spans for them."""
-    return scope.get("path") in QUIET_PATHS

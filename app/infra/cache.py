@@ -12,6 +12,7 @@ from opentelemetry import trace
 
 from app.infra.redis import RedisGateway, RedisUnavailableError
 from app.observability.metrics import CacheResult, record_cache
+from app.observability.tracing import record_span
 from app.settings import Settings
 
 # What a negative entry holds: the user is known not to exist (a 404 is cached briefly).
@@ -82,7 +83,7 @@ class UserCache:
 
         `prefetched` is a lookup already made in the request's admission pipeline, which
         saves the cached read a Redis round trip of its own."""
-        with tracer.start_as_current_span("cache.get user") as span:
+        with record_span(tracer, "cache.get user") as span:
             result, value = prefetched or await self._lookup(self.key(user_id))
             span.set_attribute("cache.result", result)
             span.set_attribute("cache.hit", result == "hit")

@@ -1,50 +1,154 @@
-"""HTTP RED metrics from prometheus-fastapi-instrumentator and the /metrics endpoint."""
+"""HTTP RED metrics: the `http_*` series dashboards and alerts read, and the /metrics endpoint.
+
+The names, labels and types are prometheus-fastapi-instrumentator's (the contract the
+dashboards were built on); RequestContextMiddleware records them, so a request pays for one
+middleware, label children looked up once per (method, handler, status), and no Request or
+Response objects built just to be measured.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 
-from fastapi import FastAPI, Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from fastapi import Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Summary,
+    generate_latest,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_fastapi_instrumentator import Instrumentator, metrics
 
 from app.observability.metrics import HTTP_LATENCY_BUCKETS
 
 EXCLUDED_HANDLERS = ["/livez", "/readyz", "/metrics"]
+HIGHR_BUCKETS = (
+    *(0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 2.5),
+    *(3, 3.5, 4, 4.5, 5, 7.5, 10, 30, 60),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Collectors:
+    total: Counter
+    request_size: Summary
+    response_size: Summary
+    latency_highr: Histogram
+    latency: Histogram
+    in_progress: Gauge
 
 
 @cache
-def _default_http_metrics() -> Callable[[metrics.Info], None]:
-    # Created once per process: the collectors register globally, and a second app in the
-    # same process (tests) must share them rather than fail on duplicate names.
-    instrumentation = metrics.default(latency_lowr_buckets=HTTP_LATENCY_BUCKETS)
-    assert instrumentation is not None
-    return instrumentation
-
-
-_instrumented_once = False
-
-
-def instrument_http(app: FastAPI) -> None:
-    global _instrumented_once
-    # The in-progress gauge is created per app and registers globally, so only the first
-    # app of a process gets one (a second app per process exists only in tests).
-    with_inprogress = not _instrumented_once
-    _instrumented_once = True
-    instrumentator = Instrumentator(
-        should_group_status_codes=True,
-        # Unknown paths are counted under handler "none", never by raw path.
-        should_group_untemplated=True,
-        should_ignore_untemplated=False,
-        should_instrument_requests_inprogress=with_inprogress,
-        inprogress_labels=True,
-        excluded_handlers=EXCLUDED_HANDLERS,
+def _collectors() -> _Collectors:
+    # Created once per process: collectors register globally, and a second app in the same
+    # process (tests) shares them.
+    return _Collectors(
+        total=Counter(
+            "http_requests_total",
+            "Total number of requests by method, status and handler.",
+            ["method", "status", "handler"],
+        ),
+        request_size=Summary(
+            "http_request_size_bytes",
+            "Content length of incoming requests by handler. Only value of header is "
+            "respected. Otherwise ignored. No percentile calculated. ",
+            ["handler"],
+        ),
+        response_size=Summary(
+            "http_response_size_bytes",
+            "Content length of outgoing responses by handler. Only value of header is "
+            "respected. Otherwise ignored. No percentile calculated. ",
+            ["handler"],
+        ),
+        latency_highr=Histogram(
+            "http_request_duration_highr_seconds",
+            "Latency with many buckets but no API specific labels. Made for more accurate "
+            "percentile calculations. ",
+            buckets=HIGHR_BUCKETS,
+        ),
+        latency=Histogram(
+            "http_request_duration_seconds",
+            "Latency with only few buckets by handler. Made to be only used if aggregation "
+            "by handler is important. ",
+            ["method", "handler"],
+            buckets=HTTP_LATENCY_BUCKETS,
+        ),
+        in_progress=Gauge(
+            "http_requests_inprogress",
+            "Number of HTTP requests in progress.",
+            ["method", "handler"],
+            multiprocess_mode="livesum",
+        ),
     )
-    instrumentator.add(_default_http_metrics())
-    instrumentator.instrument(app)
+
+
+class _Route:
+    """The children of one (method, handler): resolved on its first request."""
+
+    __slots__ = (
+        "handler",
+        "in_progress",
+        "latency",
+        "method",
+        "request_size",
+        "response_size",
+        "total_by_status",
+    )
+
+    def __init__(self, collectors: _Collectors, method: str, handler: str) -> None:
+        self.method = method
+        self.handler = handler
+        self.in_progress = collectors.in_progress.labels(method=method, handler=handler)
+        self.latency = collectors.latency.labels(method=method, handler=handler)
+        self.request_size = collectors.request_size.labels(handler=handler)
+        self.response_size = collectors.response_size.labels(handler=handler)
+        self.total_by_status = {
+            group: collectors.total.labels(method=method, status=group, handler=handler)
+            for group in ("1xx", "2xx", "3xx", "4xx", "5xx")
+        }
+
+
+class HttpMetrics:
+    """Records one request's http_* samples. In multiprocess mode every sample is a write
+    into this worker's memory-mapped file, so they are written as they happen: a scrape
+    answered by any worker right after a request already counts it."""
+
+    def __init__(self) -> None:
+        self._collectors = _collectors()
+        self._routes: dict[tuple[str, str], _Route] = {}
+
+    def route(self, method: str, handler: str) -> _Route:
+        found = self._routes.get((method, handler))
+        if found is None:
+            found = self._routes[(method, handler)] = _Route(self._collectors, method, handler)
+        return found
+
+    def finished(
+        self,
+        route: _Route,
+        status: int,
+        request_bytes: int,
+        response_bytes: int,
+        seconds: float,
+    ) -> None:
+        route.in_progress.dec()
+        group = f"{status // 100}xx"
+        counter = route.total_by_status.get(group)
+        if counter is None:  # a status outside 1xx-5xx: counted under its own group
+            counter = self._collectors.total.labels(
+                method=route.method, status=group, handler=route.handler
+            )
+        counter.inc()
+        route.request_size.observe(request_bytes)
+        route.response_size.observe(response_bytes)
+        self._collectors.latency_highr.observe(seconds)
+        route.latency.observe(seconds)
 
 
 @cache

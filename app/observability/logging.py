@@ -26,7 +26,45 @@ def add_trace_context(_logger: WrappedLogger, _method: str, event_dict: EventDic
 
 
 def _render_json(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> str:
+    """For the standard library's records (gunicorn, uvicorn, SQLAlchemy): text lines."""
     return orjson.dumps(event_dict, default=str).decode()
+
+
+def _render_json_line(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> bytes:
+    """For our own events: the finished line as bytes, ready for one write."""
+    return orjson.dumps(event_dict, default=str, option=orjson.OPT_APPEND_NEWLINE)
+
+
+class LineLogger:
+    """Writes a rendered line straight to stdout and flushes it: our own events (the access
+    log above all) skip the standard library's record, handler and formatter chain.
+
+    `name` is what add_logger_name reports, as a standard-library logger's name would be.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        stream = sys.stdout
+        buffer = getattr(stream, "buffer", None)
+        if buffer is not None:
+            stream.flush()  # anything the text layer holds goes out before our bytes
+        self._bytes = buffer
+        self._text = stream
+
+    def msg(self, line: bytes | str) -> None:
+        if isinstance(line, bytes) and self._bytes is not None:
+            self._bytes.write(line)
+            self._bytes.flush()
+            return
+        text = line.decode() if isinstance(line, bytes) else line + "\n"
+        self._text.write(text)
+        self._text.flush()
+
+    debug = info = warning = warn = error = critical = exception = fatal = msg
+
+
+def _line_logger(*args: Any) -> LineLogger:
+    return LineLogger(str(args[0]) if args else "app")
 
 
 def _use_console(log_format: str) -> bool:
@@ -36,8 +74,9 @@ def _use_console(log_format: str) -> bool:
 
 
 def configure_logging(level: str = "INFO", log_format: str = "auto") -> None:
-    """Route structlog and the standard library (gunicorn, uvicorn, sqlalchemy) through one
-    pipeline. Idempotent: gunicorn's master and each worker may call it."""
+    """Our events go straight from structlog to stdout as JSON lines; the standard library's
+    (gunicorn, uvicorn, SQLAlchemy) go through a formatter that writes the same shape.
+    Idempotent: gunicorn's master and each worker may call it."""
     global _configured_for
     if _configured_for == (level, log_format):
         return
@@ -45,23 +84,26 @@ def configure_logging(level: str = "INFO", log_format: str = "auto") -> None:
 
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
+        structlog.processors.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
         add_trace_context,
         structlog.processors.StackInfoRenderer(),
     ]
     renderer: Processor
+    line_renderer: Processor
     if _use_console(log_format):
-        renderer = structlog.dev.ConsoleRenderer()
+        renderer = line_renderer = structlog.dev.ConsoleRenderer()
     else:
         shared.append(structlog.processors.format_exc_info)
         renderer = _render_json
+        line_renderer = _render_json_line
 
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[*shared, line_renderer],
+        logger_factory=_line_logger,
+        # Calls below the level cost one no-op method call: nothing is built for them.
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         cache_logger_on_first_use=True,
     )
     global _last_config

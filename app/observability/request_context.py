@@ -1,30 +1,37 @@
-"""Pure ASGI middleware: request id, timing headers, security headers, access log, last-resort 500.
+"""Pure ASGI middleware: request id, timing and security headers, HTTP metrics, the access
+log, trace-aware instrumentation and the last-resort 500.
 
-Pure ASGI rather than BaseHTTPMiddleware: the latter costs a task and a stream per request.
+One pure ASGI layer does all of it: BaseHTTPMiddleware would cost a task and a stream per
+request, and every extra layer a coroutine call and a send wrapper.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
-from typing import Final
+from collections.abc import Sequence
+from typing import Any, Final
 
 import structlog
+from opentelemetry import context as otel_context
 from opentelemetry import trace
-from prometheus_fastapi_instrumentator.routing import get_route_name
-from starlette.datastructures import MutableHeaders
-from starlette.requests import Request
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import send_problem
+from app.observability.http_metrics import EXCLUDED_HANDLERS, HttpMetrics
+from app.observability.tracing import (
+    end_server_span,
+    start_server_span,
+    unsampled_request_scope,
+)
 
 access_log = structlog.get_logger("app.access")
 error_log = structlog.get_logger("app.error")
 
 QUIET_PATHS: Final = frozenset({"/livez", "/readyz", "/metrics"})
-# Keyed by id(): routes live as long as the app and are not hashable.
-_TEMPLATES: dict[int, str] = {}
+_UNMETERED: Final = frozenset(EXCLUDED_HANDLERS)
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # W3C trace context: version-traceid-parentid-flags, lower-case hex (version ff is invalid).
 _TRACEPARENT = re.compile(rb"^(?!ff)[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
@@ -36,47 +43,104 @@ SECURITY_HEADERS: Final = (
     ("cross-origin-opener-policy", "same-origin"),
     ("strict-transport-security", "max-age=63072000; includeSubDomains"),
 )
-_API_CSP: Final = ("content-security-policy", "default-src 'none'; frame-ancestors 'none'")
+_SECURITY_HEADER_BYTES: Final = tuple(
+    (name.encode(), value.encode()) for name, value in SECURITY_HEADERS
+)
+_API_CSP: Final = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+# Templates of recently seen (method, path) pairs; bounded, since paths carry ids.
+_TEMPLATE_CACHE_SIZE: Final = 4096
 
 
-def _route_template(scope: Scope) -> str:
-    """The matched route's full template (e.g. /api/v1/users/{user_id}), worked out once per
-    route and remembered; "none" when no route matched."""
-    route = scope.get("route")
-    if route is None:
-        return "none"
-    template: str | None = _TEMPLATES.get(id(route))
-    if template is None:
-        template = get_route_name(Request(scope), should_include_root_path=False) or "none"
-        _TEMPLATES[id(route)] = template
-    return template
+def _matchable(routes: Sequence[BaseRoute]) -> list[Any]:
+    """The app's routes as directly matchable objects: FastAPI keeps an included router as
+    one entry whose effective routes carry the full, prefixed paths."""
+    flat: list[Any] = []
+    for route in routes:
+        contexts = getattr(route, "effective_route_contexts", None)
+        if callable(contexts):
+            for context in contexts():
+                flat.append(getattr(context, "starlette_route", None) or context)
+        else:
+            flat.append(route)
+    return flat
 
 
-def _request_id(scope: Scope) -> str:
-    for name, value in scope["headers"]:
-        if name == b"x-request-id":
-            candidate: str = value.decode("latin-1")
-            if _VALID_REQUEST_ID.match(candidate):
-                return candidate
-            break
-    return uuid.uuid4().hex
+class _Templates:
+    """The route template of a request (e.g. /api/v1/users/{user_id}), known before the
+    router runs, so the in-progress gauge can carry it; "none" when no route matches."""
+
+    def __init__(self) -> None:
+        self._routes: list[Any] | None = None
+        self._seen: dict[tuple[str, str], str] = {}
+
+    def __call__(self, scope: Scope) -> str:
+        key = (scope["method"], scope["path"])
+        template = self._seen.get(key)
+        if template is None:
+            template = self._match(scope)
+            if len(self._seen) >= _TEMPLATE_CACHE_SIZE:
+                self._seen.clear()
+            self._seen[key] = template
+        return template
+
+    def _match(self, scope: Scope) -> str:
+        if self._routes is None:
+            self._routes = _matchable(getattr(scope.get("app"), "routes", None) or [])
+        partial: str | None = None
+        for route in self._routes:
+            match, _ = route.matches(scope)
+            path = getattr(route, "path", None)
+            if match is Match.NONE or path is None:
+                continue
+            if match is Match.FULL:
+                return str(path)
+            partial = partial or str(path)
+        # A path that matches with another method (405) still counts under its template.
+        return partial or "none"
 
 
-def _caller_trace_id(scope: Scope) -> str | None:
+def _read_headers(headers: Sequence[tuple[bytes, bytes]]) -> tuple[str, int]:
+    """The request id to use and the declared body length, in one pass over the headers."""
+    request_id = ""
+    length = 0
+    for name, value in headers:
+        if name == b"x-request-id" and not request_id:
+            candidate = value.decode("latin-1")
+            request_id = candidate if _VALID_REQUEST_ID.match(candidate) else "-"
+        elif name == b"content-length" and value.isdigit():
+            length = int(value)
+    if not request_id or request_id == "-":
+        request_id = os.urandom(16).hex()
+    return request_id, length
+
+
+def _caller_trace_id(scope: Scope) -> bytes:
     """The trace id of an incoming `traceparent` when no span of ours continues it (trace
     export off): logs and X-Trace-Id still join the caller's trace."""
     for name, value in scope["headers"]:
         if name == b"traceparent":
             match = _TRACEPARENT.match(value.strip())
             if match and match.group(1) != _NO_TRACE:
-                return match.group(1).decode()
-            return None
-    return None
+                return match.group(1)
+            return b""
+    return b""
+
+
+def _content_length(headers: Sequence[tuple[bytes, bytes]]) -> int:
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else 0
+    return 0
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: HttpMetrics | None = None, tracing: bool = False
+    ) -> None:
         self.app = app
+        self._metrics = metrics
+        self._tracing = tracing
+        self._templates = _Templates()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -84,43 +148,59 @@ class RequestContextMiddleware:
             return
         started = time.perf_counter()
         path: str = scope["path"]
-        request_id = _request_id(scope)
+        method: str = scope["method"]
+        request_id, request_bytes = _read_headers(scope["headers"])
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
-        span_context = trace.get_current_span().get_span_context()
+        handler = self._templates(scope)
+        # Probes and scrapes are frequent and uninteresting: no spans for them.
+        traced = self._tracing and path not in QUIET_PATHS
+        span = start_server_span(scope, handler) if traced else None
+        span_token = otel_context.attach(trace.set_span_in_context(span)) if span else None
+        span_context = (span or trace.get_current_span()).get_span_context()
         if span_context.is_valid:
-            trace_id: str | None = format(span_context.trace_id, "032x")
+            trace_id = format(span_context.trace_id, "032x").encode()
         else:
             trace_id = _caller_trace_id(scope)
             if trace_id:
-                structlog.contextvars.bind_contextvars(trace_id=trace_id)
+                structlog.contextvars.bind_contextvars(trace_id=trace_id.decode())
+        extra_headers = [(b"x-request-id", request_id.encode())]
+        if trace_id:
+            extra_headers.append((b"x-trace-id", trace_id))
+        extra_headers.extend(_SECURITY_HEADER_BYTES)
+        if not path.startswith(("/docs", "/redoc")):
+            extra_headers.append(_API_CSP)
+        metrics = self._metrics
+        meter = metrics.route(method, handler) if metrics and handler not in _UNMETERED else None
+        if meter is not None:
+            meter.in_progress.inc()
         status = 500
+        response_bytes = 0
         response_started = False
+        failure: BaseException | None = None
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal status, response_started
+            nonlocal status, response_started, response_bytes
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
-                headers = MutableHeaders(scope=message)
-                headers.append("x-request-id", request_id)
-                if trace_id:
-                    headers.append("x-trace-id", trace_id)
+                headers = list(message.get("headers", ()))
+                response_bytes = _content_length(headers)
+                headers.extend(extra_headers)
                 elapsed_ms = (time.perf_counter() - started) * 1000
-                headers.append("server-timing", f"app;dur={elapsed_ms:.1f}")
-                for name, value in SECURITY_HEADERS:
-                    headers.append(name, value)
-                if not path.startswith(("/docs", "/redoc")):
-                    headers.append(*_API_CSP)
+                headers.append((b"server-timing", b"app;dur=%.1f" % elapsed_ms))
+                message["headers"] = headers
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_headers)
-        except Exception:
+            with unsampled_request_scope():
+                await self.app(scope, receive, send_with_headers)
+        except Exception as error:
+            failure = error
             # Anything no handler turned into a problem: log it once with its stack,
             # answer a 500 that says nothing about the internals.
-            error_log.exception("unhandled_error", path=path, method=scope["method"])
+            error_log.exception("unhandled_error", path=path, method=method)
             if not response_started:
                 await send_problem(
                     send_with_headers,
@@ -133,12 +213,19 @@ class RequestContextMiddleware:
                 )
             status = 500
         finally:
+            elapsed = time.perf_counter() - started
+            if meter is not None and metrics is not None:
+                metrics.finished(meter, status, request_bytes, response_bytes, elapsed)
             if path not in QUIET_PATHS:
                 access_log.info(
                     "request",
-                    method=scope["method"],
-                    route=_route_template(scope),
+                    method=method,
+                    route=handler,
                     status=status,
-                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                    duration_ms=round(elapsed * 1000, 2),
                     client=scope["client"][0] if scope.get("client") else None,
                 )
+            if span is not None:
+                end_server_span(span, status, failure)
+            if span_token is not None:
+                otel_context.detach(span_token)

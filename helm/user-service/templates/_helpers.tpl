@@ -106,9 +106,16 @@ and a tag (skaffold's content hash, say) is not a version.
 */}}
 {{- define "user-service.configData" -}}
 {{- range $key, $value := .Values.config }}
-{{- if not (kindIs "invalid" $value) }}
+{{- if and (not (kindIs "invalid" $value)) (not (and (eq $key "DB_PGBOUNCER") $.Values.postgres.pgbouncer.enabled)) }}
 {{ $key }}: {{ include "user-service.envValue" $value | quote }}
 {{- end }}
+{{- end }}
+{{- if .Values.postgres.pgbouncer.enabled }}
+DB_PGBOUNCER: "true"
+{{- end }}
+{{- with .Values.redis.sentinel.hosts }}
+REDIS_SENTINELS: {{ join "," . | quote }}
+REDIS_SENTINEL_MASTER: {{ $.Values.redis.sentinel.masterName | quote }}
 {{- end }}
 BIND: {{ printf "0.0.0.0:%d" (int64 .Values.containerPort) | quote }}
 FORWARDED_ALLOW_IPS: {{ join "," .Values.trustedProxies | quote }}
@@ -165,6 +172,20 @@ SIGNING_KEY_ROTATION_PERIOD_SECONDS: {{ .Values.keys.rotation.periodSeconds | in
 {{- $auth := "" }}
 {{- if $r.password }}{{ $auth = printf ":%s@" (include "user-service.urlEscape" $r.password) }}{{ end }}
 {{- printf "%s://%s%s:%d/%d" (ternary "rediss" "redis" $r.tls) $auth $r.host (int64 $r.port) (int64 $r.db) }}
+{{- end }}
+{{- end }}
+
+{{/* Redis's lines of the Secret: REDIS_URL, or with Sentinel the two passwords. */}}
+{{- define "user-service.redisSecretData" -}}
+{{- if .Values.redis.sentinel.hosts }}
+{{- with .Values.redis.password }}
+REDIS_PASSWORD: {{ . | b64enc | quote }}
+{{- end }}
+{{- with .Values.redis.sentinel.password }}
+REDIS_SENTINEL_PASSWORD: {{ . | b64enc | quote }}
+{{- end }}
+{{- else }}
+REDIS_URL: {{ include "user-service.redisUrl" . | b64enc | quote }}
 {{- end }}
 {{- end }}
 
@@ -231,7 +252,11 @@ Checks across values that a JSON schema cannot express. Included by the Deployme
 {{- $migration := ternary 1 0 .Values.migrations.enabled }}
 {{- $needed := add (mul (add $replicas $surge) $workers (add $pool $overflow $probe)) $migration }}
 {{- $budget := sub (int .Values.postgres.maxConnections) (int .Values.postgres.reservedConnections) }}
-{{- if gt (int $needed) (int $budget) }}
+{{- $pooler := or .Values.postgres.pgbouncer.enabled (eq (include "user-service.setting" (list . "DB_PGBOUNCER") | toString) "true") }}
+{{- if and $pooler (gt (int $needed) (int .Values.postgres.pgbouncer.maxClientConnections)) }}
+{{- fail (printf "user-service: connection budget exceeded: (%s (%d) + rollout surge (%d)) x config.WEB_CONCURRENCY (%d) x (config.DB_POOL_SIZE (%d) + config.DB_MAX_OVERFLOW (%d) + readiness probe (%d)) + migration Job (%d) = %d client connections > postgres.pgbouncer.maxClientConnections (%d), PgBouncer's max_client_conn; lower one of them or raise max_client_conn" $replicasName $replicas $surge $workers $pool $overflow $probe $migration (int $needed) (int .Values.postgres.pgbouncer.maxClientConnections)) }}
+{{- end }}
+{{- if and (not $pooler) (gt (int $needed) (int $budget)) }}
 {{- fail (printf "user-service: connection budget exceeded: (%s (%d) + rollout surge (%d)) x config.WEB_CONCURRENCY (%d) x (config.DB_POOL_SIZE (%d) + config.DB_MAX_OVERFLOW (%d) + readiness probe (%d)) + migration Job (%d) = %d > postgres.maxConnections (%d) - postgres.reservedConnections (%d) = %d; lower one of them or raise postgres.maxConnections (or put PgBouncer in front and set config.DB_PGBOUNCER)" $replicasName $replicas $surge $workers $pool $overflow $probe $migration (int $needed) (int .Values.postgres.maxConnections) (int .Values.postgres.reservedConnections) (int $budget)) }}
 {{- end }}
 {{- $graceful := include "user-service.setting" (list . "GUNICORN_GRACEFUL_TIMEOUT") | int }}
@@ -313,7 +338,10 @@ each with its explicit port or the scheme's default. Called with (list url defau
 {{- define "user-service.urlPorts" -}}
 {{- $url := urlParse (index . 0) }}
 {{- $ports := list }}
-{{- range splitList "," $url.host }}
+{{- $hosts := splitList "," $url.host }}
+{{- /* asyncpg's multi-host form names its hosts in the query: ?host=a:5432&host=b:5432 */}}
+{{- if not $url.host }}{{ $hosts = regexFindAll "host=[^&]+" $url.query -1 | default (list "") }}{{ end }}
+{{- range $hosts }}
 {{- $port := regexFind "[0-9]+$" (regexFind ":[0-9]+$" .) }}
 {{- $ports = append $ports (ternary (index $ 1) ($port | int) (eq $port "")) }}
 {{- end }}
@@ -335,6 +363,11 @@ each with its explicit port or the scheme's default. Called with (list url defau
 {{- define "user-service.redisPorts" -}}
 {{- if .Values.networkPolicy.redisPorts }}
 {{- .Values.networkPolicy.redisPorts | toJson }}
+{{- else if .Values.redis.sentinel.hosts }}
+{{- /* The Sentinels' ports, and the port of the Redis servers they name. */}}
+{{- $ports := list (int .Values.redis.port) }}
+{{- range .Values.redis.sentinel.hosts }}{{ $ports = append $ports (regexFind "[0-9]+$" . | int) }}{{ end }}
+{{- $ports | uniq | toJson }}
 {{- else if and .Values.redis.url (not .Values.existingSecret) }}
 {{- include "user-service.urlPorts" (list .Values.redis.url 6379) }}
 {{- else }}

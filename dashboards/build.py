@@ -19,7 +19,7 @@ from typing import Any
 from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
-from dashboards import dependencies, overview
+from dashboards import auth, dependencies, overview
 
 ROOT = Path(__file__).resolve().parent
 REPO = ROOT.parent
@@ -32,6 +32,7 @@ CHART_RULES = CHART_FILES / "prometheus" / "user-service.rules.yaml"
 DASHBOARDS: dict[str, Callable[[], dashboard.Dashboard]] = {
     "overview": overview.build,
     "dependencies": dependencies.build,
+    "auth": auth.build,
 }
 
 

@@ -35,9 +35,13 @@ def test_build_check_mode_reports_current() -> None:
     assert build.main(["--check"]) == 0
 
 
-def test_both_dashboards_exist_with_current_schema() -> None:
+def test_every_dashboard_exists_with_current_schema() -> None:
     models = dashboards()
-    assert set(models) == {"user-service-overview", "user-service-dependencies"}
+    assert set(models) == {
+        "user-service-overview",
+        "user-service-dependencies",
+        "user-service-auth",
+    }
     for uid, model in models.items():
         assert model["schemaVersion"] >= MIN_SCHEMA_VERSION, uid
         names = {v["name"] for v in model["templating"]["list"]}
@@ -132,4 +136,16 @@ def test_dashboards_cover_the_required_panels() -> None:
         "Authentication outcomes",
     ):
         assert needle in titles, needle
-    assert all(_panel_count(m) >= 15 for m in dashboards().values())
+    assert all(
+        _panel_count(m) >= 15 for m in dashboards().values() if m["uid"] != "user-service-auth"
+    )
+    auth = {p["title"] for p in panels(dashboards()["user-service-auth"])}
+    for needle in (
+        "Active signing key age",
+        "Next key published",
+        "JWKS requests by result",
+        "Tokens with an unknown kid",
+        "Introspection requests by result",
+        "Introspection latency p50 / p95 / p99",
+    ):
+        assert needle in auth, needle

@@ -28,7 +28,7 @@ from tests.dashboards.panel_queries import (
     queries,
     substitute,
 )
-from tests.dashboards.traffic import Traffic
+from tests.dashboards.traffic import INTROSPECTION_CLIENT, Traffic
 from tests.support.database import fresh_database
 from tests.support.isolation import redis_url
 from tests.support.service import running_service
@@ -57,6 +57,7 @@ SERVICE_ENV = {
     # Low enough that the bursts below provoke 429s in both scopes even when a fixed window
     # boundary splits them in two (37 logins > 2 x 15, 850 requests > 2 x 400), while the
     # steady per-user loops (~300 requests a minute) stay under the API limit.
+    "INTROSPECTION_CLIENTS": ":".join(INTROSPECTION_CLIENT),
     "RATE_LIMIT_LOGIN": "15/minute",
     "RATE_LIMIT_API": "400/minute",
 }

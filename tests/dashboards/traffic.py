@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import httpx
 
 PASSWORD = "dashboards-proof-pass-1"
+# A service client allowed to introspect (the live proof lists it in INTROSPECTION_CLIENTS).
+INTROSPECTION_CLIENT = ("dashboards", "dashboards-proof-client-secret")
 
 
 @dataclass
@@ -114,6 +116,12 @@ class Traffic:
                 while time.monotonic() < deadline:
                     # Readiness as the kubelet would probe it: keeps dependency_up current.
                     self._record(client.get("/readyz"))
+                    # Another service: fetches the JWKS and introspects a token.
+                    self._record(client.get("/.well-known/jwks.json"))
+                    form = {"token": accounts[0].access}
+                    self._record(
+                        client.post("/api/v1/auth/introspect", data=form, auth=INTROSPECTION_CLIENT)
+                    )
                     time.sleep(1)
                 for loop in loops:
                     loop.result()

@@ -1,0 +1,213 @@
+"""The "Authentication" dashboard: signing keys and rotation, the JWKS, tokens presented
+with an unknown key, and introspection.
+
+It answers "can every service still verify our tokens" (a key active, a next one published
+before the rotation, replicas reloading their keys) and "who is presenting tokens we never
+signed", next to the introspection load other services put on us.
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard
+
+from dashboards import selectors as sel
+from dashboards.layout import Board, new_dashboard
+from dashboards.panels import Query, Step, stat_panel, timeseries_panel
+
+UID = "user-service-auth"
+TITLE = "user-service / Authentication"
+
+ACTIVE_AGE = "user_service_signing_key_active_age_seconds"
+NEXT_PRESENT = "user_service_signing_key_next_present"
+KEYS = "user_service_signing_keys"
+RELOADED = "user_service_signing_key_reload_timestamp_seconds"
+RELOAD_FAILURES = "user_service_signing_key_reload_failures_total"
+ROTATION_PERIOD = "user_service_signing_key_rotation_period_seconds"
+UNKNOWN_KID = "user_service_tokens_unknown_kid_total"
+JWKS = "user_service_jwks_requests_total"
+INTROSPECTION = "user_service_introspection_requests_total"
+INTROSPECTION_DURATION = "user_service_introspection_duration_seconds_bucket"
+AUTH = "user_service_auth_events_total"
+RATE_LIMITED = "user_service_rate_limit_rejections_total"
+REJECTED = ', event=~"invalid_token_rejected|revoked_token_rejected"'
+
+
+def _series(metric: str, extra: str = "") -> str:
+    return f"{metric}{{{sel.SERIES}{extra}}}"
+
+
+def _rate_by(metric: str, by: str, extra: str = "") -> str:
+    return f"sum by ({by}) ({sel.rate(metric, sel.SERIES + extra)})"
+
+
+def _keys(board: Board) -> None:
+    board.row("Signing keys and rotation")
+    board.add(
+        stat_panel(
+            "Active signing key age",
+            "Time since the key that signs today was activated (the oldest any pod reports). "
+            "Above 1.5x the rotation period fires UserServiceSigningKeyRotationOverdue: the "
+            "rotation CronJob has not run, or could not activate the next key.",
+            "s",
+            [Query(f"max({_series(ACTIVE_AGE)})", "age")],
+            thresholds=[Step(None, "green")],
+        ),
+        width=6,
+    )
+    board.add(
+        stat_panel(
+            "Next key published",
+            "1 when every pod holds a next key, published ahead of the coming rotation. 0 with "
+            "a rotation scheduled fires UserServiceSigningKeyNextMissing: the next rotation would "
+            "have nothing safe to activate.",
+            "short",
+            [Query(f"min({_series(NEXT_PRESENT)})", "next key")],
+            thresholds=[Step(None, "red"), Step(1, "green")],
+        ),
+        width=6,
+    )
+    board.add(
+        stat_panel(
+            "Rotation period",
+            "SIGNING_KEY_ROTATION_PERIOD_SECONDS from the chart's keys.rotation (0: no scheduled "
+            "rotation, keys rotate only by hand).",
+            "s",
+            [Query(f"max({_series(ROTATION_PERIOD)})", "period")],
+        ),
+        width=6,
+    )
+    board.add(
+        stat_panel(
+            "Key reload lag (oldest pod)",
+            "Seconds since the pod that reloaded its keys from PostgreSQL longest ago last did. "
+            "Normally below SIGNING_KEY_REFRESH_SECONDS; a growing lag means the database is "
+            "unreachable and that pod still signs with the keys it had.",
+            "s",
+            [Query(f"time() - min({_series(RELOADED)})", "lag")],
+            thresholds=[Step(None, "green"), Step(60, "orange"), Step(300, "red")],
+        ),
+        width=6,
+    )
+    board.add(
+        timeseries_panel(
+            "Keys by lifecycle state",
+            "Keys as the pods last loaded them: next (published, not signing), active "
+            "(signing), retired (published until tokens it signed expire), deleted. One active "
+            "key; during a rotation the old one turns retired.",
+            "short",
+            [Query(f"max by (state) ({_series(KEYS)})", "{{state}}")],
+        ),
+        width=12,
+    )
+    board.add(
+        timeseries_panel(
+            "Key reload failures",
+            "Reloads of the signing keys that failed, per pod. The keys already loaded stay in "
+            "use; a lasting failure delays the pods' view of a rotation.",
+            "ops",
+            [Query(_rate_by(RELOAD_FAILURES, "pod"), "{{pod}}")],
+        ),
+        width=12,
+    )
+
+
+def _verification(board: Board) -> None:
+    board.row("Verification by other services")
+    board.add(
+        timeseries_panel(
+            "JWKS requests by result",
+            "Fetches of /.well-known/jwks.json: ok, not_modified (the consumer's ETag matched), "
+            "unavailable (no key loaded yet). Consumers caching for the announced max-age keep "
+            "this low and steady.",
+            "reqps",
+            [Query(_rate_by(JWKS, "result"), "{{result}}")],
+        ),
+        width=8,
+    )
+    board.add(
+        timeseries_panel(
+            "Tokens with an unknown kid",
+            "Tokens presented with a key id this service does not publish (never existed, "
+            "deleted, or none at all). A spike fires UserServiceUnknownKidTokens: forged tokens, "
+            "or a key deleted too early.",
+            "reqps",
+            [Query(_rate_by(UNKNOWN_KID, "pod"), "{{pod}}")],
+        ),
+        width=8,
+    )
+    board.add(
+        timeseries_panel(
+            "Unknown-kid share of rejected tokens",
+            "Unknown-kid tokens as a share of every token refused (invalid or revoked). Near 1 "
+            "means tokens are being refused for their key, not their claims.",
+            "percentunit",
+            [
+                Query(
+                    f"sum({sel.rate(UNKNOWN_KID)}) / "
+                    f"clamp_min(sum({sel.rate(AUTH, sel.SERIES + REJECTED)}), 1e-9)",
+                    "share",
+                )
+            ],
+            maximum=1,
+        ),
+        width=8,
+    )
+
+
+def _introspection(board: Board) -> None:
+    board.row("Introspection")
+    board.add(
+        timeseries_panel(
+            "Introspection requests by result",
+            "POST /api/v1/auth/introspect by answer: active, inactive (revoked, expired, forged), "
+            "unauthorized (client credentials wrong), rate_limited (RATE_LIMIT_INTROSPECTION).",
+            "reqps",
+            [Query(_rate_by(INTROSPECTION, "result"), "{{result}}")],
+        ),
+        width=8,
+    )
+    board.add(
+        timeseries_panel(
+            "Introspection latency p50 / p95 / p99",
+            "Time to answer an authenticated introspection: signature check plus one session "
+            "state read. Rising with Redis latency is expected; rising alone is CPU.",
+            "s",
+            [
+                Query(
+                    f"histogram_quantile({q}, sum by (le) ({sel.rate(INTROSPECTION_DURATION)}))",
+                    f"p{int(q * 100)}",
+                )
+                for q in (0.5, 0.95, 0.99)
+            ],
+        ),
+        width=8,
+    )
+    board.add(
+        timeseries_panel(
+            "Introspection clients refused or limited",
+            "Unauthorized introspection attempts and requests refused by the per-client limit.",
+            "reqps",
+            [
+                Query(
+                    _rate_by(INTROSPECTION, "result", ', result=~"unauthorized|rate_limited"'),
+                    "{{result}}",
+                ),
+                Query(_rate_by(RATE_LIMITED, "scope", ', scope="introspection"'), "429 {{scope}}"),
+            ],
+        ),
+        width=8,
+    )
+
+
+def build() -> dashboard.Dashboard:
+    builder = new_dashboard(
+        TITLE,
+        UID,
+        "Signing keys and rotation, JWKS, unknown-kid tokens and introspection of user-service.",
+        ["user-service", "authentication"],
+    )
+    board = Board(builder)
+    _keys(board)
+    _verification(board)
+    _introspection(board)
+    return board.builder

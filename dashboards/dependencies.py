@@ -26,6 +26,8 @@ DB_ERRORS = "user_service_db_errors_total"
 CACHE = "user_service_cache_requests_total"
 REDIS_ERRORS = "user_service_redis_errors_total"
 BREAKER = "user_service_redis_breaker_open"
+REDIS_TOPOLOGY = "user_service_redis_topology"
+MASTER_CHANGES = "user_service_redis_master_changes_total"
 DEPENDENCY_UP = "user_service_dependency_up"
 RATE_LIMITED = "user_service_rate_limit_rejections_total"
 AUTH = "user_service_auth_events_total"
@@ -236,6 +238,24 @@ def _cache(board: Board) -> None:
             "short",
             [Query(f"max by (pod) ({BREAKER}{{{sel.SERIES}}})", "{{pod}}")],
             thresholds=[Step(None, "green"), Step(1, "red")],
+        ),
+        width=8,
+    )
+    board.add(
+        timeseries_panel(
+            "Redis topology in use and failovers followed",
+            "The mode each pod reaches Redis in (standalone, sentinel), and how often a worker "
+            "found the master at a new address: each step is a Sentinel failover the pods "
+            "followed with no restart. Master changes without a planned failover mean Redis is "
+            "flapping; see the runbook's Redis failover section.",
+            "short",
+            [
+                Query(f"max by (mode) ({REDIS_TOPOLOGY}{{{sel.SERIES}}})", "mode: {{mode}}"),
+                Query(
+                    f"sum by (pod) (increase({MASTER_CHANGES}{{{sel.SERIES}}}[{sel.RATE}]))",
+                    "{{pod}} master changes",
+                ),
+            ],
         ),
         width=8,
     )

@@ -1,5 +1,5 @@
 # Entry points; each target does its own set-up (see README.md).
-.PHONY: run test lint dashboards loadtest sweep image fuzz audit k8s bench
+.PHONY: run test lint dashboards loadtest sweep image fuzz audit k8s bench token-throughput
 
 run:  ## Run the service on :8000 (PostgreSQL/Redis when up, else embedded)
 	bash scripts/run.sh
@@ -22,6 +22,9 @@ k8s:  ## Regenerate the chart's app defaults and README values table; re-render 
 
 bench:  ## Service vs bare FastAPI baselines: req/s, CPU, queries per request (PROFILE=1: flame graph)
 	PROFILE=$(PROFILE) bash scripts/bench.sh
+
+token-throughput:  ## Offline token verification and introspection next to the cached read, one run
+	. .venv/bin/activate && python -m scripts.token_throughput
 
 image:  ## Build the container image with buildah (root; no Docker engine needed)
 	bash scripts/image.sh build

@@ -97,10 +97,29 @@ class SigningKeyManager:
             session.add(row)
             return row.kid
 
+    def _check_kek(self, rows: list[SigningKey], now: float) -> None:
+        """Refuse to add keys under another KEK than the live ones: the replicas could not
+        decrypt them, and the first activation would stop every login."""
+        foreign = sorted(
+            {
+                row.kek_id
+                for row in rows
+                if row.private_key_ciphertext and times_of(row).is_published(now)
+            }
+            - {self._encryption.kek_id}
+        )
+        if foreign:
+            raise KeyLifecycleError(
+                f"the published keys were encrypted with KEK {', '.join(foreign)} but the "
+                f"configured SIGNING_KEY_ENCRYPTION_KEY is {self._encryption.kek_id}; run with "
+                "the key-encryption key the service uses"
+            )
+
     async def rotate(self, now: float | None = None) -> list[str]:
         now = time.time() if now is None else now
         async with self._store.locked() as session:
             rows = await self._store.rows(session)
+            self._check_kek(rows, now)
             self._wipe_deleted(rows, now)
             plan = plan_rotation([times_of(row) for row in rows], now, self.policy)
             by_kid = {row.kid: row for row in rows}

@@ -160,3 +160,33 @@ async def test_a_deleted_key_is_refused_at_once(
     fresh = await harness.login("victim@example.com")
     new_kid = jwt.get_unverified_header(fresh["access_token"])["kid"]
     assert new_kid != kid and await _status(harness, fresh["access_token"]) == 200
+
+
+async def test_a_retired_then_deleted_key_is_refused(
+    victim: tuple[AppHarness, dict[str, Any], dict[str, Any]],
+) -> None:
+    harness, _, _ = victim
+    resources = harness.app.state.resources
+    tokens = await harness.login("victim@example.com")
+    kid = jwt.get_unverified_header(tokens["access_token"])["kid"]
+    manager = resources.keys._manager
+    await manager.rotate()  # publishes a next key
+    # Pretend the next key has been published for longer than max-age + reload.
+    async with resources.engine.begin() as connection:
+        await connection.execute(
+            text(
+                "UPDATE signing_keys SET published_at = published_at - interval '1 hour' "
+                "WHERE activated_at IS NULL AND deleted_at IS NULL"
+            )
+        )
+    assert any(line.startswith("activated") for line in await manager.rotate())
+    await resources.keys.refresh()
+    # Retired, still published: the tokens it signed keep working.
+    assert await _status(harness, tokens["access_token"]) == 200
+    new = await harness.login("victim@example.com")
+    assert jwt.get_unverified_header(new["access_token"])["kid"] != kid
+    lines = await manager.retire(kid, force=True)
+    assert lines == [f"deleted {kid} now; tokens it signed are refused"]
+    await resources.keys.refresh()
+    assert await _status(harness, tokens["access_token"]) == 401
+    assert await _status(harness, new["access_token"]) == 200

@@ -79,3 +79,13 @@ def test_errors_are_one_clear_line(env: dict[str, str]) -> None:
     assert "Traceback" not in gone.stderr
     bad = _keys({**env, "SIGNING_KEY_OVERLAP_SECONDS": "10"}, "rotate")
     assert bad.returncode == 2 and "SIGNING_KEY_OVERLAP_SECONDS" in bad.stderr
+
+
+def test_rotate_refuses_a_different_key_encryption_key(env: dict[str, str]) -> None:
+    """A CronJob with the wrong KEK would publish keys no replica can decrypt."""
+    assert _keys(env, "rotate").returncode == 0
+    before = _keys(env, "status", "--json").stdout
+    other = {**env, "SIGNING_KEY_ENCRYPTION_KEY": "another-key-encryption-key-0123456789abc"}
+    refused = _keys(other, "rotate")
+    assert refused.returncode == 1 and "SIGNING_KEY_ENCRYPTION_KEY" in refused.stderr
+    assert _keys(env, "status", "--json").stdout == before

@@ -84,7 +84,8 @@ ENV PATH="/opt/venv/bin:${PATH}" \
     GIT_COMMIT="${REVISION}"
 
 USER 10001:10001
-EXPOSE 8000
+# 8000: the API (BIND); 9464: /metrics only (METRICS_PORT).
+EXPOSE 8000 9464
 # gunicorn (PID 1 after `user-service serve` execs it) drains workers gracefully on SIGTERM.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["user-service"]

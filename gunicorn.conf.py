@@ -35,18 +35,32 @@ def _settings() -> Any:
         raise SystemExit(f"configuration error: {problems}") from None
 
 
+_SETTINGS = _settings()
+
 # Without a Redis the cache, rate limits and revocations live in process memory, which
 # only makes sense in one process.
 _embedded = not (os.environ.get("REDIS_URL") or os.environ.get("REDIS_URL_FILE"))
 
-bind = os.environ.get("BIND", "0.0.0.0:8000")
+_public = os.environ.get("BIND", "0.0.0.0:8000")
+bind = [_public]
+if _SETTINGS.metrics_enabled:
+    # The metrics port on the public address's interface (all of them for a unix socket).
+    _host, _, _port = _public.rpartition(":")
+    if _public.startswith("unix:") or not _host:
+        _host = "0.0.0.0"  # noqa: S104 - a pod is reached on its IP; the NetworkPolicy limits who
+    if _port == str(_SETTINGS.metrics_port):
+        raise SystemExit(
+            f"configuration error: METRICS_PORT ({_SETTINGS.metrics_port}) must differ from the "
+            f"port of BIND ({_public}): metrics are never served on the public port"
+        )
+    bind.append(f"{_host}:{_SETTINGS.metrics_port}")
 workers = 1 if _embedded else max(1, _env_int("WEB_CONCURRENCY", 2))
 worker_class = "app.worker.DrainingUvicornWorker"
 timeout = _env_int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 20)
 keepalive = _env_int("GUNICORN_KEEPALIVE", 5)
 # gunicorn takes the comma list as a string and hands it to uvicorn's proxy-headers handling.
-forwarded_allow_ips = ",".join(_settings().forwarded_allow_ips)
+forwarded_allow_ips = ",".join(_SETTINGS.forwarded_allow_ips)
 # Each worker builds its own app, engine, Redis pool and tracer provider after the fork.
 preload_app = False
 accesslog = None

@@ -25,8 +25,9 @@ from app.errors import PROBLEM_MEDIA_TYPE, DomainError, problem_body
 from app.infra.database import DRIVER_ERRORS, classify_database_error, database_error_cause
 from app.infra.schema import shipped_migrations
 from app.observability import metrics as service_metrics
-from app.observability.http_metrics import HttpMetrics, metrics_response
+from app.observability.http_metrics import HttpMetrics
 from app.observability.logging import configure_logging
+from app.observability.metrics_port import MetricsPortMiddleware
 from app.observability.request_context import RequestContextMiddleware
 from app.observability.tracing import (
     flush_tracing,
@@ -198,8 +199,6 @@ def create_app(
     app.include_router(auth.router, prefix="/api/v1")
     app.include_router(introspection.router, prefix="/api/v1")
     app.include_router(wellknown.router)
-    if settings.metrics_enabled:
-        app.add_api_route("/metrics", metrics_response, include_in_schema=False)
 
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -234,4 +233,7 @@ def create_app(
         metrics=HttpMetrics() if settings.metrics_enabled else None,
         tracing=tracing,
     )
+    if settings.metrics_enabled:
+        # Outermost: a scrape on the metrics port touches nothing else.
+        app.add_middleware(MetricsPortMiddleware, port=settings.metrics_port)
     return app

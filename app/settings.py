@@ -198,6 +198,8 @@ class Settings(BaseSettings):
     )
     log_format: Literal["auto", "json", "console"] = Field(default="auto", alias="LOG_FORMAT")
     metrics_enabled: bool = Field(default=True, alias="METRICS_ENABLED")
+    # /metrics is served here, on the BIND address, and never on the public port.
+    metrics_port: int = Field(default=9464, ge=1, le=65535, alias="METRICS_PORT")
 
     @field_validator("forwarded_allow_ips")
     @classmethod

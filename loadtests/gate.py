@@ -60,6 +60,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="scrape /metrics here instead of --host (repeatable: one per pod)",
     )
     p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=promscrape.DEFAULT_METRICS_PORT,
+        help="the service's METRICS_PORT, scraped on --host's address when no --metrics-url",
+    )
+    p.add_argument(
         "--metrics-dns",
         metavar="HOST:PORT",
         help="scrape every address HOST resolves to (a headless Service: all pods)",
@@ -86,12 +92,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 @contextmanager
 def _target(
     args: argparse.Namespace,
-) -> Iterator[tuple[str, dict[str, Any], str | None, str | None]]:
-    """Yield (host, what-was-started, admin email, admin password)."""
+) -> Iterator[tuple[str, dict[str, Any], str | None, str | None, str]]:
+    """Yield (host, what-was-started, admin email, admin password, where its metrics are)."""
     admin_email = args.admin_email
     admin_password = os.environ.get("LOADTEST_ADMIN_PASSWORD")
     if args.host:
-        yield args.host, {"host": args.host}, admin_email, admin_password
+        metrics = promscrape.metrics_base(args.host, args.metrics_port)
+        yield args.host, {"host": args.host}, admin_email, admin_password, metrics
         return
     url = local_service.fresh_database(args.database)
     env = {
@@ -115,6 +122,7 @@ def _target(
             {"host": f"{service.base_url} (started locally)", **shown},
             admin_email,
             admin_password,
+            service.metrics_base_url,
         )
 
 
@@ -140,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         metrics_urls = list(args.metrics_url)
         if args.metrics_dns:
             metrics_urls += promscrape.pod_urls(args.metrics_dns)
-        with _target(args) as (host, started, admin_email, admin_password):
+        with _target(args) as (host, started, admin_email, admin_password, metrics):
+            metrics_urls = metrics_urls or [metrics]
             result = measure(
                 host,
                 scenario,

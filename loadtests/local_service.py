@@ -152,6 +152,19 @@ class LocalService:
         stop(self.process, grace)
         return self.process.returncode
 
+    @property
+    def metrics_port(self) -> int:
+        """Where /metrics is served: never the public port."""
+        return int(self.env["METRICS_PORT"])
+
+    @property
+    def metrics_base_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"{self.metrics_base_url}/metrics"
+
 
 def stop(process: subprocess.Popen[bytes], grace: float = 25.0) -> None:
     """SIGTERM the gunicorn master by pid (it stops its workers), SIGKILL if it hangs."""
@@ -198,6 +211,7 @@ def serving(
         **(os.environ if base_env is None else base_env),
         **env,
         "BIND": f"127.0.0.1:{port}",
+        "METRICS_PORT": str(free_port()),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
     log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import socket
+import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ CACHE_REQUESTS = "user_service_cache_requests_total"
 POOL_WAIT = "user_service_db_pool_checkout_wait_seconds"
 POOL_TIMEOUTS = "user_service_db_pool_checkout_timeouts_total"
 HTTP_REQUESTS = "http_requests_total"
+# The service serves /metrics on its own port (METRICS_PORT), never on the public one.
+DEFAULT_METRICS_PORT = 9464
 
 Labels = frozenset[tuple[str, str]]
 
@@ -43,6 +46,14 @@ def parse_metrics(text: str) -> Snapshot:
         for sample in family.samples:
             samples[(sample.name, frozenset(sample.labels.items()))] = float(sample.value)
     return Snapshot(samples)
+
+
+def metrics_base(host: str, port: int = DEFAULT_METRICS_PORT) -> str:
+    """The service's metrics port on the host of a base URL: the public port has no /metrics."""
+    parts = urllib.parse.urlsplit(host)
+    hostname = parts.hostname or ""
+    name = f"[{hostname}]" if ":" in hostname else hostname
+    return f"{parts.scheme or 'http'}://{name}:{port}"
 
 
 def scrape(base_url: str, timeout: float = 10.0) -> Snapshot:

@@ -141,9 +141,9 @@ def measure(
     metrics_urls: list[str] | None = None,
     probes: Sequence[Probe] = (),
 ) -> RunResult:
-    """`metrics_urls`: where to scrape /metrics (default: the host). Behind a Service with
-    several replicas, pass every pod, or the deltas mix pods."""
-    targets = metrics_urls or [host]
+    """`metrics_urls`: where to scrape /metrics (default: the host's metrics port). Behind a
+    Service with several replicas, pass every pod, or the deltas mix pods."""
+    targets = metrics_urls or [promscrape.metrics_base(host)]
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         seed.wait_ready(host, timeout=60)

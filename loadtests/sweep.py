@@ -163,6 +163,7 @@ def run_point(
                 admin_email=ADMIN,
                 admin_password=admin_password,
                 probes=(sampler, probe),
+                metrics_urls=[service.metrics_base_url],
             )
     except (RunError, seed.SeedError, OSError) as exc:
         return _row(point, f"error: {exc}")

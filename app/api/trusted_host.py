@@ -1,7 +1,7 @@
 """Pure ASGI middleware that refuses requests for hosts not in TRUSTED_HOSTS (problem+json 400).
 
-Probes and scrapes are exempt: the kubelet and Prometheus address a pod by its IP, so a
-hardened host list must never make a healthy pod unready or unscrapable.
+Probes are exempt: the kubelet addresses a pod by its IP, so a hardened host list must never
+make a healthy pod unready. Scrapes arrive on the metrics port and never reach this check.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""HTTP RED metrics: the `http_*` series dashboards and alerts read, and the /metrics endpoint.
+"""HTTP RED metrics: the `http_*` series dashboards and alerts read, and the scraped text.
 
 The names, labels and types are prometheus-fastapi-instrumentator's (the contract the
 dashboards were built on); RequestContextMiddleware records them, so a request pays for one
@@ -12,9 +12,7 @@ import os
 from dataclasses import dataclass
 from functools import cache
 
-from fastapi import Response
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
@@ -27,7 +25,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from app.observability.metrics import HTTP_LATENCY_BUCKETS
 
-EXCLUDED_HANDLERS = ["/livez", "/readyz", "/metrics"]
+EXCLUDED_HANDLERS = ["/livez", "/readyz"]
 HIGHR_BUCKETS = (
     *(0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 2.5),
     *(3, 3.5, 4, 4.5, 5, 7.5, 10, 30, 60),
@@ -163,5 +161,6 @@ def _registry() -> CollectorRegistry:
     return registry
 
 
-def metrics_response() -> Response:
-    return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_LATEST)
+def metrics_text() -> bytes:
+    """Every worker's samples in the text exposition format (served on the metrics port)."""
+    return generate_latest(_registry())

@@ -30,7 +30,8 @@ from app.observability.tracing import (
 access_log = structlog.get_logger("app.access")
 error_log = structlog.get_logger("app.error")
 
-QUIET_PATHS: Final = frozenset({"/livez", "/readyz", "/metrics"})
+# Scrapes never get here: they arrive on the metrics port (metrics_port.py).
+QUIET_PATHS: Final = frozenset({"/livez", "/readyz"})
 _UNMETERED: Final = frozenset(EXCLUDED_HANDLERS)
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # W3C trace context: version-traceid-parentid-flags, lower-case hex (version ff is invalid).

@@ -125,7 +125,7 @@ def proof() -> Iterator[Proof]:
     database_url = fresh_database(DATABASE)
     env = {**SERVICE_ENV, "DATABASE_URL": database_url}
     with running_service(env, workers=2) as service:
-        target = f"127.0.0.1:{service.port}"
+        target = f"127.0.0.1:{service.metrics_port}"
         with promserver.running_prometheus(target, RULES) as prometheus:
             _wait_for_first_scrape(prometheus)
             traffic = Traffic(service.base_url)

@@ -26,6 +26,7 @@ from .rendered import (
     ProbeFailedError,
     Process,
     container_spec,
+    free_port,
     http_get,
     probe_until,
     run_to_completion,
@@ -49,13 +50,17 @@ def prepare_local_backends() -> str:
     return empty_database(DATABASE, REDIS_URL)
 
 
-def run_values(database_url: str, redis_url: str, port: int) -> dict[str, str]:
+def run_values(
+    database_url: str, redis_url: str, port: int, metrics_port: int | None = None
+) -> dict[str, str]:
     """Chart values for a run on this machine: render inputs, so the env stays the rendered
-    one. The pool is small because the local PostgreSQL is shared (max_connections=100)."""
+    one. The pool is small because the local PostgreSQL is shared (max_connections=100), and
+    both ports are free ones, as other runs share the machine."""
     return {
         "postgres.url": database_url,
         "redis.url": redis_url,
         "containerPort": str(port),
+        "metrics.port": str(metrics_port or free_port()),
         "config.DB_POOL_SIZE": "2",
         "config.DB_MAX_OVERFLOW": "1",
         "config.WEB_CONCURRENCY": "2",
@@ -132,8 +137,9 @@ def run_release(
 
         base = app.url(spec.ports["http"], "")
         assert signup(base) == 201, app.log_tail()
-        metrics = http_get(app.url(spec.ports["http"], "/metrics"), 5)
+        metrics = http_get(app.url(spec.ports["metrics"], "/metrics"), 5)
         assert metrics.status == 200 and "user_service_build_info" in metrics.body
+        assert http_get(app.url(spec.ports["http"], "/metrics"), 5).status == 404
 
         # 3. Termination: preStop sleep, then SIGTERM, as the kubelet does.
         terminating_at = time.monotonic()

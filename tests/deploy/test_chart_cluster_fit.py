@@ -233,3 +233,36 @@ def test_egress_ports_of_a_multi_host_url(helm: Helm, tmp_path: Any) -> None:
     values = tmp_path / "multi.yaml"
     values.write_text("postgres:\n  url: postgresql+asyncpg://u:p@pg-a:5432,pg-b:5433/users\n")
     assert ports_of(helm.template([*value_files("defaults"), values]))[1] == {5432, 5433}
+
+
+def test_metrics_have_their_own_port(helm: Helm) -> None:
+    objects = helm.template(value_files("everything"))
+    container = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": 8000, "metrics": 9464}
+    config = [o for o in objects if o["kind"] == "ConfigMap" and "APP_ENV" in o.get("data", {})]
+    assert config[0]["data"]["METRICS_PORT"] == "9464"
+    service_ports = {p["name"]: p["targetPort"] for p in one(objects, "Service")["spec"]["ports"]}
+    assert service_ports == {"http": "http", "metrics": "metrics"}
+    endpoint = one(objects, "ServiceMonitor")["spec"]["endpoints"][0]
+    assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
+    # The Ingress only ever reaches the public port.
+    for rule in one(objects, "Ingress")["spec"]["rules"]:
+        for path in rule["http"]["paths"]:
+            assert path["backend"]["service"]["port"] == {"name": "http"}
+    # Scrapers are allowed on the metrics port apart from the clients on the http port.
+    ingress = one(objects, "NetworkPolicy")["spec"]["ingress"]
+    assert [rule["ports"] for rule in ingress] == [
+        [{"port": "http", "protocol": "TCP"}],
+        [{"port": "metrics", "protocol": "TCP"}],
+    ]
+    assert ingress[1]["from"][0] == {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    }
+    args = one(objects, "Job", "loadtest")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--metrics-url") + 1] == "http://user-service:9464"
+
+
+def test_metrics_port_must_differ_from_the_public_one(helm: Helm) -> None:
+    message = refused(helm, value_files("defaults"), {"metrics.port": "8000"})
+    assert "metrics.port (8000) must differ from containerPort (8000)" in message, message

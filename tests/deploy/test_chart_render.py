@@ -315,7 +315,7 @@ def test_monitoring_objects(helm: Helm, render_cache: dict[Any, Any]) -> None:
     objects = render(helm, render_cache, "everything", SUPPORTED_KUBE[-1])
     monitor = one(objects, "ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-    assert monitor["spec"]["endpoints"][0]["port"] == "http"
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
     service_labels = one(objects, "Service")["metadata"]["labels"]

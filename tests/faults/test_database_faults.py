@@ -141,7 +141,7 @@ async def test_database_slow_statements_time_out_with_504(
                 recovery = time.monotonic() - released
                 await asyncio.sleep(1.5)
                 await load.stop()
-                samples = await fetch_metrics(probe, service.base_url)
+                samples = await fetch_metrics(probe, service.metrics_url)
         finally:
             await locker.close()
             await probe.aclose()
@@ -196,7 +196,7 @@ async def test_database_cut_fails_fast_and_the_pool_recovers(
                 await _switch(ledger, "cut", lambda: proxy.set_mode("refuse"))
                 await asyncio.sleep(1.5)
                 cut_status, cut_body = await _ready(probe, service.base_url)
-                cut_metrics = await fetch_metrics(probe, service.base_url)
+                cut_metrics = await fetch_metrics(probe, service.metrics_url)
                 await asyncio.sleep(2.5)
                 restored = await _switch(ledger, "restored", lambda: proxy.set_mode("pass"))
 
@@ -320,7 +320,7 @@ async def test_pool_exhaustion_answers_503_fast_with_retry_after(
             await load.prepare()
             user = ledger.users[0]
             headers = {"Authorization": f"Bearer {user.token}"}
-            before = await fetch_metrics(probe, base)
+            before = await fetch_metrics(probe, service.metrics_url)
             proxy.latency = 0.5
             ledger.phase = "exhausted"
 
@@ -355,7 +355,7 @@ async def test_pool_exhaustion_answers_503_fast_with_retry_after(
             recovery = await wait_for(healthy, timeout=10)
             for _ in range(20):
                 await load.request("read", "GET", f"/api/v1/users/{user.id}", headers=headers)
-            after = await fetch_metrics(probe, base)
+            after = await fetch_metrics(probe, service.metrics_url)
         finally:
             await load.aclose()
             await probe.aclose()

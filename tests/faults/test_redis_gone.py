@@ -56,7 +56,7 @@ async def test_redis_killed_and_restarted_under_load(
                 # A burst wider than the steady load fills each worker's Redis pool with
                 # more connections than the load alone would open.
                 await _burst(load, ledger)
-                before = await fetch_metrics(probe, base)
+                before = await fetch_metrics(probe, service.metrics_url)
 
                 # Fault: Redis is gone. Requests in flight across a switch belong to no
                 # phase's assertions.
@@ -69,7 +69,7 @@ async def test_redis_killed_and_restarted_under_load(
                 ready = await probe.get(f"{base}/readyz")
                 assert ready.status_code == 200, ready.text
                 assert ready.json()["checks"]["redis"] == "down"
-                during = await fetch_metrics(probe, base)
+                during = await fetch_metrics(probe, service.metrics_url)
 
                 # Redis returns (empty: no persistence, as in the dev manifests).
                 ledger.phase = "switching"
@@ -101,7 +101,7 @@ async def test_redis_killed_and_restarted_under_load(
                 for user in ledger.users:
                     await load.login(user)
                 await _burst(load, ledger)
-                after = await fetch_metrics(probe, base)
+                after = await fetch_metrics(probe, service.metrics_url)
                 service_log = service.logs()
             finally:
                 await load.aclose()

@@ -187,7 +187,7 @@ async def test_worker_killed_is_replaced_and_metrics_stay_right(
             ledger.phase = "steady"
             await asyncio.sleep(2.5)
             await load.stop()
-            samples = await fetch_metrics(probe, base)
+            samples = await fetch_metrics(probe, service.metrics_url)
             ready = await probe.get(f"{base}/readyz")
             files = sorted(os.listdir(service.metrics_dir))
             pids_now = worker_pids(service.process.pid)

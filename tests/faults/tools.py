@@ -480,9 +480,10 @@ class ReadinessRouter:
 
 
 async def fetch_metrics(
-    client: httpx.AsyncClient, base_url: str
+    client: httpx.AsyncClient, metrics_url: str
 ) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    response = await client.get(f"{base_url}/metrics", timeout=5)
+    """One scrape of the service's metrics port (RunningService.metrics_url)."""
+    response = await client.get(metrics_url, timeout=5)
     response.raise_for_status()
     samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     for family in text_string_to_metric_families(response.text):

@@ -57,7 +57,7 @@ def session(service: RunningService) -> dict[str, Any]:
 
 
 def _scrape(service: RunningService) -> dict[str, list[tuple[dict[str, str], float]]]:
-    text = httpx.get(f"{service.base_url}/metrics").text
+    text = httpx.get(service.metrics_url).text
     samples: dict[str, list[tuple[dict[str, str], float]]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -172,8 +172,9 @@ def test_spans_leave_over_otlp_and_logs_carry_their_trace_id(
 def test_logs_hold_no_secrets_and_no_probe_lines(
     service: RunningService, session: dict[str, Any]
 ) -> None:
-    for path in ("/livez", "/readyz", "/metrics"):
+    for path in ("/livez", "/readyz"):
         httpx.get(f"{service.base_url}{path}")
+    httpx.get(service.metrics_url)
     logs = service.logs()
     for secret in (PASSWORD, session["tokens"]["access_token"], session["tokens"]["refresh_token"]):
         assert secret not in logs

@@ -153,6 +153,9 @@ async def test_incoming_traceparent_is_continued(
 
 async def test_probes_are_not_traced(traced: AppHarness, spans: InMemorySpanExporter) -> None:
     spans.clear()
-    for path in ("/livez", "/readyz", "/metrics"):
+    for path in ("/livez", "/readyz"):
         await traced.client.get(path)
+    # A scrape arrives on the metrics port (the default 9464 here) and is answered there.
+    scrape = await traced.client.get("http://testserver:9464/metrics")
+    assert scrape.status_code == 200 and b"user_service_build_info" in scrape.content
     assert not [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]

@@ -82,6 +82,8 @@ def _gate(service: RunningService, thresholds: str, out: Path) -> subprocess.Com
             "loadtests.gate",
             "--host",
             service.base_url,
+            "--metrics-port",
+            str(service.metrics_port),
             "--users",
             "4",
             "--spawn-rate",

@@ -8,6 +8,7 @@ import time
 import uuid
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 from tests.security.conftest import ALLOWED_ORIGIN, Api
@@ -188,14 +189,18 @@ def test_trusted_host_rejects_unknown_hosts(api: Api) -> None:
         assert response.status_code == 422, (host, response.status_code)
 
 
-def test_probes_and_metrics_answer_whatever_the_host(api: Api) -> None:
+def test_probes_and_scrapes_answer_whatever_the_host(api: Api) -> None:
     """kubelet probes and Prometheus scrapes address the pod by IP (Host: 10.x.y.z:8000):
     with TRUSTED_HOSTS set to the public name they must still get through, or the pod is
     never ready and gets restarted in a loop."""
     pod_host = "10.244.1.17:8000"
-    for path in ("/livez", "/readyz", "/metrics"):
+    for path in ("/livez", "/readyz"):
         response = api.client.get(path, headers={"Host": pod_host})
         assert response.status_code == 200, (path, response.status_code, response.text[:200])
+    # Scrapes go to the metrics port, which has no host check; the public port has no /metrics.
+    scrape = httpx.get(api.service.metrics_url, headers={"Host": "10.244.1.17:9464"})
+    assert scrape.status_code == 200 and "user_service_build_info" in scrape.text
+    assert api.client.get("/metrics", headers={"Host": pod_host}).status_code == 400
 
 
 def test_server_header_does_not_name_the_stack(api: Api) -> None:

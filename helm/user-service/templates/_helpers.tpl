@@ -118,6 +118,7 @@ REDIS_SENTINELS: {{ join "," . | quote }}
 REDIS_SENTINEL_MASTER: {{ $.Values.redis.sentinel.masterName | quote }}
 {{- end }}
 BIND: {{ printf "0.0.0.0:%d" (int64 .Values.containerPort) | quote }}
+METRICS_PORT: {{ .Values.metrics.port | int64 | quote }}
 FORWARDED_ALLOW_IPS: {{ join "," .Values.trustedProxies | quote }}
 PROMETHEUS_MULTIPROC_DIR: "/run/prometheus"
 OTEL_SERVICE_NAME: {{ include "user-service.name" . | quote }}
@@ -286,6 +287,9 @@ Checks across values that a JSON schema cannot express. Included by the Deployme
 {{- if le (int .Values.keys.rotation.periodSeconds) (add $maxAge $reload) }}
 {{- fail (printf "user-service: keys.rotation.periodSeconds (%d) must exceed config.JWKS_MAX_AGE_SECONDS + config.SIGNING_KEY_REFRESH_SECONDS (%d): a next key signs only after every cached JWKS holds it" (int .Values.keys.rotation.periodSeconds) (add $maxAge $reload)) }}
 {{- end }}
+{{- end }}
+{{- if eq (int .Values.metrics.port) (int .Values.containerPort) }}
+{{- fail (printf "user-service: metrics.port (%d) must differ from containerPort (%d): /metrics is never served on the public port" (int .Values.metrics.port) (int .Values.containerPort)) }}
 {{- end }}
 {{- if and .Values.otel.enabled (not .Values.otel.endpoint) }}
 {{- fail "user-service: otel.enabled needs otel.endpoint (for example http://otel-collector.observability:4317)" }}

@@ -2,7 +2,7 @@
 
 The dashboards never hard-code the job name: the `job` variable lists the jobs that export
 `user_service_build_info`, a metric only this service has. That works whatever the
-ServiceMonitor calls the job (`<release>-user-service` in kube-prometheus-stack) and in a plain
+ServiceMonitor calls the job (the chart's relabels it to `user-service`) and in a plain
 scrape config (`user-service`). `namespace` and `pod` come from the ServiceMonitor's target
 labels; a plain Prometheus must add them as static labels (tests/dashboards does).
 """

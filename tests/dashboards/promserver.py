@@ -1,8 +1,8 @@
 """A throw-away Prometheus (Debian's binary) on a free loopback port, scraping one target.
 
 The scrape config adds the target labels a ServiceMonitor would (namespace, pod) and names
-the job the way kube-prometheus-stack does (`<release>-user-service`), so the dashboards and
-rules are exercised with the label set they meet in a cluster.
+the job as the chart's ServiceMonitor relabels it (`user-service`), so the dashboards and rules
+are exercised with the label set they meet in a cluster; it scrapes the metrics port.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import yaml
 
 from tests.support.service import free_port
 
-JOB = "dashtest-user-service"
+JOB = "user-service"
 NAMESPACE = "dashtest"
 POD = "user-service-dashtest-0"
 

@@ -16,6 +16,7 @@ import urllib.request
 import uuid
 from typing import Any
 
+from loadtests.local_service import free_port
 from tests.support.database import empty_database
 from tests.support.isolation import redis_url
 
@@ -26,7 +27,6 @@ from .rendered import (
     ProbeFailedError,
     Process,
     container_spec,
-    free_port,
     http_get,
     probe_until,
     run_to_completion,

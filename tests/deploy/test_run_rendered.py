@@ -46,7 +46,9 @@ pytestmark = pytest.mark.skipif(app_missing() is not None, reason=app_missing() 
 @pytest.fixture(scope="module")
 def rendered_objects(helm: Helm) -> list[dict[str, Any]]:
     database_url = pod_lifecycle.prepare_local_backends()
-    values = pod_lifecycle.run_values(database_url, pod_lifecycle.REDIS_URL, rendered.free_port())
+    values = pod_lifecycle.run_values(
+        database_url, pod_lifecycle.REDIS_URL, pod_lifecycle.free_port()
+    )
     return helm.template(value_files("defaults"), values)
 
 

@@ -34,7 +34,9 @@ def prepare_local_backends() -> str:
 
 def render() -> list[dict[str, Any]]:
     # run_values keeps the pool at 2 + 1 per worker: the local PostgreSQL is shared.
-    values = pod_lifecycle.run_values(prepare_local_backends(), REDIS_URL, rendered.free_port())
+    values = pod_lifecycle.run_values(
+        prepare_local_backends(), REDIS_URL, pod_lifecycle.free_port()
+    )
     return Helm(find_helm()).template(value_files("defaults"), values)
 
 

@@ -266,3 +266,44 @@ def test_metrics_have_their_own_port(helm: Helm) -> None:
 def test_metrics_port_must_differ_from_the_public_one(helm: Helm) -> None:
     message = refused(helm, value_files("defaults"), {"metrics.port": "8000"})
     assert "metrics.port (8000) must differ from containerPort (8000)" in message, message
+
+
+def rules_of(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    groups = one(objects, "PrometheusRule")["spec"]["groups"]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def test_service_monitor_names_the_job_the_alerts_select(helm: Helm) -> None:
+    # fullnameOverride renames the Service, and so the job a ServiceMonitor would derive.
+    objects = helm.template(value_files("everything"), {"fullnameOverride": "accounts"})
+    relabelings = one(objects, "ServiceMonitor")["spec"]["endpoints"][0]["relabelings"]
+    assert relabelings[0] == {
+        "action": "replace",
+        "targetLabel": "job",
+        "replacement": "user-service",
+    }
+    # The user's own relabelings still apply, after the job's.
+    assert relabelings[1]["targetLabel"] == "node"
+    for rule in rules_of(objects):
+        expr = str(rule["expr"])
+        assert "job=~" not in expr, rule
+        if "{" in expr and "kube_" not in expr and "objective" not in str(rule.get("record")):
+            assert 'job="user-service"' in expr, rule
+
+
+def test_job_name_is_a_value(helm: Helm) -> None:
+    objects = helm.template(value_files("everything"), {"metrics.serviceMonitor.job": "accounts"})
+    relabelings = one(objects, "ServiceMonitor")["spec"]["endpoints"][0]["relabelings"]
+    assert relabelings[0]["replacement"] == "accounts"
+    exprs = " ".join(str(rule["expr"]) for rule in rules_of(objects))
+    assert 'job="accounts"' in exprs and 'job="user-service"' not in exprs
+
+
+def test_absent_alert_keeps_the_namespace(helm: Helm) -> None:
+    rules = rules_of(helm.template(value_files("everything")))
+    absent = [rule for rule in rules if "absent(" in str(rule.get("expr"))]
+    assert absent
+    for rule in absent:
+        # absent() carries only the equality matchers of its selector into the alert.
+        assert 'namespace="users"' in rule["expr"], rule
+        assert rule["labels"]["namespace"] == "users", rule

@@ -100,6 +100,17 @@ def _profiling(server: Server, svg: Path | None, seconds: int) -> Iterator[None]
         _, err = spy.communicate(timeout=60)
         if spy.returncode != 0:
             print(f"py-spy failed: {err.decode()[-1000:]}", file=sys.stderr)
+        elif svg.exists():
+            _strip_local_paths(svg)
+
+
+def _strip_local_paths(output: Path) -> None:
+    """The graph names the processes by command line: keep it free of this checkout's and
+    this interpreter's absolute paths, so the file reads the same from any machine."""
+    text = output.read_text(encoding="utf-8")
+    for prefix in (str(Path(sys.executable).parent) + "/", str(REPO) + "/"):
+        text = text.replace(prefix, "")
+    output.write_text(text, encoding="utf-8")
 
 
 def main() -> int:
@@ -109,7 +120,9 @@ def main() -> int:
     parser.add_argument("--constant-seconds", type=int, default=15)
     parser.add_argument("--profile", type=Path, default=None, help="flame graph SVG to write")
     parser.add_argument(
-        "--only-cached", action="store_true", help="seed and measure the cached read only"
+        "--quick",
+        action="store_true",
+        help="seed, then only the cached read all on and instrumentation off (both profiled)",
     )
     args = parser.parse_args()
     with (
@@ -120,7 +133,7 @@ def main() -> int:
     ):
         bench = Bench(args, database_url, redis_url, Path(work))
         run(bench, sink)
-        if args.only_cached:
+        if args.quick:
             return 0
         print_report(bench.rows, bench.notes, bench.constant, MIX.describe())
     return 0
@@ -179,7 +192,13 @@ def run(bench: Bench, sink: str) -> None:
         reads,
         profile=bench.args.profile,
     )
-    if bench.args.only_cached:
+    profile_off = bench.args.profile
+    if profile_off is not None:
+        profile_off = profile_off.with_name(f"{profile_off.stem}-off{profile_off.suffix}")
+    if bench.args.quick:
+        bench.measure(
+            "GET user, cached, instrumentation off", start(off, "off"), reads, profile=profile_off
+        )
         return
     bench.measure(
         "GET user, cached, all on (sampling 1.0)",

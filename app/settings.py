@@ -10,7 +10,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Final, Literal, Self
 
-from pydantic import AnyUrl, BeforeValidator, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AnyUrl,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # A key that only development and tests may run with; production refuses it.
@@ -51,6 +59,10 @@ def _rate(value: object) -> object:
 
 # NoDecode: the env var is "10/minute", not JSON.
 RateSetting = Annotated[Rate, NoDecode, BeforeValidator(_rate)]
+
+
+# Redis Cluster hashes only the part of a key between the first "{" and the next "}".
+_HASH_TAG = re.compile(r"\{[^{}]+\}")
 
 
 def _split_csv(value: object) -> object:
@@ -109,6 +121,10 @@ class Settings(BaseSettings):
     redis_sentinel_password: SecretStr | None = Field(default=None, alias="REDIS_SENTINEL_PASSWORD")
     redis_sentinel_password_file: Path | None = Field(
         default=None, alias="REDIS_SENTINEL_PASSWORD_FILE"
+    )
+    # Redis Cluster instead: "host:port,..." seed nodes (any few; the rest are discovered).
+    redis_cluster_nodes: Annotated[list[str], NoDecode] = Field(
+        default=[], alias="REDIS_CLUSTER_NODES"
     )
     redis_password: SecretStr | None = Field(default=None, alias="REDIS_PASSWORD")
     redis_password_file: Path | None = Field(default=None, alias="REDIS_PASSWORD_FILE")
@@ -211,19 +227,29 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "cors_origins", "trusted_hosts", "forwarded_allow_ips", "redis_sentinels", mode="before"
+        "cors_origins",
+        "trusted_hosts",
+        "forwarded_allow_ips",
+        "redis_sentinels",
+        "redis_cluster_nodes",
+        mode="before",
     )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
-    @field_validator("redis_sentinels")
+    @field_validator("redis_sentinels", "redis_cluster_nodes")
     @classmethod
-    def _sentinels(cls, value: list[str]) -> list[str]:
+    def _host_ports(cls, value: list[str], info: ValidationInfo) -> list[str]:
         for entry in value:
             host, _, port = entry.rpartition(":")
             if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError(f"REDIS_SENTINELS: {entry!r} is not host:port")
+                name = (
+                    "REDIS_SENTINELS"
+                    if info.field_name == "redis_sentinels"
+                    else ("REDIS_CLUSTER_NODES")
+                )
+                raise ValueError(f"{name}: {entry!r} is not host:port")
         return value
 
     @field_validator("log_level", mode="before")
@@ -244,7 +270,10 @@ class Settings(BaseSettings):
                 for name, value in (
                     secret,
                     ("DATABASE_URL", self.database_dsn),
-                    ("REDIS_URL or REDIS_SENTINELS", self.redis_dsn or self.redis_sentinels),
+                    (
+                        "REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES",
+                        self.redis_dsn or self.redis_sentinels or self.redis_cluster_nodes,
+                    ),
                 )
                 if not value
             ]
@@ -274,6 +303,16 @@ class Settings(BaseSettings):
             )
         if self.redis_dsn and self.redis_sentinels:
             raise ValueError("REDIS_SENTINELS: set either REDIS_URL or REDIS_SENTINELS, not both")
+        if self.redis_cluster_nodes and (self.redis_dsn or self.redis_sentinels):
+            raise ValueError(
+                "REDIS_CLUSTER_NODES: set one of REDIS_URL, REDIS_SENTINELS, REDIS_CLUSTER_NODES"
+            )
+        if self.redis_cluster_nodes and not _HASH_TAG.search(self.cache_key_prefix):
+            # Every script and pipeline of the service must stay in one hash slot.
+            raise ValueError(
+                "CACHE_KEY_PREFIX: with REDIS_CLUSTER_NODES it must carry a hash tag, for "
+                f"example {{{self.cache_key_prefix}}}"
+            )
         if self.redis_dsn:
             AnyUrl(self.redis_dsn)
             if not self.redis_dsn.startswith(("redis://", "rediss://", "unix://")):
@@ -316,6 +355,10 @@ class Settings(BaseSettings):
     @property
     def redis_sentinel_addresses(self) -> list[tuple[str, int]]:
         return [(h, int(p)) for h, _, p in (e.rpartition(":") for e in self.redis_sentinels)]
+
+    @property
+    def redis_cluster_addresses(self) -> list[tuple[str, int]]:
+        return [(h, int(p)) for h, _, p in (e.rpartition(":") for e in self.redis_cluster_nodes)]
 
     @cached_property
     def redis_password_value(self) -> str:

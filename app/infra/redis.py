@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from app.infra.redis_topology import connect_sentinel, connect_standalone
+from app.infra.redis_topology import connect_cluster, connect_sentinel, connect_standalone
 from app.observability.metrics import REDIS_BREAKER_OPEN, RedisComponent, record_redis_error
 from app.settings import Settings
 
@@ -88,8 +88,12 @@ class RedisGateway:
         return cast(bytes | None, value)
 
     async def _drop_idle_connections(self) -> None:
+        # A cluster client has a pool per node and replaces dead ones itself on the next call.
+        pool = getattr(self.client, "connection_pool", None)
+        if pool is None:
+            return
         try:
-            await self.client.connection_pool.disconnect(inuse_connections=False)
+            await pool.disconnect(inuse_connections=False)
         except (RedisError, OSError):
             return
 
@@ -101,7 +105,7 @@ def create_redis(settings: Settings) -> RedisGateway:
     breaker = CircuitBreaker(
         settings.redis_breaker_failures, settings.redis_breaker_cooldown_seconds
     )
-    if not settings.redis_dsn and not settings.redis_sentinels:
+    if not (settings.redis_dsn or settings.redis_sentinels or settings.redis_cluster_nodes):
         # Embedded development mode: an in-process Redis (with Lua) so every code path is
         # the same one production runs; the state lives and dies with this worker.
         from fakeredis import FakeAsyncRedis
@@ -109,4 +113,6 @@ def create_redis(settings: Settings) -> RedisGateway:
         return RedisGateway(FakeAsyncRedis(), breaker, embedded=True)
     if settings.redis_sentinels:
         return RedisGateway(connect_sentinel(settings), breaker, embedded=False)
+    if settings.redis_cluster_nodes:
+        return RedisGateway(connect_cluster(settings), breaker, embedded=False)
     return RedisGateway(connect_standalone(settings), breaker, embedded=False)

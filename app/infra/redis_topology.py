@@ -1,12 +1,14 @@
-"""How the service reaches Redis: one server (REDIS_URL) or the master a set of Sentinels names
-(REDIS_SENTINELS), followed across failovers without a restart."""
+"""How the service reaches Redis: one server (REDIS_URL), the master a set of Sentinels names
+(REDIS_SENTINELS), or a Redis Cluster (REDIS_CLUSTER_NODES), followed across failovers
+without a restart."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -84,3 +86,39 @@ def connect_sentinel(settings: Settings) -> Redis:
         **_connection_options(settings),
     )
     return client
+
+
+class _SlotPipeline(ClusterPipeline):
+    """redis-py refuses MGET in a cluster pipeline, in case its keys span slots; the service's
+    keys all share one hash tag, and Redis itself would refuse a cross-slot MGET (CROSSSLOT)."""
+
+    def mget(self, keys: Any, *args: Any) -> Any:
+        return self.execute_command("MGET", *keys, *args)
+
+
+class _Cluster(RedisCluster):
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
+        if shard_hint:
+            return super().pipeline(transaction, shard_hint)
+        # redis-py types the attribute as abstract and sets it in __init__, as it does here.
+        return _SlotPipeline(self, transaction)  # type: ignore[abstract]
+
+
+def connect_cluster(settings: Settings) -> Redis:
+    """A Redis Cluster client: it learns the slot map from the seed nodes, sends each command
+    to the master of its key's slot, and on a failover (a refused connection, MOVED) reloads
+    the map and retries. Every key of the service shares the hash tag in CACHE_KEY_PREFIX, so
+    each Lua script and pipeline lands on one slot: one round trip, as with one server."""
+    REDIS_TOPOLOGY.labels(mode="cluster").set(1)
+    client = _Cluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in settings.redis_cluster_addresses],
+        password=settings.redis_password_value or None,
+        max_connections=settings.redis_max_connections,
+        socket_timeout=settings.redis_socket_timeout_seconds,
+        socket_connect_timeout=settings.redis_connect_timeout_seconds,
+        # A failover takes the cluster about cluster-node-timeout to settle; the breaker, not
+        # a long retry loop, keeps requests from waiting through it.
+        cluster_error_retry_attempts=1,
+    )
+    # The same command, script and pipeline API the service uses on one server.
+    return cast(Redis, client)

@@ -35,10 +35,25 @@ def test_production_accepts_sentinels_instead_of_a_url() -> None:
         SIGNING_KEY_ENCRYPTION_KEY="y" * 40,
     )
     assert settings.redis_sentinels == ["sentinel:26379"]
-    with pytest.raises(ValidationError, match="REDIS_URL or REDIS_SENTINELS"):
+    with pytest.raises(ValidationError, match="REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES"):
         Settings(
             APP_ENV="production",
             DATABASE_URL="postgresql+asyncpg://u:p@db:5432/app",
             JWT_SECRET_KEY="x" * 40,
             SIGNING_KEY_ENCRYPTION_KEY="y" * 40,
+        )
+
+
+def test_cluster_needs_a_hash_tagged_prefix_and_excludes_the_other_modes() -> None:
+    settings = _settings(REDIS_CLUSTER_NODES="node-a:6379,node-b:6379", CACHE_KEY_PREFIX="{us:v1}")
+    assert settings.redis_cluster_addresses == [("node-a", 6379), ("node-b", 6379)]
+    with pytest.raises(ValidationError, match=r"CACHE_KEY_PREFIX: .* hash tag, for example"):
+        _settings(REDIS_CLUSTER_NODES="node-a:6379")
+    with pytest.raises(ValidationError, match="REDIS_CLUSTER_NODES: 'node-a' is not host:port"):
+        _settings(REDIS_CLUSTER_NODES="node-a", CACHE_KEY_PREFIX="{us:v1}")
+    with pytest.raises(ValidationError, match="set one of REDIS_URL, REDIS_SENTINELS"):
+        _settings(
+            REDIS_CLUSTER_NODES="node-a:6379",
+            REDIS_URL="redis://127.0.0.1:6379/0",
+            CACHE_KEY_PREFIX="{us:v1}",
         )

@@ -82,3 +82,18 @@ def test_pgbouncer_budget_counts_client_connections(helm: Helm) -> None:
     )
     assert _config(objects)["DB_PGBOUNCER"] == "true"
     assert 6432 in _egress_ports(objects)
+
+
+def test_cluster_mode(helm: Helm) -> None:
+    values = {"redis.cluster.nodes": "{redis-0.redis:6379,redis-1.redis:6380}"}
+    with pytest.raises(HelmError, match=r"config.CACHE_KEY_PREFIX with a hash tag"):
+        helm.template(value_files("defaults"), values)
+    objects = helm.template(
+        value_files("defaults"),
+        {**values, "config.CACHE_KEY_PREFIX": "\\{us:v2\\}", "redis.password": "nodes"},
+    )
+    config, secret = _config(objects), _secret(objects)
+    assert config["REDIS_CLUSTER_NODES"] == "redis-0.redis:6379,redis-1.redis:6380"
+    assert config["CACHE_KEY_PREFIX"] == "{us:v2}"
+    assert "REDIS_URL" not in secret and secret["REDIS_PASSWORD"] == "nodes"
+    assert {6379, 6380} <= _egress_ports(objects)

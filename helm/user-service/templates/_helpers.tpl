@@ -117,6 +117,12 @@ DB_PGBOUNCER: "true"
 REDIS_SENTINELS: {{ join "," . | quote }}
 REDIS_SENTINEL_MASTER: {{ $.Values.redis.sentinel.masterName | quote }}
 {{- end }}
+{{- with .Values.redis.cluster.nodes }}
+REDIS_CLUSTER_NODES: {{ join "," . | quote }}
+{{- if not (regexMatch "\\{[^{}]+\\}" (include "user-service.setting" (list $ "CACHE_KEY_PREFIX"))) }}
+{{- fail "user-service: redis.cluster.nodes needs config.CACHE_KEY_PREFIX with a hash tag, for example {us:v1}, so every script and pipeline stays in one slot" }}
+{{- end }}
+{{- end }}
 BIND: {{ printf "0.0.0.0:%d" (int64 .Values.containerPort) | quote }}
 METRICS_PORT: {{ .Values.metrics.port | int64 | quote }}
 FORWARDED_ALLOW_IPS: {{ join "," .Values.trustedProxies | quote }}
@@ -178,7 +184,7 @@ SIGNING_KEY_ROTATION_PERIOD_SECONDS: {{ .Values.keys.rotation.periodSeconds | in
 
 {{/* Redis's lines of the Secret: REDIS_URL, or with Sentinel the two passwords. */}}
 {{- define "user-service.redisSecretData" -}}
-{{- if .Values.redis.sentinel.hosts }}
+{{- if or .Values.redis.sentinel.hosts .Values.redis.cluster.nodes }}
 {{- with .Values.redis.password }}
 REDIS_PASSWORD: {{ . | b64enc | quote }}
 {{- end }}
@@ -367,10 +373,10 @@ each with its explicit port or the scheme's default. Called with (list url defau
 {{- define "user-service.redisPorts" -}}
 {{- if .Values.networkPolicy.redisPorts }}
 {{- .Values.networkPolicy.redisPorts | toJson }}
-{{- else if .Values.redis.sentinel.hosts }}
-{{- /* The Sentinels' ports, and the port of the Redis servers they name. */}}
+{{- else if or .Values.redis.sentinel.hosts .Values.redis.cluster.nodes }}
+{{- /* The Sentinels' or seed nodes' ports, and the port of the Redis servers they name. */}}
 {{- $ports := list (int .Values.redis.port) }}
-{{- range .Values.redis.sentinel.hosts }}{{ $ports = append $ports (regexFind "[0-9]+$" . | int) }}{{ end }}
+{{- range concat .Values.redis.sentinel.hosts .Values.redis.cluster.nodes }}{{ $ports = append $ports (regexFind "[0-9]+$" . | int) }}{{ end }}
 {{- $ports | uniq | toJson }}
 {{- else if and .Values.redis.url (not .Values.existingSecret) }}
 {{- include "user-service.urlPorts" (list .Values.redis.url 6379) }}

@@ -4,24 +4,61 @@ statement deadline still holds, and a refusal at connect is a 503 whose cause is
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import asyncpg
-import pytest
+import orjson
 from sqlalchemy import text
 
 from tests.conftest import AppHarness
 from tests.faults.tools import database_dsn
 from tests.ha.conftest import PGBOUNCER_DATABASE
 from tests.ha.pgbouncer import PgBouncer
+from tests.support.service import REPO
 
 PROBLEM = "application/problem+json"
 
 
-def _log_events(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
-    return [record.msg for record in caplog.records if isinstance(record.msg, dict)]
+# A fresh interpreter makes one request with the app over ASGI and prints what it logged: the
+# app writes its log lines straight to the stdout it found first, which a test cannot swap.
+_ONE_REQUEST = """
+import asyncio, httpx
+from app.main import create_app
+async def main():
+    app = create_app()
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            body = {"email": "logged@example.com", "password": "password-1234"}
+            response = await client.post("/api/v1/users", json=body)
+    print("STATUS", response.status_code)
+asyncio.run(main())
+"""
+
+
+def _logged_request(env: dict[str, str]) -> tuple[int, list[dict[str, Any]]]:
+    done = subprocess.run(
+        [sys.executable, "-c", _ONE_REQUEST],
+        env={**os.environ, "APP_ENV": "test", "LOG_FORMAT": "json", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    status = 0
+    events = []
+    for line in done.stdout.splitlines():
+        if line.startswith("STATUS "):
+            status = int(line.split()[1])
+        elif line.startswith("{"):
+            events.append(orjson.loads(line))
+    assert status, done.stdout[-2000:] + done.stderr[-2000:]
+    return status, events
 
 
 async def test_stock_pgbouncer_accepts_the_service_in_pgbouncer_mode(
@@ -38,13 +75,12 @@ async def test_stock_pgbouncer_accepts_the_service_in_pgbouncer_mode(
 
 
 async def test_refused_connection_is_a_503_with_the_cause_logged(
-    make_harness: Callable[..., Any], pgbouncer: PgBouncer, caplog: pytest.LogCaptureFixture
+    make_harness: Callable[..., Any], pgbouncer: PgBouncer
 ) -> None:
     """Without PgBouncer mode the service sends statement_timeout at startup, which a stock
     PgBouncer refuses: every database request must be a 503 problem, never an unhandled 500,
     the log must say why, and readiness must say why."""
     harness: AppHarness = await make_harness(clean=False, DB_PGBOUNCER=False)
-    caplog.clear()
     signup = await harness.client.post(
         "/api/v1/users", json={"email": "refused@example.com", "password": "password-1234"}
     )
@@ -54,7 +90,15 @@ async def test_refused_connection_is_a_503_with_the_cause_logged(
     assert signup.json()["type"].endswith("/dependency-unavailable")
     assert "statement_timeout" not in signup.text  # the cause goes to the log, not the client
 
-    events = _log_events(caplog)
+    status, events = await asyncio.to_thread(
+        _logged_request,
+        {
+            "DATABASE_URL": pgbouncer.url(PGBOUNCER_DATABASE),
+            "DB_PGBOUNCER": "false",
+            "REDIS_URL": harness.app.state.settings.redis_dsn,
+        },
+    )
+    assert status == 503
     faults = [event for event in events if event.get("event") == "database_error"]
     assert faults, events
     assert "unsupported startup parameter" in faults[-1]["cause"], faults[-1]

@@ -59,7 +59,7 @@ def test_password_brute_force_hits_429_across_workers(
 def _verifications(api: Api) -> tuple[float, float]:
     """(count, seconds) of the Argon2 verifications every worker has run so far."""
     count = seconds = 0.0
-    for family in text_string_to_metric_families(api.client.get("/metrics").text):
+    for family in text_string_to_metric_families(httpx.get(api.service.metrics_url).text):
         if family.name != "user_service_password_hash_duration_seconds":
             continue
         for sample in family.samples:

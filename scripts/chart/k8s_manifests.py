@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from scripts.chart.helm import REPO_ROOT, Helm, find_helm
+from scripts.chart.helm import LOWEST_KUBE, REPO_ROOT, Helm, find_helm
 
 K8S_DIR = REPO_ROOT / "k8s"
 OUTPUT = K8S_DIR / "base" / "user-service.yaml"
@@ -22,8 +22,14 @@ HEADER = """\
 
 
 def render(helm: Helm) -> str:
+    # For the lowest Kubernetes the chart supports: plain manifests cannot adapt to the
+    # cluster they are applied to, so they carry no field an older API server would refuse.
     body = helm.template_text(
-        [K8S_DIR / "values.yaml"], release=RELEASE, namespace=NAMESPACE, include_tests=False
+        [K8S_DIR / "values.yaml"],
+        kube_version=LOWEST_KUBE,
+        release=RELEASE,
+        namespace=NAMESPACE,
+        include_tests=False,
     )
     return HEADER + body.rstrip() + "\n"
 

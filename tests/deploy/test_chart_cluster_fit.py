@@ -307,3 +307,72 @@ def test_absent_alert_keeps_the_namespace(helm: Helm) -> None:
         # absent() carries only the equality matchers of its selector into the alert.
         assert 'namespace="users"' in rule["expr"], rule
         assert rule["labels"]["namespace"] == "users", rule
+
+
+def test_extra_volumes_env_and_init_containers(helm: Helm, tmp_path: Any) -> None:
+    import yaml
+
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(
+        yaml.safe_dump(
+            {
+                "extraVolumes": [{"name": "jwt", "secret": {"secretName": "jwt-key"}}],
+                "extraVolumeMounts": [{"name": "jwt", "mountPath": "/run/secrets/jwt"}],
+                "extraEnvFrom": [{"secretRef": {"name": "more-settings"}}],
+                "extraEnv": [{"name": "JWT_SECRET_KEY_FILE", "value": "/run/secrets/jwt/key"}],
+                "initContainers": [{"name": "wait", "image": "busybox:1.37", "command": ["true"]}],
+            }
+        )
+    )
+    objects = helm.template([*value_files("gitops"), extra])
+    for kind, component in (("Deployment", None), ("Job", "migrations")):
+        spec = pod_spec(objects, kind, component)
+        container = spec["containers"][0]
+        # The *_FILE secrets are read by the app and by the migration alike.
+        assert {"name": "jwt", "secret": {"secretName": "jwt-key"}} in spec["volumes"], kind
+        assert {"name": "jwt", "mountPath": "/run/secrets/jwt"} in container["volumeMounts"]
+        assert container["envFrom"][-1] == {"secretRef": {"name": "more-settings"}}, kind
+    app = pod_spec(objects, "Deployment", None)
+    assert [c["name"] for c in app["initContainers"]] == ["wait"]
+
+
+def test_http_route(helm: Helm) -> None:
+    objects = helm.template(
+        value_files("defaults"),
+        {
+            "httpRoute.enabled": "true",
+            "httpRoute.parentRefs[0].name": "public",
+            "httpRoute.parentRefs[0].namespace": "gateways",
+            "httpRoute.hostnames[0]": "users.example.com",
+        },
+    )
+    route = one(objects, "HTTPRoute")
+    assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert route["spec"]["parentRefs"] == [{"name": "public", "namespace": "gateways"}]
+    assert route["spec"]["hostnames"] == ["users.example.com"]
+    rule = route["spec"]["rules"][0]
+    assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}]
+    # The public port only: /metrics is never routed.
+    assert rule["backendRefs"] == [{"name": "user-service", "port": 80}]
+    assert not [o for o in helm.template(value_files("defaults")) if o["kind"] == "HTTPRoute"]
+
+
+def test_http_route_needs_a_parent(helm: Helm) -> None:
+    message = refused(helm, value_files("defaults"), {"httpRoute.enabled": "true"})
+    assert "httpRoute.parentRefs" in message, message
+
+
+def test_pdb_lets_drains_evict_unhealthy_pods(helm: Helm) -> None:
+    pdb = one(helm.template(value_files("defaults")), "PodDisruptionBudget")
+    assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    pdb = one(
+        helm.template(
+            value_files("defaults"),
+            {"podDisruptionBudget.unhealthyPodEvictionPolicy": "IfHealthyBudget"},
+        ),
+        "PodDisruptionBudget",
+    )
+    assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "IfHealthyBudget"
+    # Kubernetes 1.25 has no such field: the chart leaves it out there.
+    old = one(helm.template(value_files("defaults"), kube_version="1.25.0"), "PodDisruptionBudget")
+    assert "unhealthyPodEvictionPolicy" not in old["spec"]

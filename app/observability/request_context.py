@@ -21,11 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import send_problem
 from app.observability.http_metrics import EXCLUDED_HANDLERS, HttpMetrics
-from app.observability.tracing import (
-    end_server_span,
-    start_server_span,
-    unsampled_request_scope,
-)
+from app.observability.tracing import end_server_span, request_context, start_server_span
 
 access_log = structlog.get_logger("app.access")
 error_log = structlog.get_logger("app.error")
@@ -158,7 +154,7 @@ class RequestContextMiddleware:
         # Probes and scrapes are frequent and uninteresting: no spans for them.
         traced = self._tracing and path not in QUIET_PATHS
         span = start_server_span(scope, handler) if traced else None
-        span_token = otel_context.attach(trace.set_span_in_context(span)) if span else None
+        span_token = otel_context.attach(request_context(span)) if span else None
         span_context = (span or trace.get_current_span()).get_span_context()
         if span_context.is_valid:
             trace_id = format(span_context.trace_id, "032x").encode()
@@ -195,8 +191,7 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            with unsampled_request_scope():
-                await self.app(scope, receive, send_with_headers)
+            await self.app(scope, receive, send_with_headers)
         except Exception as error:
             failure = error
             # Anything no handler turned into a problem: log it once with its stack,

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, MutableMapping
-from contextlib import contextmanager
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
-from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -100,23 +100,19 @@ class ServiceTracerProvider(TracerProvider):
         return _children_follow_parent(self.sampler)
 
 
-@contextmanager
-def unsampled_request_scope() -> Iterator[None]:
-    """Run a request with the client instrumentations (SQLAlchemy, Redis) switched off when
-    nothing in it can be recorded: its span was not sampled and the sampler follows the
-    parent. They would otherwise build statement text and attributes, and attach a context,
-    for spans that are dropped anyway. Sampled requests keep every span."""
-    span = trace.get_current_span()
-    provider = trace.get_tracer_provider()
-    if (
-        span.get_span_context().is_valid
-        and not span.is_recording()
-        and getattr(provider, "children_follow_parent", False)
-    ):
-        with suppress_instrumentation():
-            yield
-    else:
-        yield
+def request_context(
+    span: trace.Span, provider: trace.TracerProvider | None = None
+) -> otel_context.Context:
+    """The context a request runs in: its server span current and, when nothing in it can be
+    recorded (the span was not sampled and the sampler follows the parent), the client
+    instrumentations (SQLAlchemy, Redis) switched off. They would otherwise build statement
+    text and attributes, and attach contexts, for spans that are dropped anyway. A sampled
+    request keeps every span."""
+    context = trace.set_span_in_context(span)
+    provider = provider or trace.get_tracer_provider()
+    if not span.is_recording() and getattr(provider, "children_follow_parent", False):
+        context = otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True, context)
+    return context
 
 
 def record_span(tracer: trace.Tracer, name: str) -> Any:
@@ -192,10 +188,12 @@ def end_server_span(span: trace.Span, status: int, error: BaseException | None) 
 
 
 def _propagated_fields() -> frozenset[bytes]:
-    fields = propagate.get_global_textmap().fields
-    cached = _FIELDS.get(id(fields))
+    """The header names the configured propagators read, worked out once per propagator."""
+    textmap = propagate.get_global_textmap()
+    cached = _FIELDS.get(id(textmap))
     if cached is None:
-        cached = _FIELDS[id(fields)] = frozenset(field.lower().encode() for field in fields)
+        cached = frozenset(field.lower().encode() for field in textmap.fields)
+        _FIELDS[id(textmap)] = cached
     return cached
 
 

@@ -1,5 +1,5 @@
 # Entry points; each target does its own set-up (see README.md).
-.PHONY: run test lint dashboards loadtest sweep image fuzz audit k8s bench token-throughput
+.PHONY: run test lint dashboards loadtest sweep image fuzz audit k8s bench token-throughput ha
 
 run:  ## Run the service on :8000 (PostgreSQL/Redis when up, else embedded)
 	bash scripts/run.sh
@@ -37,6 +37,9 @@ sweep:  ## Tuning sweep (~6-10 min): report, plots and Helm values in build/swee
 
 fuzz:  ## Long schemathesis run against the real service (FUZZ_EXAMPLES, FUZZ_SEED, FUZZ_MAX_TIME)
 	bash scripts/fuzz.sh
+
+ha:  ## The high-availability tests alone (~3 min): PgBouncer, PostgreSQL failover, Redis Sentinel and Cluster
+	bash scripts/test.sh tests/ha
 
 audit:  ## pip-audit of the pinned dependencies (accepted findings: tests/security/pip-audit-accepted.txt)
 	bash scripts/audit.sh

@@ -57,26 +57,14 @@ def migrate(_args: argparse.Namespace) -> int:
 
 
 async def _create_admin(settings: Settings, email: str, password: str) -> str:
-    """`email` is normalised already (see create_admin)."""
-    from sqlalchemy import select
-
     from app.infra.database import create_engine, create_session_factory
-    from app.models import User
+    from app.services.admins import create_or_promote_admin
     from app.services.passwords import PasswordService
 
     engine = create_engine(settings, pooled=False)
     try:
-        async with create_session_factory(engine)() as session:
-            user = await session.scalar(select(User).where(User.email == email))
-            password_hash = await PasswordService(settings).hash(password)
-            if user is None:
-                session.add(User(email=email, password_hash=password_hash, is_admin=True))
-                outcome = "created"
-            else:
-                user.is_admin, user.is_active, user.password_hash = True, True, password_hash
-                outcome = "promoted"
-            await session.commit()
-            return outcome
+        sessions = create_session_factory(engine)
+        return await create_or_promote_admin(sessions, PasswordService(settings), email, password)
     finally:
         await engine.dispose()
 

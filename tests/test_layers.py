@@ -72,3 +72,23 @@ def test_nothing_outside_tests_imports_them() -> None:
         if _top(module) == "tests"
     ]
     assert offenders == []
+
+
+def test_only_the_entry_points_build_services() -> None:
+    """Services are built by the composition root (app/wiring.py) for the API, and by the
+    command line for its short-lived commands; nothing else constructs them."""
+    builders = {
+        str(path.relative_to(APP))
+        for path in APP.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in {"UserService", "AuthService", "TokenService", "PasswordService"}
+    }
+    assert builders == {"wiring.py", "cli.py"}
+
+
+def test_the_command_line_runs_no_sql() -> None:
+    """Commands wire and call services; the rules (and their SQL) live in the services."""
+    modules = {module for module, _ in _imports(APP / "cli.py")}
+    assert not {m for m in modules if m == "sqlalchemy" or m.startswith("sqlalchemy.")}

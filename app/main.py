@@ -11,7 +11,6 @@ import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.middleware.gzip import GZipMiddleware
 from opentelemetry.sdk.trace import SpanProcessor
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -19,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app import __version__
 from app.api import auth, health, introspection, users, wellknown
 from app.api.body_limit import BodySizeLimitMiddleware
+from app.api.compression import FastGZipMiddleware
 from app.api.deps import RATE_LIMIT_HEADERS
 from app.api.trusted_host import TrustedHostMiddleware
 from app.errors import PROBLEM_MEDIA_TYPE, DomainError, problem_body
@@ -209,7 +209,7 @@ def create_app(
         app.add_exception_handler(driver_error, _dependency_error)
 
     # Added innermost first: the last one added runs first on the way in.
-    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(FastGZipMiddleware, minimum_size=1024)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -1,11 +1,12 @@
-"""HTTP routes for resource servers: token introspection (RFC 7662), service clients only."""
+"""HTTP routes of RFC 7662 and RFC 7009: token introspection (service clients only) and token
+revocation (any holder of the token)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
 import orjson
@@ -13,7 +14,7 @@ from fastapi import APIRouter, Form, Request, Response
 
 from app.api.deps import ResourcesDep
 from app.api.responses import PROBLEM_RESPONSES
-from app.errors import ClientAuthenticationError, RateLimitedError
+from app.errors import AuthenticationError, ClientAuthenticationError, RateLimitedError
 from app.observability.metrics import (
     INTROSPECTION_DURATION,
     record_introspection,
@@ -96,3 +97,30 @@ async def introspect(
         media_type="application/json",
         headers={"Cache-Control": "no-store"},
     )
+
+
+@router.post(
+    "/revoke",
+    summary="Token revocation (RFC 7009)",
+    response_class=Response,
+    responses={200: {"description": "Revoked, or nothing to revoke (always 200)."}},
+)
+async def revoke(
+    resources: ResourcesDep,
+    token: Annotated[str, Form(max_length=8192)],
+    token_type_hint: Annotated[str | None, Form(max_length=64)] = None,
+) -> Response:
+    """Ends the session of a refresh (or access) token, as logout does, for clients that hold
+    only the token. An invalid or already revoked token is not an error (RFC 7009 2.2)."""
+    hinted_access = token_type_hint == "access_token"  # noqa: S105 - a type name, not a secret
+    kinds: tuple[Literal["access", "refresh"], ...] = (
+        ("access", "refresh") if hinted_access else ("refresh", "access")
+    )
+    for kind in kinds:
+        try:
+            claims = resources.tokens.decode(token, kind)
+        except AuthenticationError:
+            continue
+        await resources.auth.logout(claims, None)
+        break
+    return Response(status_code=200, headers={"Cache-Control": "no-store"})

@@ -155,3 +155,35 @@ async def test_discovery_names_the_introspection_endpoint(make_harness: Callable
         path, data={"token": headers["Authorization"].removeprefix("Bearer ")}, headers=ORDERS
     )
     assert response.json()["active"] is True
+
+
+async def test_revocation_ends_the_session_of_a_refresh_token(
+    make_harness: Callable[..., Any],
+) -> None:
+    harness: AppHarness = await make_harness(INTROSPECTION_CLIENTS=CLIENTS)
+    await harness.sign_up("revoke@example.com")
+    first = await harness.login("revoke@example.com")
+    second = await harness.login("revoke@example.com")
+    response = await harness.client.post(
+        "/api/v1/auth/revoke",
+        data={"token": first["refresh_token"], "token_type_hint": "refresh_token"},
+    )
+    assert response.status_code == 200 and response.content == b""
+    refreshed = await harness.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}
+    )
+    assert refreshed.status_code == 401
+    assert await _active(harness, first["access_token"]) is False  # the whole session ended
+    assert await _active(harness, second["access_token"]) is True  # another session did not
+    # An access token (the hint is only a hint) ends its session too.
+    response = await harness.client.post(
+        "/api/v1/auth/revoke", data={"token": second["access_token"]}
+    )
+    assert response.status_code == 200
+    assert await _active(harness, second["access_token"]) is False
+    # Invalid, expired or already revoked tokens are not an error (RFC 7009 2.2).
+    for token in ("garbage", first["refresh_token"]):
+        response = await harness.client.post("/api/v1/auth/revoke", data={"token": token})
+        assert response.status_code == 200
+    missing = await harness.client.post("/api/v1/auth/revoke", data={})
+    assert missing.status_code == 422

@@ -127,6 +127,14 @@ class PgBouncer:
         except FileNotFoundError:
             return ""
 
+    def kill(self) -> None:
+        """The pooler dies at once (a crashed or evicted PgBouncer pod)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(5)
+        self.process = None
+        (self.directory / "pgbouncer.pid").unlink(missing_ok=True)
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)

@@ -73,7 +73,7 @@ async def test_primary_killed_standby_promoted_under_load(
                 await asyncio.sleep(3)
                 await load.stop()
                 ready = await probe.get(f"{base}/readyz")
-                samples = await fetch_metrics(probe, base)
+                samples = await fetch_metrics(probe, service.metrics_url)
             finally:
                 await load.aclose()
                 await probe.aclose()

@@ -76,7 +76,7 @@ async def test_cluster_master_failed_over_under_load(fault_report: Callable[...,
                     await asyncio.sleep(3)
                     await load.stop()
                     ready = (await probe.get(f"{base}/readyz")).json()
-                    samples = await fetch_metrics(probe, base)
+                    samples = await fetch_metrics(probe, service.metrics_url)
                     still_valid = [
                         (
                             await probe.get(

@@ -82,7 +82,7 @@ async def test_sentinel_master_killed_under_load(fault_report: Callable[..., Non
                     await asyncio.sleep(3)
                     await load.stop()
                     ready = (await probe.get(f"{base}/readyz")).json()
-                    samples = await fetch_metrics(probe, base)
+                    samples = await fetch_metrics(probe, service.metrics_url)
                     # The tokens every virtual user got before the failover still work.
                     still_valid = [
                         (

@@ -41,6 +41,13 @@ class Criteria:
         return cls(**known)  # type: ignore[arg-type]
 
 
+# What the chart counts besides the replicas' pools (helm/user-service, user-service.validate):
+# the rollout's surge pod, each worker's readiness connection and the migration Job's one.
+SURGE_PODS = 1
+PROBE_CONNECTIONS_PER_WORKER = 1
+MIGRATION_CONNECTIONS = 1
+
+
 @dataclass(frozen=True)
 class Budget:
     replicas: int
@@ -51,14 +58,20 @@ class Budget:
     def available(self) -> int:
         return self.max_connections - self.reserve
 
+    @staticmethod
+    def per_pod(knobs: Knobs) -> int:
+        return knobs.workers * (knobs.pool_size + knobs.max_overflow + PROBE_CONNECTIONS_PER_WORKER)
+
     def needed(self, knobs: Knobs) -> int:
-        return self.replicas * knobs.connections_per_replica
+        """(replicas + surge) x workers x (pool + overflow + probe) + migration, as the chart."""
+        return (self.replicas + SURGE_PODS) * self.per_pod(knobs) + MIGRATION_CONNECTIONS
 
     def fits(self, knobs: Knobs) -> bool:
         return self.needed(knobs) <= self.available
 
     def max_replicas(self, knobs: Knobs) -> int:
-        return self.available // max(knobs.connections_per_replica, 1)
+        pods = (self.available - MIGRATION_CONNECTIONS) // max(self.per_pod(knobs), 1)
+        return max(pods - SURGE_PODS, 0)
 
 
 @dataclass(frozen=True)

@@ -129,8 +129,9 @@ def values_snippet(rec: Recommendation) -> str:
         return "# no recommendation: no measured setting fits the connection budget\n"
     k, b = rec.knobs, rec.budget
     lines = [
-        "# Recommended by loadtests.sweep. Connection budget: "
-        f"{b.replicas} replicas x {k.workers} workers x ({k.pool_size}+{k.max_overflow}) = "
+        "# Recommended by loadtests.sweep. Connection budget, counted as the chart does: "
+        f"({b.replicas} replicas + 1 surge) x {k.workers} workers x ({k.pool_size}+"
+        f"{k.max_overflow}+1 probe) + 1 migration = "
         f"{b.needed(k)} of {b.available} (max_connections {b.max_connections} - "
         f"{b.reserve} reserved); at most {b.max_replicas(k)} replicas with these settings.",
         "# Workers were measured on a 2-core machine: give a pod about one CPU per worker.",

@@ -376,3 +376,25 @@ def test_pdb_lets_drains_evict_unhealthy_pods(helm: Helm) -> None:
     # Kubernetes 1.25 has no such field: the chart leaves it out there.
     old = one(helm.template(value_files("defaults"), kube_version="1.25.0"), "PodDisruptionBudget")
     assert "unhealthyPodEvictionPolicy" not in old["spec"]
+
+
+def test_sweep_recommends_only_what_the_chart_accepts(helm: Helm, tmp_path: Any) -> None:
+    """The tuning sweep's values snippet counts the budget the way the chart checks it."""
+    from loadtests.grid import Knobs
+    from loadtests.recommend import Budget, Recommendation
+    from loadtests.sweep_report import values_snippet
+
+    knobs = Knobs(workers=2, pool_size=5, max_overflow=5, cache_ttl=300, pool_timeout=1.0)
+    most = Budget(1, 100, 5).max_replicas(knobs)
+    assert most >= 1
+    for replicas, accepted in ((most, True), (most + 1, False)):
+        budget = Budget(replicas, 100, 5)
+        assert budget.fits(knobs) is accepted
+        snippet = tmp_path / f"sweep-{replicas}.yaml"
+        snippet.write_text(values_snippet(Recommendation(knobs, budget)))
+        if accepted:
+            helm.template([*value_files("defaults"), snippet])
+        else:
+            assert "connection budget exceeded" in refused(
+                helm, [*value_files("defaults"), snippet], {}
+            )

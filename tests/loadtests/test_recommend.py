@@ -28,11 +28,12 @@ def test_results_round_trip(rows, tmp_path: Path) -> None:  # type: ignore[no-un
 
 def test_cheapest_value_within_tolerance_wins(rows) -> None:  # type: ignore[no-untyped-def]
     rec = recommend(rows, BASELINE, Criteria(), replicas=3, max_connections=100)
-    # 4 workers is 2% faster (noise) and would need 120 connections at 3 replicas;
+    # 4 workers is 2% faster (noise) and would not fit the budget at 3 replicas;
     # pool 2+1 is within 5% of the best pool and the smallest; the long TTL hits most.
     assert rec.knobs == Knobs(2, 2, 1, 300, 1.0)
     assert rec.fits_budget
-    assert rec.budget.needed(rec.knobs) == 18
+    # Counted as the chart does: (3 + 1 surge) x 2 x (2 + 1 + 1 probe) + 1 migration.
+    assert rec.budget.needed(rec.knobs) == 33
     assert not rec.warnings
 
 
@@ -54,7 +55,7 @@ def test_undersized_and_oversized_pools_are_rejected_with_reasons(rows) -> None:
     assert any("pool timeouts" in reason for reason in why_not(small, criteria, budget))
     assert any("pool wait p95" in reason for reason in why_not(small, criteria, budget))
     assert why_not(large, criteria, budget) == [
-        "needs 120 connections at 3 replicas > 90 available"
+        "needs 169 connections at 3 replicas > 90 available"
     ]
 
 
@@ -91,11 +92,11 @@ def test_report_shows_cache_and_pool_effects(rows, tmp_path: Path) -> None:  # t
     assert (
         "248 req/s against 250 at 5+5 (-1%), holding 18 server connections against 10" in (lines[2])
     )
-    assert "needs 120 connections, which does not fit the 90 available" in lines[2]
+    assert "needs 169 connections, which does not fit the 90 available" in lines[2]
 
     rec = recommend(rows, BASELINE, Criteria(), 3, 100)
     snippet = values_snippet(rec)
-    assert "3 replicas x 2 workers x (2+1) = 18 of 90" in snippet
+    assert "(3 replicas + 1 surge) x 2 workers x (2+1+1 probe) + 1 migration = 33 of 90" in snippet
     assert "  WEB_CONCURRENCY: 2\n" in snippet
     assert "  DB_POOL_SIZE: 2\n  DB_MAX_OVERFLOW: 1\n" in snippet
     assert "  CACHE_TTL_SECONDS: 300\n" in snippet

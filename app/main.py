@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__
-from app.api import auth, health, introspection, users, wellknown
+from app.api import auth, health, introspection, sessions, users, wellknown
 from app.api.body_limit import BodySizeLimitMiddleware
 from app.api.compression import FastGZipMiddleware
 from app.api.deps import RATE_LIMIT_HEADERS
@@ -140,6 +140,7 @@ def _lifespan(settings: Settings, span_processor: SpanProcessor | None) -> Any:
         if provider is not None:
             instrument_clients(resources.engine, resources.redis.client, provider)
         app.state.resources = resources
+        resources.start()
         app.state.migrations = shipped_migrations()
         service_metrics.BUILD_INFO.labels(version=__version__, git_commit=settings.git_commit).set(
             1
@@ -195,6 +196,7 @@ def create_app(
     app.state.settings = settings
 
     app.include_router(health.router)
+    app.include_router(sessions.router, prefix="/api/v1")
     app.include_router(users.router, prefix="/api/v1")
     app.include_router(auth.router, prefix="/api/v1")
     app.include_router(introspection.router, prefix="/api/v1")

@@ -180,6 +180,14 @@ class Settings(BaseSettings):
         default=Rate(6000, 60), alias="RATE_LIMIT_INTROSPECTION"
     )
 
+    # Sessions: PostgreSQL is the truth, Redis caches their state under a short lease.
+    refresh_reuse_grace_seconds: float = Field(
+        default=5.0, ge=0, le=60, alias="REFRESH_REUSE_GRACE_SECONDS"
+    )
+    session_cache_lease_seconds: float = Field(
+        default=2.0, ge=0.5, le=30, alias="SESSION_CACHE_LEASE_SECONDS"
+    )
+
     # Password hashing (Argon2id). Defaults follow RFC 9106's second recommended option.
     argon2_time_cost: int = Field(default=3, ge=1, le=20, alias="ARGON2_TIME_COST")
     argon2_memory_kib: int = Field(default=65536, ge=8, alias="ARGON2_MEMORY_KIB")

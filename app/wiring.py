@@ -16,11 +16,13 @@ from app.infra.database import create_engine, create_session_factory, is_embedde
 from app.infra.rate_limit import RateLimiter
 from app.infra.redis import RedisGateway, create_redis
 from app.infra.request_gate import RequestGate
-from app.infra.token_store import TokenStore
+from app.infra.session_cache import SessionCache
+from app.infra.session_state import SessionStateReader
 from app.services.auth import AuthService
 from app.services.introspection import IntrospectionService, ServiceClients
 from app.services.keys import TokenSigner, token_signer
 from app.services.passwords import PasswordService
+from app.services.sessions import SessionCacheKeeper, SessionService
 from app.services.tokens import TokenService
 from app.services.users import UserService
 from app.settings import Settings
@@ -46,6 +48,8 @@ class Resources:
     users: UserService
     auth: AuthService
     introspection: IntrospectionService
+    login_sessions: SessionService
+    session_keeper: SessionCacheKeeper
 
     @classmethod
     def open(cls, settings: Settings) -> Resources:
@@ -62,14 +66,29 @@ class Resources:
                 redis="in-process" if redis.embedded else "redis",
             )
         prefix = settings.cache_key_prefix
-        token_store = TokenStore(redis, prefix=prefix)
         rate_limiter = RateLimiter(redis, prefix=prefix, fail_open=settings.rate_limit_fail_open)
         sessions = create_session_factory(engine)
         cache = UserCache(redis, settings)
         passwords = PasswordService(settings)
         keys = token_signer(settings, sessions)
-        tokens = TokenService(settings, token_store, keys)
-        gate = RequestGate(redis, token_store, rate_limiter)
+        tokens = TokenService(settings, keys)
+        session_cache = SessionCache(
+            redis,
+            prefix=prefix,
+            lease_seconds=settings.session_cache_lease_seconds,
+            active_ttl_seconds=settings.access_token_ttl_seconds,
+            # Outlives every access token issued before the revocation (plus verify leeway).
+            revoked_ttl_seconds=settings.access_token_ttl_seconds + 60,
+        )
+        session_state = SessionStateReader(sessions)
+        login_sessions = SessionService(sessions, tokens, session_cache, session_state, settings)
+        gate = RequestGate(
+            redis,
+            session_cache,
+            session_state,
+            rate_limiter,
+            rate_limit_fail_open=settings.rate_limit_fail_open,
+        )
         introspection = IntrospectionService(
             tokens,
             gate,
@@ -89,13 +108,20 @@ class Resources:
             tokens=tokens,
             keys=keys,
             gate=gate,
-            users=UserService(sessions, cache, passwords, tokens),
-            auth=AuthService(sessions, passwords, tokens),
+            users=UserService(sessions, cache, passwords, login_sessions),
+            auth=AuthService(sessions, passwords, tokens, login_sessions),
+            login_sessions=login_sessions,
+            session_keeper=SessionCacheKeeper(login_sessions, settings.session_cache_lease_seconds),
             introspection=introspection,
         )
 
+    def start(self) -> None:
+        """Background work of the worker; call from the running event loop."""
+        self.session_keeper.start()
+
     async def close(self) -> None:
         await self.keys.stop()
+        await self.session_keeper.stop()
         await self.redis.close()
         await self.engine.dispose()
         await self.probe_engine.dispose()

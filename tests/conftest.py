@@ -106,6 +106,8 @@ async def reset(app: FastAPI) -> None:
     client = aioredis.Redis.from_url(_redis_test_url())
     await client.flushdb()
     await client.aclose()
+    # The flush took the session cache's lease: renew it now rather than at the next tick.
+    await resources.login_sessions.sync_cache()
 
 
 class AppHarness:

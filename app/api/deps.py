@@ -15,6 +15,7 @@ from app.infra.cache import Lookup, UserCache
 from app.infra.rate_limit import RateLimitDecision
 from app.observability.metrics import RateLimitScope, record_rate_limited
 from app.services.auth import AuthService
+from app.services.sessions import ClientInfo, SessionService
 from app.services.tokens import TokenClaims
 from app.services.users import UserService
 from app.settings import Rate
@@ -133,6 +134,24 @@ async def login_rate_limit(request: Request, resources: ResourcesDep, response: 
     rate = resources.settings.rate_limit_login
     decision = await resources.rate_limiter.hit("login", client, rate)
     _apply(decision, request, response, "login", rate)
+
+
+async def client_info(request: Request) -> ClientInfo:
+    # request.client is already the address the trusted proxies forwarded for.
+    return ClientInfo(
+        user_agent=request.headers.get("user-agent"),
+        address=request.client.host if request.client else None,
+    )
+
+
+ClientDep = Annotated[ClientInfo, Depends(client_info)]
+
+
+async def get_session_service(resources: ResourcesDep) -> SessionService:
+    return resources.login_sessions
+
+
+SessionServiceDep = Annotated[SessionService, Depends(get_session_service)]
 
 
 async def get_user_service(resources: ResourcesDep) -> UserService:

@@ -1,5 +1,9 @@
-"""One Redis round trip per authenticated request: the token's state, the caller's rate-limit
-count and, for a read, the cached value it is about to ask for."""
+"""Admission of an authenticated request in one Redis round trip: the session's cached state,
+the caller's rate-limit count and, for a read, the cached value it is about to ask for.
+
+When Redis cannot answer, the session's state comes from PostgreSQL (one primary-key
+lookup) and the rate limit follows RATE_LIMIT_FAIL_OPEN: an outage costs speed, never a
+login and never a revocation."""
 
 from __future__ import annotations
 
@@ -8,8 +12,9 @@ from dataclasses import dataclass
 from app.errors import AuthenticationError, DependencyUnavailableError
 from app.infra.rate_limit import RateLimitDecision, RateLimiter
 from app.infra.redis import RedisGateway, RedisUnavailableError
-from app.infra.token_store import UNAVAILABLE, TokenStore
-from app.observability.metrics import record_auth
+from app.infra.session_cache import SessionCache
+from app.infra.session_state import SessionStateReader
+from app.observability.metrics import record_auth, record_session_lookup
 from app.services.tokens import TokenClaims
 from app.settings import Rate
 
@@ -22,28 +27,39 @@ class Admission:
     did_prefetch: bool
 
 
-class RequestGate:
-    """Pipelines the revocation read (fails closed) with the per-user rate-limit count and an
-    optional cache read; those fail with it: a request whose token cannot be checked is
-    refused anyway."""
+def _revoked() -> AuthenticationError:
+    record_auth("revoked_token_rejected")
+    return AuthenticationError("The token has been revoked.")
 
-    def __init__(self, redis: RedisGateway, tokens: TokenStore, limiter: RateLimiter) -> None:
+
+class RequestGate:
+    def __init__(
+        self,
+        redis: RedisGateway,
+        cache: SessionCache,
+        state: SessionStateReader,
+        limiter: RateLimiter,
+        *,
+        rate_limit_fail_open: bool,
+    ) -> None:
         self._redis = redis
-        self._tokens = tokens
+        self._cache = cache
+        self._state = state
         self._limiter = limiter
+        self._fail_open = rate_limit_fail_open
 
     async def admit(
         self, claims: TokenClaims, rate: Rate | None, prefetch: str | None = None
     ) -> Admission:
-        subject = str(claims.subject)
+        session_id = claims.session_id
+        if self._state.known_revoked(session_id):
+            raise _revoked()
 
         async def run() -> list[object]:
             async with self._redis.client.pipeline(transaction=False) as pipe:
-                self._tokens.queue_state(
-                    pipe, jti=claims.jti, family=claims.family, subject=subject
-                )
+                self._cache.queue_state(pipe, session_id)
                 if rate is not None:
-                    self._limiter.queue_hit(pipe, "api", subject, rate)
+                    self._limiter.queue_hit(pipe, "api", str(claims.subject), rate)
                 if prefetch is not None:
                     pipe.get(prefetch)
                 results: list[object] = await pipe.execute()
@@ -51,11 +67,28 @@ class RequestGate:
 
         try:
             results = await self._redis.call("revocation", run)
-        except RedisUnavailableError as error:
-            raise DependencyUnavailableError(UNAVAILABLE) from error
-        if not TokenStore.usable(results[0], issued_at=claims.issued_at):  # type: ignore[arg-type]
-            record_auth("revoked_token_rejected")
-            raise AuthenticationError("The token has been revoked.")
-        decision = RateLimiter.decision(results[1], rate) if rate is not None else None  # type: ignore[arg-type]
+        except RedisUnavailableError:
+            return await self._admit_from_database(claims, rate)
+        cached = SessionCache.state(results[0], results[1])
+        if cached == "revoked":
+            self._state.remember_revoked(session_id)
+            raise _revoked()
+        if cached != "active":
+            record_session_lookup("cache_miss" if cached == "unknown" else "lease_missing")
+            active = await self._state.is_active(session_id, claims.subject)
+            await self._cache.refill(session_id, active=active)
+            if not active:
+                raise _revoked()
+        decision = RateLimiter.decision(results[2], rate) if rate is not None else None  # type: ignore[arg-type]
         value = results[-1] if prefetch is not None else None
         return Admission(decision, value, prefetch is not None)  # type: ignore[arg-type]
+
+    async def _admit_from_database(self, claims: TokenClaims, rate: Rate | None) -> Admission:
+        record_session_lookup("redis_unavailable")
+        if not await self._state.is_active(claims.session_id, claims.subject):
+            raise _revoked()
+        if rate is not None and not self._fail_open:
+            raise DependencyUnavailableError(
+                "The rate limiter cannot reach its store and is configured to fail closed."
+            )
+        return Admission(None, None, False)

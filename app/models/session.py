@@ -31,7 +31,7 @@ class UserSession(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # Bumped by every refresh rotation; the refresh token carries it as `gen`.
     generation: Mapped[int] = mapped_column(Integer, default=0)
-    # SHA-256 of the current refresh token and of the one it replaced (never the tokens).
+    # SHA-256 of the current refresh token's id and of the one it replaced (never tokens).
     refresh_hash: Mapped[str] = mapped_column(String(64))
     previous_refresh_hash: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(512))

@@ -39,12 +39,16 @@ AuthEvent = Literal[
     "login_failure",
     "refresh_success",
     "refresh_failure",
-    "refresh_reuse_detected",
+    "refresh_reuse",
+    "refresh_grace",
+    "login_throttled",
     "revoked_token_rejected",
     "invalid_token_rejected",
     "logout",
 ]
 RateLimitScope = Literal["login", "api", "introspection"]
+# Why admission read a session's state from PostgreSQL instead of the Redis cache.
+SessionLookupReason = Literal["redis_unavailable", "cache_miss", "lease_missing"]
 Dependency = Literal["database", "redis", "schema"]
 
 BUILD_INFO: Final = Gauge(
@@ -132,6 +136,17 @@ AUTH_EVENTS: Final = Counter(
     "Authentication outcomes by event.",
     ["event"],
 )
+SESSION_DB_LOOKUPS: Final = Counter(
+    f"{PREFIX}_session_db_lookups",
+    "Admissions that read session state from PostgreSQL, by reason (redis_unavailable: the "
+    "fallback while Redis is down; cache_miss and lease_missing: refills).",
+    ["reason"],
+)
+SESSIONS_ACTIVE: Final = Gauge(
+    f"{PREFIX}_sessions_active",
+    "Live (not revoked, not expired) sessions in PostgreSQL, counted every 15 s.",
+    multiprocess_mode="livemax",
+)
 RATE_LIMIT_REJECTIONS: Final = Counter(
     f"{PREFIX}_rate_limit_rejections",
     "Requests answered 429 by the rate limiter, by scope.",
@@ -164,6 +179,10 @@ def record_auth(event: AuthEvent) -> None:
     AUTH_EVENTS.labels(event=event).inc()
 
 
+def record_session_lookup(reason: SessionLookupReason) -> None:
+    SESSION_DB_LOOKUPS.labels(reason=reason).inc()
+
+
 def record_rate_limited(scope: RateLimitScope) -> None:
     RATE_LIMIT_REJECTIONS.labels(scope=scope).inc()
 
@@ -180,6 +199,8 @@ def initialise_label_sets() -> None:
         REDIS_ERRORS.labels(component=component)
     for event in get_args(AuthEvent):
         AUTH_EVENTS.labels(event=event)
+    for reason in get_args(SessionLookupReason):
+        SESSION_DB_LOOKUPS.labels(reason=reason)
     for scope in get_args(RateLimitScope):
         RATE_LIMIT_REJECTIONS.labels(scope=scope)
     for kind in ("timeout", "unavailable", "statement_timeout"):

@@ -11,6 +11,7 @@ from app.observability.metrics import record_auth
 from app.schemas.auth import TokenPair
 from app.schemas.user import normalize_email
 from app.services.passwords import PasswordService
+from app.services.sessions import ClientInfo, SessionService
 from app.services.tokens import TokenClaims, TokenService
 
 _BAD_CREDENTIALS = "Incorrect email or password."
@@ -24,12 +25,14 @@ class AuthService:
         sessions: async_sessionmaker[AsyncSession],
         passwords: PasswordService,
         tokens: TokenService,
+        login_sessions: SessionService,
     ) -> None:
         self._sessions = sessions
         self._passwords = passwords
         self._tokens = tokens
+        self._login_sessions = login_sessions
 
-    async def login(self, email: str, password: str) -> TokenPair:
+    async def login(self, email: str, password: str, client: ClientInfo) -> TokenPair:
         user = None
         try:
             # Looked up in the form sign-up stored it in (Unicode-normalised, lower case).
@@ -46,28 +49,32 @@ class AuthService:
         if user is None or not valid or not user.is_active:
             record_auth("login_failure")
             raise AuthenticationError(_BAD_CREDENTIALS)
+        verified_hash = user.password_hash
         if self._passwords.needs_rehash(user.password_hash):
             new_hash = await self._passwords.hash(password)
             async with self._sessions() as session:
                 await session.execute(
-                    update(User).where(User.id == user.id).values(password_hash=new_hash)
+                    update(User)
+                    .where(User.id == user.id, User.password_hash == verified_hash)
+                    .values(password_hash=new_hash)
                 )
                 await session.commit()
-        pair = await self._tokens.issue(user.id, is_admin=user.is_admin)
+            verified_hash = new_hash
+        pair = await self._login_sessions.open(user.id, verified_hash, client)
         record_auth("login_success")
         return pair
 
-    async def refresh(self, refresh_token: str) -> TokenPair:
-        claims = self._tokens.decode(refresh_token, "refresh")
-        async with self._sessions() as session:
-            user = await session.get(User, claims.subject)
-        if user is None or not user.is_active:
-            record_auth("refresh_failure")
-            raise AuthenticationError("The account of this token no longer exists or is disabled.")
-        pair = await self._tokens.rotate(claims, is_admin=user.is_admin)
-        record_auth("refresh_success")
-        return pair
+    async def refresh(self, refresh_token: str, client: ClientInfo) -> TokenPair:
+        return await self._login_sessions.refresh(refresh_token, client)
 
     async def logout(self, access: TokenClaims, refresh_token: str | None) -> None:
-        await self._tokens.revoke(access, refresh_token)
+        """Revoke the access token's session, and the refresh token's if it is another
+        session of the same user."""
+        sessions = {access.session_id}
+        if refresh_token:
+            other = self._tokens.decode(refresh_token, "refresh")
+            if other.subject != access.subject:
+                raise AuthenticationError("The refresh token belongs to another user.")
+            sessions.add(other.session_id)
+        await self._login_sessions.revoke_sessions(access.subject, sessions, "logout")
         record_auth("logout")

@@ -1,7 +1,13 @@
-"""JWT access and refresh tokens: issuing, verifying, rotating, revoking."""
+"""JWT access and refresh tokens: claims built from a session, signed, verified, decoded.
+
+Building claims and signing them are two separate small steps: `build_claims` knows what a
+token says (all of it derived from the session row, so the same session state always gives
+the same claims), the signer (app/services/keys.py) knows only keys and algorithms.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -10,7 +16,6 @@ from typing import Any, Literal
 import jwt
 
 from app.errors import AuthenticationError
-from app.infra.token_store import Rotation, TokenStore
 from app.observability.metrics import record_auth
 from app.schemas.auth import TokenPair
 from app.services.keys import TokenSigner
@@ -19,60 +24,104 @@ from app.settings import Settings
 TokenType = Literal["access", "refresh"]
 # Bounded memory for remembered access tokens (about 1 KiB each, claims included).
 _VERIFIED_CAPACITY = 10_000
-_REQUIRED_CLAIMS = ["sub", "exp", "iat", "nbf", "jti", "iss", "aud", "typ", "fam"]
+_REQUIRED_CLAIMS = ["sub", "sid", "exp", "iat", "nbf", "jti", "iss", "aud", "typ"]
 
 
 @dataclass(frozen=True, slots=True)
 class TokenClaims:
     subject: uuid.UUID
+    session_id: uuid.UUID
     jti: str
-    family: str
     issued_at: int
     expires_at: int
     is_admin: bool
+    # Refresh tokens: the session's rotation count when issued (0 in access tokens).
+    generation: int
 
     def remaining_seconds(self) -> int:
         return max(0, self.expires_at - int(time.time()))
 
 
+@dataclass(frozen=True, slots=True)
+class SessionGrant:
+    """What a session's current token pair is made from (a session row's fields)."""
+
+    session_id: uuid.UUID
+    user_id: uuid.UUID
+    is_admin: bool
+    generation: int
+    issued_at: int
+    refresh_expires_at: int
+
+
+def build_claims(
+    kind: TokenType, grant: SessionGrant, *, issuer: str, audience: str, access_ttl: int
+) -> dict[str, Any]:
+    """The claims of the session's current access or refresh token."""
+    expires = grant.issued_at + access_ttl if kind == "access" else grant.refresh_expires_at
+    claims: dict[str, Any] = {
+        "sub": str(grant.user_id),
+        "sid": str(grant.session_id),
+        "iat": grant.issued_at,
+        "nbf": grant.issued_at,
+        "exp": expires,
+        "jti": token_id(kind, grant.session_id, grant.generation),
+        "iss": issuer,
+        "aud": audience,
+        "typ": kind,
+    }
+    if kind == "access":
+        claims["adm"] = grant.is_admin
+    else:
+        claims["gen"] = grant.generation
+    return claims
+
+
+def token_id(kind: TokenType, session_id: uuid.UUID, generation: int) -> str:
+    """The jti of a session's token of one generation: derived, not random, so re-issuing
+    the same generation (the refresh grace window) yields the same ids."""
+    return uuid.uuid5(session_id, f"{kind}:{generation}").hex
+
+
+def refresh_hash(jti: str) -> str:
+    """What a session row keeps of a refresh token: a hash of its id. Not of the token text:
+    a signer may be randomised (ES256) or change keys between two issues of one pair."""
+    return hashlib.sha256(jti.encode()).hexdigest()
+
+
 class TokenService:
-    def __init__(self, settings: Settings, store: TokenStore, signer: TokenSigner) -> None:
+    def __init__(self, settings: Settings, signer: TokenSigner) -> None:
         self._signer = signer
         self._signer_version = signer.version
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
-        self._access_ttl = settings.access_token_ttl_seconds
-        self._refresh_ttl = settings.refresh_token_ttl_seconds
-        self._store = store
+        self.access_ttl = settings.access_token_ttl_seconds
+        self.refresh_ttl = settings.refresh_token_ttl_seconds
         self._verified: dict[str, TokenClaims] = {}
 
-    def _encode(
-        self, *, subject: uuid.UUID, family: str, kind: TokenType, is_admin: bool
-    ) -> tuple[str, str]:
-        now = int(time.time())
-        jti = uuid.uuid4().hex
-        ttl = self._access_ttl if kind == "access" else self._refresh_ttl
-        claims: dict[str, Any] = {
-            "sub": str(subject),
-            "iat": now,
-            "nbf": now,
-            "exp": now + ttl,
-            "jti": jti,
-            "iss": self._issuer,
-            "aud": self._audience,
-            "typ": kind,
-            "fam": family,
-        }
-        if kind == "access":
-            claims["adm"] = is_admin
-        return self._signer.sign(claims), jti
+    def pair_for(self, grant: SessionGrant) -> TokenPair:
+        """The session's current pair: the same grant always gives the same tokens."""
+        access, refresh = (
+            self._signer.sign(
+                build_claims(
+                    kind,
+                    grant,
+                    issuer=self._issuer,
+                    audience=self._audience,
+                    access_ttl=self.access_ttl,
+                )
+            )
+            for kind in ("access", "refresh")
+        )
+        remaining = grant.issued_at + self.access_ttl - int(time.time())
+        return TokenPair(access_token=access, refresh_token=refresh, expires_in=max(0, remaining))
 
     def decode(self, token: str, kind: TokenType) -> TokenClaims:
-        """Verify signature, algorithm, expiry, audience, issuer and type; no Redis involved.
+        """Verify signature, algorithm, expiry, audience, issuer and type; no I/O.
 
         Access tokens come back on every request of a session: their verified claims are
-        remembered by exact token text until they expire (revocation is still checked in
-        Redis on every request). Verifying costs far more than the lookup."""
+        remembered by exact token text until they expire (the session's state is still
+        checked on every request). Verifying costs far more than the lookup."""
         if self._signer_version != self._signer.version:
             # A key stopped being accepted: forget what it verified.
             self._verified.clear()
@@ -104,11 +153,12 @@ class TokenService:
                 raise jwt.InvalidTokenError("wrong token type")
             return TokenClaims(
                 subject=uuid.UUID(claims["sub"]),
+                session_id=uuid.UUID(claims["sid"]),
                 jti=str(claims["jti"]),
-                family=str(claims["fam"]),
                 issued_at=int(claims["iat"]),
                 expires_at=int(claims["exp"]),
                 is_admin=bool(claims.get("adm", False)),
+                generation=int(claims.get("gen", 0)),
             )
         except jwt.ExpiredSignatureError as error:
             record_auth("invalid_token_rejected")
@@ -116,50 +166,3 @@ class TokenService:
         except (jwt.InvalidTokenError, ValueError, TypeError, KeyError) as error:
             record_auth("invalid_token_rejected")
             raise AuthenticationError("The token is invalid.") from error
-
-    async def issue(self, subject: uuid.UUID, *, is_admin: bool) -> TokenPair:
-        family = uuid.uuid4().hex
-        refresh, refresh_jti = self._encode(
-            subject=subject, family=family, kind="refresh", is_admin=is_admin
-        )
-        await self._store.start_family(family, refresh_jti, self._refresh_ttl)
-        access, _ = self._encode(subject=subject, family=family, kind="access", is_admin=is_admin)
-        return TokenPair(access_token=access, refresh_token=refresh, expires_in=self._access_ttl)
-
-    async def rotate(self, claims: TokenClaims, *, is_admin: bool) -> TokenPair:
-        """Swap a decoded refresh token for a new pair; a replayed one revokes its family."""
-        new_refresh, new_jti = self._encode(
-            subject=claims.subject, family=claims.family, kind="refresh", is_admin=is_admin
-        )
-        outcome = await self._store.rotate(claims.family, claims.jti, new_jti, self._refresh_ttl)
-        if outcome is Rotation.REUSE_DETECTED:
-            record_auth("refresh_reuse_detected")
-            raise AuthenticationError(
-                "This refresh token was already used; every token of its session is now revoked."
-            )
-        if outcome is Rotation.UNKNOWN_FAMILY:
-            record_auth("refresh_failure")
-            raise AuthenticationError("The refresh token has been revoked.")
-        access, _ = self._encode(
-            subject=claims.subject, family=claims.family, kind="access", is_admin=is_admin
-        )
-        return TokenPair(
-            access_token=access, refresh_token=new_refresh, expires_in=self._access_ttl
-        )
-
-    async def revoke(self, access: TokenClaims, refresh_token: str | None) -> None:
-        await self._store.revoke(
-            jti=access.jti, family=access.family, remaining_seconds=access.remaining_seconds()
-        )
-        if refresh_token:
-            other = self.decode(refresh_token, "refresh")
-            if other.subject != access.subject:
-                raise AuthenticationError("The refresh token belongs to another user.")
-            if other.family != access.family:
-                await self._store.revoke_family(other.family)
-
-    async def revoke_all_for(self, subject: uuid.UUID) -> None:
-        """Tokens issued up to now stop working (password change, deletion, role change)."""
-        await self._store.cut_off_user(
-            str(subject), not_before=int(time.time()), ttl_seconds=self._refresh_ttl
-        )

@@ -23,7 +23,8 @@ from app.infra.cache import Lookup, UserCache
 from app.models import User
 from app.schemas.user import UserCreate, UserPage, UserRead, UserUpdate
 from app.services.passwords import PasswordService
-from app.services.tokens import TokenClaims, TokenService
+from app.services.sessions import SessionService
+from app.services.tokens import TokenClaims
 
 MAX_PAGE_SIZE = 100
 _EMAIL_TAKEN = "A user with this email already exists."
@@ -83,12 +84,12 @@ class UserService:
         sessions: async_sessionmaker[AsyncSession],
         cache: UserCache,
         passwords: PasswordService,
-        tokens: TokenService,
+        login_sessions: SessionService,
     ) -> None:
         self._sessions = sessions
         self._cache = cache
         self._passwords = passwords
-        self._tokens = tokens
+        self._login_sessions = login_sessions
 
     async def create(self, data: UserCreate, *, is_admin: bool = False) -> User:
         user = User(
@@ -145,16 +146,29 @@ class UserService:
             user = await self._get(session, user_id)
             if changes.get("is_admin") is False or changes.get("is_active") is False:
                 await self._keep_an_admin(session, user_id)
-            revoke_tokens = self._apply(user, changes, new_hash)
+            reason = self._apply(user, changes, new_hash)
+            revoked: list[uuid.UUID] = []
             try:
+                if reason is not None:
+                    # The user row's lock first: a login in flight either commits its
+                    # session before this (and it is revoked here) or sees the change.
+                    await session.flush()
+                    # A password change keeps the caller's own session; every other one goes.
+                    keep = (
+                        actor.session_id
+                        if reason == "password_change" and actor.subject == user_id
+                        else None
+                    )
+                    revoked = await self._login_sessions.revoke_in(
+                        session, self._login_sessions.of_user(user_id, keep=keep), reason
+                    )
                 await session.commit()
             except IntegrityError as error:
                 raise ConflictError(_EMAIL_TAKEN) from error
         # Only after the commit: a reader in between refills the cache from the old row
         # at worst for the moment until this delete lands, never after it.
         await self._cache.invalidate(user_id)
-        if revoke_tokens:
-            await self._tokens.revoke_all_for(user_id)
+        await self._login_sessions.after_commit(revoked)
         return user
 
     @staticmethod
@@ -172,34 +186,39 @@ class UserService:
             raise ConflictError(_LAST_ADMIN)
 
     @staticmethod
-    def _apply(user: User, changes: dict[str, object], new_hash: str | None) -> bool:
-        """Set the changed fields; True when existing tokens must stop working."""
-        revoke_tokens = False
+    def _apply(user: User, changes: dict[str, object], new_hash: str | None) -> str | None:
+        """Set the changed fields; the reason sessions must be revoked, if they must."""
+        reason: str | None = None
         if "password" in changes:
             if new_hash is None:
                 raise InvalidInputError("password cannot be null.")
             user.password_hash = new_hash
-            revoke_tokens = True
+            reason = "password_change"
         for field in ("full_name", "email", "is_active", "is_admin"):
             if field in changes:
                 value = changes[field]
                 if value is None and field != "full_name":
                     raise InvalidInputError(f"{field} cannot be null.")
                 if field in {"is_active", "is_admin"} and getattr(user, field) != value:
-                    revoke_tokens = True
+                    reason = "deactivated" if field == "is_active" else "role_change"
                 setattr(user, field, value)
-        return revoke_tokens
+        return reason
 
     async def delete(self, actor: TokenClaims, user_id: uuid.UUID) -> None:
         self._authorize_write(actor, user_id)
         async with self._sessions() as session:
             await self._keep_an_admin(session, user_id)
+            # Revoked before the rows go with the user: the backlog keeps their ids until
+            # the cache holds their tombstones.
+            revoked = await self._login_sessions.revoke_in(
+                session, self._login_sessions.of_user(user_id), "user_deleted"
+            )
             result = await session.execute(delete(User).where(User.id == user_id))
             await session.commit()
         if not getattr(result, "rowcount", 0):
             raise NotFoundError(f"User {user_id} does not exist.")
         await self._cache.invalidate(user_id)
-        await self._tokens.revoke_all_for(user_id)
+        await self._login_sessions.after_commit(revoked)
 
     async def list(self, actor: TokenClaims, *, limit: int, cursor: str | None) -> UserPage:
         if not actor.is_admin:

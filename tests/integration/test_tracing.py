@@ -105,7 +105,8 @@ async def test_cold_then_warm_read(traced: AppHarness, spans: InMemorySpanExport
     assert lookup.attributes is not None and lookup.attributes["cache.hit"] is True
     # The cached read rides in the admission pipeline: one Redis round trip, no SQL.
     (pipeline,) = _named(warm, "GET")
-    assert {"MGET", "GET"} <= set(pipeline.name.split())
+    # The session entry, the cache lease and the user: three GETs in one pipeline.
+    assert pipeline.name.split().count("GET") >= 3, pipeline.name
     assert not _named(warm, "SELECT")
     assert len([s for s in warm if s.kind is SpanKind.CLIENT]) == 1
 

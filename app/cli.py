@@ -190,6 +190,51 @@ def _add_keys_parser(commands: Any) -> None:
     )
 
 
+async def _purge_sessions(settings: Settings, batch_size: int, retain_days: float) -> int:
+    from datetime import timedelta
+
+    from app.infra.database import create_engine, create_session_factory
+    from app.services.sessions import purge_expired_sessions
+
+    engine = create_engine(settings, pooled=False)
+    try:
+        return await purge_expired_sessions(
+            create_session_factory(engine),
+            batch_size=batch_size,
+            retain=timedelta(days=retain_days),
+        )
+    finally:
+        await engine.dispose()
+
+
+def purge_sessions(args: argparse.Namespace) -> int:
+    settings = _settings_or_exit()
+    if args.batch_size < 1 or args.retain_days < 0:
+        print("--batch-size must be >= 1 and --retain-days >= 0", file=sys.stderr)
+        return 2
+    try:
+        deleted = asyncio.run(_purge_sessions(settings, args.batch_size, args.retain_days))
+    except OSError as error:
+        print(f"database unreachable: {error}", file=sys.stderr)
+        return 1
+    print(f"deleted {deleted} expired or revoked sessions")
+    return 0
+
+
+def _add_purge_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "purge-sessions", help="delete expired and revoked session rows in batches"
+    )
+    parser.add_argument("--batch-size", type=int, default=1000, help="rows per transaction")
+    parser.add_argument(
+        "--retain-days",
+        type=float,
+        default=7,
+        help="keep rows this long after they expired or were revoked (for the audit trail)",
+    )
+    parser.set_defaults(run=purge_sessions)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="user-service", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -204,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         run=check_config
     )
     _add_keys_parser(commands)
+    _add_purge_parser(commands)
     args = parser.parse_args(argv)
     result: int = args.run(args)
     return result

@@ -187,6 +187,20 @@ class Settings(BaseSettings):
     session_cache_lease_seconds: float = Field(
         default=2.0, ge=0.5, le=30, alias="SESSION_CACHE_LEASE_SECONDS"
     )
+    # Per-account login throttling (on top of RATE_LIMIT_LOGIN per address).
+    login_throttle_enabled: bool = Field(default=True, alias="LOGIN_THROTTLE_ENABLED")
+    login_throttle_free_failures: int = Field(
+        default=5, ge=1, le=1000, alias="LOGIN_THROTTLE_FREE_FAILURES"
+    )
+    login_throttle_base_delay_seconds: float = Field(
+        default=1.0, gt=0, le=3600, alias="LOGIN_THROTTLE_BASE_DELAY_SECONDS"
+    )
+    login_throttle_max_delay_seconds: float = Field(
+        default=300.0, gt=0, le=86400, alias="LOGIN_THROTTLE_MAX_DELAY_SECONDS"
+    )
+    login_throttle_forget_seconds: int = Field(
+        default=3600, ge=1, alias="LOGIN_THROTTLE_FORGET_SECONDS"
+    )
 
     # Password hashing (Argon2id). Defaults follow RFC 9106's second recommended option.
     argon2_time_cost: int = Field(default=3, ge=1, le=20, alias="ARGON2_TIME_COST")

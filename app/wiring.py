@@ -21,6 +21,7 @@ from app.infra.session_state import SessionStateReader
 from app.services.auth import AuthService
 from app.services.introspection import IntrospectionService, ServiceClients
 from app.services.keys import TokenSigner, token_signer
+from app.services.login_throttle import LoginThrottleService
 from app.services.passwords import PasswordService
 from app.services.sessions import SessionCacheKeeper, SessionService
 from app.services.tokens import TokenService
@@ -81,6 +82,7 @@ class Resources:
             revoked_ttl_seconds=settings.access_token_ttl_seconds + 60,
         )
         session_state = SessionStateReader(sessions)
+        throttle = LoginThrottleService(sessions, settings)
         login_sessions = SessionService(sessions, tokens, session_cache, session_state, settings)
         gate = RequestGate(
             redis,
@@ -109,7 +111,7 @@ class Resources:
             keys=keys,
             gate=gate,
             users=UserService(sessions, cache, passwords, login_sessions),
-            auth=AuthService(sessions, passwords, tokens, login_sessions),
+            auth=AuthService(sessions, passwords, tokens, login_sessions, throttle),
             login_sessions=login_sessions,
             session_keeper=SessionCacheKeeper(login_sessions, settings.session_cache_lease_seconds),
             introspection=introspection,

@@ -10,6 +10,7 @@ from app.models import User
 from app.observability.metrics import record_auth
 from app.schemas.auth import TokenPair
 from app.schemas.user import normalize_email
+from app.services.login_throttle import LoginThrottleService
 from app.services.passwords import PasswordService
 from app.services.sessions import ClientInfo, SessionService
 from app.services.tokens import TokenClaims, TokenService
@@ -26,20 +27,27 @@ class AuthService:
         passwords: PasswordService,
         tokens: TokenService,
         login_sessions: SessionService,
+        throttle: LoginThrottleService,
     ) -> None:
         self._sessions = sessions
         self._passwords = passwords
         self._tokens = tokens
         self._login_sessions = login_sessions
+        self._throttle = throttle
 
     async def login(self, email: str, password: str, client: ClientInfo) -> TokenPair:
         user = None
+        had_failures = False
+        account: str | None = None
         try:
             # Looked up in the form sign-up stored it in (Unicode-normalised, lower case).
             email = normalize_email(email)
         except ValueError:
             pass  # no address (a NUL, a bare name): no user has it; still pay one verification
         else:
+            account = email
+            # Unknown accounts are throttled alike: the answer never tells them apart.
+            had_failures = await self._throttle.check(email)
             async with self._sessions() as session:
                 user = await session.scalar(select(User).where(User.email == email))
         # The connection is back in the pool before Argon2 runs: hashing takes tens of
@@ -48,7 +56,11 @@ class AuthService:
         valid = await self._passwords.verify(user.password_hash if user else None, password)
         if user is None or not valid or not user.is_active:
             record_auth("login_failure")
+            if account is not None:
+                await self._throttle.failed(account)
             raise AuthenticationError(_BAD_CREDENTIALS)
+        if had_failures:
+            await self._throttle.succeeded(email)
         verified_hash = user.password_hash
         if self._passwords.needs_rehash(user.password_hash):
             new_hash = await self._passwords.hash(password)

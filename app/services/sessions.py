@@ -302,21 +302,25 @@ class SessionService:
         async with self._sessions() as db:
             return int(await db.scalar(query) or 0)
 
-    async def purge_expired(self, *, batch_size: int, retain: timedelta) -> int:
-        """Delete sessions expired (or revoked) longer than `retain` ago, `batch_size` rows
-        per transaction so no lock is held long; returns how many went."""
-        cutoff = datetime.now(UTC) - retain
-        stale = (UserSession.expires_at < cutoff) | (UserSession.revoked_at < cutoff)
-        total = 0
-        while True:
-            async with self._sessions() as db:
-                ids = select(UserSession.id).where(stale).limit(batch_size)
-                result = await db.execute(delete(UserSession).where(UserSession.id.in_(ids)))
-                await db.commit()
-            deleted = int(getattr(result, "rowcount", 0) or 0)
-            total += deleted
-            if deleted < batch_size:
-                return total
+
+async def purge_expired_sessions(
+    sessions: async_sessionmaker[AsyncSession], *, batch_size: int, retain: timedelta
+) -> int:
+    """Delete sessions expired or revoked longer than `retain` ago, `batch_size` rows per
+    transaction so no lock is held long; returns how many went. (Their tokens are refused
+    either way: a missing row is as good as a revoked one.)"""
+    cutoff = datetime.now(UTC) - retain
+    stale = (UserSession.expires_at < cutoff) | (UserSession.revoked_at < cutoff)
+    total = 0
+    while True:
+        async with sessions() as db:
+            batch = select(UserSession.id).where(stale).limit(batch_size)
+            result = await db.execute(delete(UserSession).where(UserSession.id.in_(batch)))
+            await db.commit()
+        deleted = int(getattr(result, "rowcount", 0) or 0)
+        total += deleted
+        if deleted < batch_size:
+            return total
 
 
 class SessionCacheKeeper:

@@ -1,17 +1,20 @@
-"""Redis killed under load, then restarted: reads fail closed, sign-ups go on, the cache refills."""
+"""Redis killed for 10 s and restarted empty, or frozen with SIGSTOP, under steady load:
+sessions live in PostgreSQL, so nothing fails, no revoked token gets in, nobody is logged out."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
 
 import httpx
 import redis
 
 from tests.faults.conftest import service_env
 from tests.faults.tools import (
+    PASSWORD,
     Ledger,
     LoadClient,
     RedisServer,
@@ -23,8 +26,117 @@ from tests.faults.tools import (
 from tests.support.database import async_url
 from tests.support.service import running_service
 
+OUTAGE_SECONDS = 10
+FREEZE_SECONDS = 6
 
-async def test_redis_killed_and_restarted_under_load(
+
+@dataclass
+class Pair:
+    access: str
+    refresh: str
+
+    @property
+    def bearer(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access}"}
+
+
+@dataclass
+class SessionProbe:
+    """Logins of the test's own beside the load's: some stay live, some get revoked. Every
+    request it makes is counted; a revoked token that gets a 200 is counted apart."""
+
+    client: httpx.AsyncClient
+    base: str
+    live: list[Pair] = field(default_factory=list)
+    revoked: list[Pair] = field(default_factory=list)
+    sent: int = 0
+    server_errors: list[str] = field(default_factory=list)
+    revoked_accepted: int = 0
+
+    async def _call(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+        self.sent += 1
+        response = await self.client.request(method, self.base + path, **kwargs)  # type: ignore[arg-type]
+        if response.status_code >= 500:
+            self.server_errors.append(f"{method} {path}: {response.status_code} {response.text}")
+        return response
+
+    async def sign_up(self, email: str) -> None:
+        response = await self._call(
+            "POST", "/api/v1/users", json={"email": email, "password": PASSWORD}
+        )
+        assert response.status_code == 201, response.text
+
+    async def login(self, email: str, password: str = PASSWORD) -> Pair:
+        response = await self._call(
+            "POST", "/api/v1/auth/token", data={"username": email, "password": password}
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        return Pair(body["access_token"], body["refresh_token"])
+
+    async def logout(self, pair: Pair) -> float:
+        started = time.monotonic()
+        response = await self._call("POST", "/api/v1/auth/logout", headers=pair.bearer)
+        assert response.status_code == 204, response.text
+        self.live.remove(pair)
+        self.revoked.append(pair)
+        return time.monotonic() - started
+
+    async def change_password(self, user_id: str, pair: Pair, others: list[Pair]) -> None:
+        response = await self._call(
+            "PATCH",
+            f"/api/v1/users/{user_id}",
+            json={"password": "a new fault password"},
+            headers=pair.bearer,
+        )
+        assert response.status_code == 200, response.text
+        for other in others:
+            self.live.remove(other)
+            self.revoked.append(other)
+
+    async def _me(self, pair: Pair) -> int:
+        return (await self._call("GET", "/api/v1/users/me", headers=pair.bearer)).status_code
+
+    async def check(self) -> tuple[int, int]:
+        """(live sessions that work, live sessions) after counting any revoked token that
+        got in, access and refresh alike."""
+        for pair in self.revoked:
+            if await self._me(pair) == 200:
+                self.revoked_accepted += 1
+            refresh = await self._call(
+                "POST", "/api/v1/auth/refresh", json={"refresh_token": pair.refresh}
+            )
+            if refresh.status_code == 200:
+                self.revoked_accepted += 1
+        working = 0
+        for pair in self.live:
+            working += await self._me(pair) == 200
+        return working, len(self.live)
+
+
+async def _prepare(probe: SessionProbe, run: str) -> tuple[str, Pair, list[Pair]]:
+    """Two accounts: one with twelve sessions (three to be logged out before the fault,
+    three during it, six that stay), one with three whose password changes during the fault."""
+    many = f"probe-{run}-many@faults.example.com"
+    await probe.sign_up(many)
+    probe.live.extend([await probe.login(many) for _ in range(12)])
+    changer_email = f"probe-{run}-changer@faults.example.com"
+    await probe.sign_up(changer_email)
+    changer = [await probe.login(changer_email) for _ in range(3)]
+    probe.live.extend(changer)
+    me = await probe._call("GET", "/api/v1/users/me", headers=changer[0].bearer)
+    return me.json()["id"], changer[0], changer[1:]
+
+
+def _server_errors(ledger: Ledger) -> list[str]:
+    return [
+        f"{o.op} {o.phase}: {o.status or o.error} {o.detail}"
+        for o in ledger.outcomes
+        if o.status is None or o.status >= 500
+    ]
+
+
+async def test_redis_killed_for_10s_and_restarted_empty_under_load(
     fault_database: str, fault_report: Callable[..., None]
 ) -> None:
     run = "redis"
@@ -40,139 +152,172 @@ async def test_redis_killed_and_restarted_under_load(
         )
         with running_service(env) as service:
             base = service.base_url
-            load = LoadClient(ledger, lambda: [base], users=4, relogin_on_401=True)
-            probe = httpx.AsyncClient(timeout=5)
+            load = LoadClient(ledger, lambda: [base], users=4)
+            client = httpx.AsyncClient(timeout=20)
+            probe = SessionProbe(client, base)
             keys = redis.Redis(port=server.port)
             try:
                 await load.prepare()
+                changer_id, changer, changer_others = await _prepare(probe, run)
                 load.start()
-                await asyncio.sleep(2)
+                await asyncio.sleep(1)
+                # Every session seen alive (and cached so) before the fault.
+                assert await probe.check() == (15, 15)
+                for pair in probe.live[:3]:
+                    await probe.logout(pair)
+                before = await fetch_metrics(client, service.metrics_url)
 
-                async def cache_filled() -> bool:
-                    return bool(keys.keys(f"faults:{run}:user:*"))
-
-                await wait_for(cache_filled, timeout=5)
-
-                # A burst wider than the steady load fills each worker's Redis pool with
-                # more connections than the load alone would open.
-                await _burst(load, ledger)
-                before = await fetch_metrics(probe, service.metrics_url)
-
-                # Fault: Redis is gone. Requests in flight across a switch belong to no
-                # phase's assertions.
-                ledger.phase = "switching"
-                await asyncio.sleep(0.5)
-                server.kill()
-                await asyncio.sleep(0.5)
                 ledger.phase = "redis-down"
-                await asyncio.sleep(3)
-                ready = await probe.get(f"{base}/readyz")
-                assert ready.status_code == 200, ready.text
-                assert ready.json()["checks"]["redis"] == "down"
-                during = await fetch_metrics(probe, service.metrics_url)
+                server.kill()
+                down_at = time.monotonic()
+                await asyncio.sleep(1)
+                for pair in list(probe.live[:3]):
+                    await probe.logout(pair)
+                await probe.change_password(changer_id, changer, changer_others)
+                while time.monotonic() - down_at < OUTAGE_SECONDS - 1:
+                    await probe.check()
+                    await asyncio.sleep(0.5)
+                ready = await client.get(f"{base}/readyz")
+                assert ready.status_code == 200 and ready.json()["checks"]["redis"] == "down"
+                during = await fetch_metrics(client, service.metrics_url)
+                await asyncio.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down_at)))
 
-                # Redis returns (empty: no persistence, as in the dev manifests).
-                ledger.phase = "switching"
-                await asyncio.sleep(0.5)
+                # Back without any data (no persistence, as many managed caches).
                 ledger.phase = "redis-back"
                 server.start()
-                restarted = time.monotonic()
-                recovery = await wait_for(
-                    lambda: _read_succeeds(ledger, load), timeout=15, interval=0.1
-                )
 
-                await wait_for(cache_filled, timeout=10)
+                async def cache_filled() -> bool:
+                    return bool(keys.keys(f"faults:{run}:sess:*"))
+
+                recovery = await wait_for(cache_filled, timeout=15)
 
                 async def redis_ready() -> bool:
-                    response = await probe.get(f"{base}/readyz")
+                    response = await client.get(f"{base}/readyz")
                     return bool(response.json()["checks"]["redis"] == "up")
 
-                # Both workers' breakers closed: several readiness answers in a row say up.
+                # Both workers report Redis back: several readiness answers in a row say up.
                 for _ in range(6):
                     await wait_for(redis_ready, timeout=15)
-                recovery = max(recovery, time.monotonic() - restarted)
-                await asyncio.sleep(1.5)
-                ledger.phase = "steady"
-                await asyncio.sleep(1.5)
+                for _ in range(4):
+                    await probe.check()
+                    await asyncio.sleep(0.5)
                 await load.stop()
-                # The same burst again: every pooled Redis connection of both workers is
-                # used, including any left over from before the restart.
-                ledger.phase = "burst"
+                working, live = await probe.check()
+                vu_working = 0
                 for user in ledger.users:
-                    await load.login(user)
-                await _burst(load, ledger)
-                after = await fetch_metrics(probe, service.metrics_url)
-                service_log = service.logs()
+                    response = await client.get(
+                        f"{base}/api/v1/users/me", headers={"Authorization": f"Bearer {user.token}"}
+                    )
+                    vu_working += response.status_code == 200
+                after = await fetch_metrics(client, service.metrics_url)
             finally:
                 await load.aclose()
-                await probe.aclose()
+                await client.aclose()
                 keys.close()
 
-    # While Redis was down: authenticated requests failed closed with a problem detail,
-    # sign-ups kept working, nothing hung.
+    errors = _server_errors(ledger) + probe.server_errors
+    sent = len(ledger.outcomes) + probe.sent
     down = ledger.in_phase("redis-down")
-    assert down, "no load during the fault"
-    for outcome in down:
-        assert outcome.status is not None, (outcome.op, outcome.error)
-        assert outcome.duration < 2.0, (outcome.op, outcome.duration)
-    for outcome in ledger.in_phase("redis-down", "read") + ledger.in_phase("redis-down", "update"):
-        assert outcome.status == 503, (outcome.op, outcome.status, outcome.detail)
-        assert "revocation" in outcome.detail and outcome.retry_after
-    signups = ledger.in_phase("redis-down", "signup")
-    assert signups and all(o.status == 201 for o in signups), ledger.summary(signups)
-    # The fault is visible in the metrics.
-    assert metric(during, "user_service_redis_errors_total", component="revocation") > metric(
-        before, "user_service_redis_errors_total", component="revocation"
-    )
-    assert metric(during, "user_service_dependency_up", dependency="redis") == 0
-    # Before and after the fault, nothing failed (tokens issued before the restart are
-    # gone with Redis's memory: a 401 there is followed by a fresh login).
-    for phase in ("warm-up", "steady", "burst"):
-        failed = ledger.failed(ledger.in_phase(phase))
-        errors = [line[:300] for line in service_log.splitlines() if "error" in line][:5]
-        assert not failed, (phase, ledger.summary(failed), [o.detail for o in failed], errors)
-    assert metric(after, "user_service_cache_requests_total", result="hit") > metric(
-        during, "user_service_cache_requests_total", result="hit"
+    assert down and all(o.duration < 2.0 for o in down if o.op == "read"), "slow reads"
+    assert not errors, errors[:10]
+    assert probe.revoked_accepted == 0
+    assert (working, vu_working) == (live, len(ledger.users)), "a live session was lost"
+    assert not [o for o in ledger.outcomes if o.status == 401], ledger.summary()
+    assert metric(during, "user_service_session_db_lookups_total", reason="redis_unavailable") > (
+        metric(before, "user_service_session_db_lookups_total", reason="redis_unavailable")
     )
     assert metric(after, "user_service_dependency_up", dependency="redis") == 1
-    back = [o for o in ledger.in_phase("redis-back") if o.status == 503]
-    last_503 = max((o.started - restarted for o in back), default=0.0)
     rows = await check_rows(fault_database, ledger)
-    failed = ledger.failed()
     fault_report(
-        fault="Redis killed, restarted (own redis-server)",
-        requests_sent=len(ledger.outcomes),
-        requests_failed=len(failed),
-        failures_expected="503 on authenticated reads/updates while down; "
-        "401 on pre-restart tokens",
+        fault=f"Redis killed {OUTAGE_SECONDS} s, restarted empty (own redis-server)",
+        requests_sent=sent,
+        requests_failed=len(errors),
+        failures_expected="none",
         rows_checked=rows,
         recovery_seconds=recovery,
-        notes=f"failures by status: {ledger.summary(failed)}; after the restart "
-        f"{len(back)} x 503, the last {last_503:.2f}s after it",
+        notes=f"5xx: {len(errors)}; revoked tokens accepted: {probe.revoked_accepted} "
+        f"({len(probe.revoked)} revoked, 6 during the outage); sessions alive after the "
+        f"restart: {working + vu_working}/{live + len(ledger.users)}",
     )
 
 
-async def _burst(load: LoadClient, ledger: Ledger) -> None:
-    await asyncio.gather(
-        *(
-            load.request(
-                "read",
-                "GET",
-                f"/api/v1/users/{user.id}",
-                headers={"Authorization": f"Bearer {user.token}"},
-            )
-            for _ in range(8)
-            for user in ledger.users
+async def test_redis_frozen_with_sigstop_under_load(
+    fault_database: str, fault_report: Callable[..., None]
+) -> None:
+    run = "frozen"
+    ledger = Ledger(run)
+    server = RedisServer()
+    socket_timeout = 1.0
+    with server.running():
+        env = service_env(
+            async_url(fault_database),
+            run,
+            REDIS_URL=server.url,
+            REDIS_BREAKER_FAILURES="2",
+            REDIS_BREAKER_COOLDOWN="1",
+            REDIS_SOCKET_TIMEOUT=str(socket_timeout),
         )
+        with running_service(env) as service:
+            base = service.base_url
+            load = LoadClient(ledger, lambda: [base], users=4)
+            client = httpx.AsyncClient(timeout=20)
+            probe = SessionProbe(client, base)
+            assert server.process is not None
+            try:
+                await load.prepare()
+                changer_id, changer, changer_others = await _prepare(probe, run)
+                load.start()
+                await asyncio.sleep(1)
+                assert await probe.check() == (15, 15)
+                for pair in probe.live[:3]:
+                    await probe.logout(pair)
+
+                # Frozen: connections stay open, nothing answers, the cached "active"
+                # entries of the sessions revoked below stay in its memory.
+                ledger.phase = "redis-frozen"
+                server.process.send_signal(signal.SIGSTOP)
+                frozen_at = time.monotonic()
+                logouts = [await probe.logout(pair) for pair in list(probe.live[:3])]
+                await probe.change_password(changer_id, changer, changer_others)
+                while time.monotonic() - frozen_at < FREEZE_SECONDS:
+                    await probe.check()
+                    await asyncio.sleep(0.3)
+                ledger.phase = "redis-thawed"
+                server.process.send_signal(signal.SIGCONT)
+                # Straight after the thaw, stale entries must not let anything in.
+                for _ in range(6):
+                    await probe.check()
+                    await asyncio.sleep(0.25)
+                await load.stop()
+                working, live = await probe.check()
+            finally:
+                server.process.send_signal(signal.SIGCONT)
+                await load.aclose()
+                await client.aclose()
+
+    errors = _server_errors(ledger) + probe.server_errors
+    # Once both workers' breakers are open, a request waits at most one Redis timeout
+    # (the breaker's trial call after each cool-down).
+    settled = [
+        o
+        for o in ledger.in_phase("redis-frozen", "read")
+        if o.started - frozen_at > 2 * socket_timeout + 0.5
+    ]
+    slowest = max((o.duration for o in settled), default=0.0)
+    assert settled and slowest <= socket_timeout + 0.75, slowest
+    assert not errors, errors[:10]
+    assert probe.revoked_accepted == 0
+    assert working == live
+    rows = await check_rows(fault_database, ledger)
+    fault_report(
+        fault=f"Redis frozen (SIGSTOP) {FREEZE_SECONDS} s under load",
+        requests_sent=len(ledger.outcomes) + probe.sent,
+        requests_failed=len(errors),
+        failures_expected="none",
+        rows_checked=rows,
+        recovery_seconds=None,
+        notes=f"5xx: {len(errors)}; revoked tokens accepted: {probe.revoked_accepted}; "
+        f"slowest read once the breakers opened {slowest:.2f}s; logouts during the freeze "
+        f"took {max(logouts):.2f}s (they wait out the cache lease); live sessions "
+        f"working after: {working}/{live}",
     )
-
-
-async def _read_succeeds(ledger: Ledger, load: LoadClient) -> bool:
-    recent = [o for o in ledger.in_phase("redis-back", "read") if o.ok]
-    return bool(recent)
-
-
-async def _readyz(client: httpx.AsyncClient, base: str) -> Any:
-    response = await client.get(f"{base}/readyz")
-    assert response.status_code == 200, response.text
-    return response.json()

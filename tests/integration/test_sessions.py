@@ -4,6 +4,9 @@ that forgets or cannot take a write, and the sessions API."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -13,9 +16,10 @@ import jwt
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 
 from tests.conftest import PASSWORD, AppHarness
+from tests.support.database import REPO
 from tests.support.service import free_port
 
 
@@ -298,3 +302,59 @@ async def test_sessions_api_lists_and_revokes(
     for worker in (harness, other):
         assert await _status(worker, laptop_tokens["access_token"]) == 401
     assert await _status(harness, admin["access_token"]) == 200
+
+
+async def test_purge_sessions_deletes_old_rows_in_batches(
+    harness: AppHarness, database_url: str
+) -> None:
+    await harness.sign_up("old@example.com")
+    pairs = [await harness.login("old@example.com") for _ in range(5)]
+    sids = [
+        jwt.decode(p["access_token"], options={"verify_signature": False})["sid"] for p in pairs
+    ]
+    async with harness.app.state.resources.engine.begin() as connection:
+        # Two long expired, one revoked long ago, one revoked just now, one live.
+        await connection.execute(
+            text(
+                "UPDATE sessions SET expires_at = now() - interval '30 days' WHERE id IN :ids"
+            ).bindparams(bindparam("ids", expanding=True)),
+            {"ids": sids[:2]},
+        )
+        await connection.execute(
+            text(
+                "UPDATE sessions SET revoked_at = now() - interval '8 days', "
+                "revoked_reason = 'logout' WHERE id = :id"
+            ),
+            {"id": sids[2]},
+        )
+    assert (
+        await harness.client.post("/api/v1/auth/logout", headers=_bearer(pairs[3]["access_token"]))
+    ).status_code == 204
+    env = {**os.environ, "DATABASE_URL": database_url, "APP_ENV": "test"}
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "app", "purge-sessions", "--batch-size", "2"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "deleted 3 " in done.stdout
+    async with harness.app.state.resources.engine.connect() as connection:
+        left = set(
+            (await connection.execute(text("SELECT id::text FROM sessions"))).scalars().all()
+        )
+    assert left == set(sids[3:])
+    assert await _status(harness, pairs[4]["access_token"]) == 200
+    bad = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "app", "purge-sessions", "--batch-size", "0"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "--batch-size" in bad.stderr

@@ -48,6 +48,8 @@ def security_env(database: str, prefix: str, **overrides: str) -> dict[str, str]
         "DB_MAX_OVERFLOW": "2",
         "RATE_LIMIT_LOGIN": "100000/minute",
         "RATE_LIMIT_API": "1000000/minute",
+        # Every replayed refresh token is an attack here: no two-tabs grace window.
+        "REFRESH_REUSE_GRACE_SECONDS": "0",
         "CORS_ORIGINS": ALLOWED_ORIGIN,
         "TRUSTED_HOSTS": "127.0.0.1,localhost",
         "OTEL_SDK_DISABLED": "true",

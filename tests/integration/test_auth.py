@@ -1,7 +1,8 @@
-"""Tokens on the real Redis: login, refresh rotation and reuse, logout, forged tokens, limits."""
+"""Tokens: login, refresh rotation and reuse, logout, forged tokens, limits."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import subprocess

@@ -1,5 +1,6 @@
 """The "Authentication" dashboard: signing keys and rotation, the JWKS, tokens presented
-with an unknown key, and introspection.
+with an unknown key, introspection; sessions, refresh-token reuse, login throttling, and how
+much admission leans on PostgreSQL (the Redis-down fallback and cache refills).
 
 It answers "can every service still verify our tokens" (a key active, a next one published
 before the rotation, replicas reloading their keys) and "who is presenting tokens we never
@@ -30,6 +31,8 @@ INTROSPECTION_DURATION = "user_service_introspection_duration_seconds_bucket"
 AUTH = "user_service_auth_events_total"
 RATE_LIMITED = "user_service_rate_limit_rejections_total"
 REJECTED = ', event=~"invalid_token_rejected|revoked_token_rejected"'
+SESSIONS_ACTIVE = "user_service_sessions_active"
+SESSION_DB_LOOKUPS = "user_service_session_db_lookups_total"
 
 
 def _series(metric: str, extra: str = "") -> str:
@@ -199,15 +202,112 @@ def _introspection(board: Board) -> None:
     )
 
 
+def _events(pattern: str) -> str:
+    matchers = f'{sel.SERIES}, event=~"{pattern}"'
+    return f"sum by (event) ({sel.rate(AUTH, matchers)})"
+
+
+def _sessions(board: Board) -> None:
+    board.row("Sessions")
+    board.add(
+        stat_panel(
+            "Active sessions",
+            "Live sessions (not revoked, not expired) in PostgreSQL, counted every 15 s by "
+            "each worker (the largest count is shown). A sudden drop with no logout spike is "
+            "a mass revocation (password resets, an admin revoke-all).",
+            "short",
+            [Query(f"max({SESSIONS_ACTIVE}{{{sel.SERIES}}})", "sessions")],
+        ),
+        width=6,
+    )
+    board.add(
+        timeseries_panel(
+            "Logins, refreshes and logouts",
+            "Session lifecycle per second: login_success opens a session, refresh_success "
+            "rotates one, logout closes one. refresh_grace counts a replaced refresh token sent "
+            "again within REFRESH_REUSE_GRACE_SECONDS by the same client (two tabs): normal.",
+            "ops",
+            [Query(_events("login_success|refresh_success|refresh_grace|logout"), "{{event}}")],
+        ),
+        width=9,
+    )
+    board.add(
+        timeseries_panel(
+            "Revoked and invalid tokens refused",
+            "revoked_token_rejected: a token of a revoked session came back (after a logout, "
+            "password change or revoke-all this is expected for a while). invalid_token_"
+            "rejected rising after a deploy: a signing key, issuer or audience mismatch.",
+            "ops",
+            [Query(_events("revoked_token_rejected|invalid_token_rejected"), "{{event}}")],
+        ),
+        width=9,
+    )
+
+
+def _attacks(board: Board) -> None:
+    board.row("Attacks")
+    board.add(
+        timeseries_panel(
+            "Refresh token reuse (session revoked)",
+            "A refresh token already rotated came back outside the grace window or from "
+            "another client: someone holds a copy. The session is revoked and a security "
+            "event with its session id is logged (app.security, refresh_token_reuse). Any "
+            "sustained rate is worth a look; see the runbook.",
+            "ops",
+            [Query(_events("refresh_reuse"), "{{event}}")],
+            thresholds=[Step(None, "green"), Step(0.01, "red")],
+        ),
+        width=12,
+    )
+    board.add(
+        timeseries_panel(
+            "Throttled logins (per account) vs failures",
+            "login_throttled: attempts refused with 429 because one account failed too often "
+            "(LOGIN_THROTTLE_*), whatever the address. Throttled logins spread over many "
+            "accounts with failures far above successes is password spraying; one account "
+            "throttled now and then is a user who forgot a password (runbook).",
+            "ops",
+            [Query(_events("login_throttled|login_failure|login_success"), "{{event}}")],
+        ),
+        width=12,
+    )
+
+
+def _fallback(board: Board) -> None:
+    board.row("Redis and PostgreSQL")
+    board.add(
+        timeseries_panel(
+            "Admission served from PostgreSQL",
+            "Requests whose session state was read from PostgreSQL instead of Redis, by "
+            "reason. redis_unavailable: Redis is down or its breaker is open, every "
+            "authenticated request costs one primary-key lookup (watch the pool). cache_miss "
+            "and lease_missing: refills after a restart, an eviction or a revocation Redis "
+            "missed; they should fall back to near zero within seconds.",
+            "reqps",
+            [
+                Query(
+                    f"sum by (reason) ({sel.rate(SESSION_DB_LOOKUPS)})",
+                    "{{reason}}",
+                )
+            ],
+        ),
+        width=24,
+    )
+
+
 def build() -> dashboard.Dashboard:
     builder = new_dashboard(
         TITLE,
         UID,
-        "Signing keys and rotation, JWKS, unknown-kid tokens and introspection of user-service.",
+        "Signing keys and rotation, JWKS, unknown-kid tokens, introspection, sessions, "
+        "refresh-token reuse, login throttling and the PostgreSQL fallback of user-service.",
         ["user-service", "authentication"],
     )
     board = Board(builder)
     _keys(board)
     _verification(board)
     _introspection(board)
+    _sessions(board)
+    _attacks(board)
+    _fallback(board)
     return board.builder

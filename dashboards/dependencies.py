@@ -221,8 +221,8 @@ def _cache(board: Board) -> None:
         timeseries_panel(
             "Redis errors by component",
             "Failed or timed-out Redis commands by caller: cache, rate_limit, revocation "
-            "(token state), readiness, lock. Errors in revocation mean authenticated requests "
-            "are refused with 503 (token checks fail closed); in rate_limit, limits fail open "
+            "(session state), readiness, lock. Errors in revocation mean session state is read "
+            "from PostgreSQL instead (slower, still exact); in rate_limit, limits fail open "
             "or closed per RATE_LIMIT_FAIL_OPEN; in cache, reads fall through to the database.",
             "ops",
             [Query(_rate_by(REDIS_ERRORS, "component"), "{{component}}")],
@@ -290,9 +290,9 @@ def _auth(board: Board) -> None:
         timeseries_panel(
             "Authentication outcomes",
             "Auth events per second. login_failure far above login_success is credential "
-            "stuffing; refresh_reuse_detected means a stolen refresh token was replayed (the "
-            "family is revoked); invalid_token_rejected rising after a deploy means a JWT "
-            "secret, issuer or audience mismatch.",
+            "stuffing; refresh_reuse means a stolen refresh token was replayed (the session is "
+            "revoked; details on the Authentication dashboard); invalid_token_rejected rising "
+            "after a deploy means a JWT secret, issuer or audience mismatch.",
             "ops",
             [Query(_rate_by(AUTH, "event"), "{{event}}")],
         ),

@@ -331,13 +331,17 @@ class SessionCacheKeeper:
         self._sessions = sessions
         self._period = lease_seconds / 3
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
         rounds = 0
-        while True:
+        # A flag as well as the cancel: a driver may turn a cancel that lands mid-query
+        # into a database error, which the loop would otherwise survive.
+        while not self._stopping:
             try:
                 await self._sessions.sync_cache()
                 if rounds % max(1, round(15 / self._period)) == 0:
@@ -349,6 +353,7 @@ class SessionCacheKeeper:
 
     async def stop(self) -> None:
         if self._task is not None:
+            self._stopping = True
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task

@@ -56,7 +56,9 @@ def test_job_variable_all_never_widens_to_every_job() -> None:
         assert not job.get("allValue"), f"{uid}: job All must not be a catch-all regex"
 
 
-@pytest.mark.parametrize("uid", ["user-service-overview", "user-service-dependencies"])
+@pytest.mark.parametrize(
+    "uid", ["user-service-overview", "user-service-dependencies", "user-service-auth"]
+)
 def test_every_panel_has_title_description_unit_and_queries(uid: str) -> None:
     model = dashboards()[uid]
     ids = [p["id"] for p in model["panels"]]
@@ -134,6 +136,10 @@ def test_dashboards_cover_the_required_panels() -> None:
         "Redis circuit breaker open (workers)",
         "Rate-limit rejections by scope",
         "Authentication outcomes",
+        "Active sessions",
+        "Refresh token reuse (session revoked)",
+        "Throttled logins (per account) vs failures",
+        "Admission served from PostgreSQL",
     ):
         assert needle in titles, needle
     assert all(

@@ -111,3 +111,29 @@ def test_unknown_email_and_wrong_password_cost_one_equal_verification(
     # would verify an order of magnitude faster than a real one, far outside these bounds.
     assert wrong_median > 0.02, wrong_median
     assert 0.5 <= ratio <= 2.0, (unknown_median, wrong_median, ratio)
+
+
+def test_guessing_one_account_from_many_addresses_is_throttled(
+    api: Api, attack_report: Callable[..., None]
+) -> None:
+    """The per-address limit cannot see a guesser that rotates addresses; the per-account
+    throttle (shared by every worker through PostgreSQL) can."""
+    user = api.sign_up()
+    sources = (f"198.51.100.{n}" for n in range(1, 255))
+    statuses = [
+        _login(api.client, user["email"], f"guess-{n}", next(sources)).status_code for n in range(8)
+    ]
+    right = _login(api.client, user["email"], PASSWORD, next(sources))
+    attack_report(
+        fault="Password guessing on one account from 9 addresses",
+        requests_sent=len(statuses) + 1,
+        requests_failed=0,
+        failures_expected="401 x5, then 429 (even for the right password)",
+        rows_checked=0,
+        recovery_seconds=None,
+        notes=f"statuses {[*statuses, right.status_code]}; Retry-After "
+        f"{right.headers.get('retry-after')}s",
+    )
+    assert statuses[:5] == [401] * 5
+    assert 429 in statuses[5:]
+    assert right.status_code == 429 and int(right.headers["retry-after"]) >= 1

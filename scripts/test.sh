@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh machine: installs what it needs (Python packages, helm,
-# promtool, buildah), starts PostgreSQL and Redis when they are down, then runs lint, type
-# checks and pytest (unit, integration, deploy, dashboards, load-test smoke, faults, security).
+# promtool, buildah, the local Kubernetes cluster's binaries), starts PostgreSQL and Redis
+# when they are down, then runs lint, type checks and pytest (unit, integration, deploy,
+# cluster, dashboards, load-test smoke, faults, security).
 #
 # Usage: scripts/test.sh [pytest args...]      (`make test` runs it with none)
 set -euo pipefail
@@ -23,6 +24,13 @@ bash scripts/install-promtool.sh
 if [ -f scripts/image.sh ]; then
   # The image tests build the container image with buildah; without it they say so and skip.
   bash scripts/image.sh ensure-tools || log "buildah unavailable: the image tests will skip"
+fi
+if [ "$(id -u)" -eq 0 ]; then
+  # The cluster tests' Kubernetes, CoreDNS, containerd and etcd: built or fetched once into a
+  # cache outside the checkout (the first time takes a while on a small machine).
+  cluster_started=$(date +%s)
+  bash scripts/cluster/build.sh >/dev/null
+  log "cluster binaries ready in $(( $(date +%s) - cluster_started ))s"
 fi
 log "set-up took $(( $(date +%s) - started ))s"
 

@@ -1,0 +1,39 @@
+"""The cluster, brought up once for this package's tests and taken down when they are done,
+and the release most tests share (installed with the chart's default hooks)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from . import kube
+from .kube import Cluster
+from .release import Release, restricted_namespace
+
+
+@pytest.fixture(scope="package")
+def cluster() -> Iterator[Cluster]:
+    if os.geteuid() != 0 and not os.environ.get("KUBECONFIG"):
+        pytest.skip("the local cluster needs root (netns, iptables, cgroups), or set KUBECONFIG")
+    started = kube.start()
+    try:
+        yield started
+    finally:
+        kube.stop(started)
+        for step, seconds in started.timings.items():
+            print(f"cluster: {step} took {seconds:.1f}s")
+
+
+@pytest.fixture(scope="package")
+def release(cluster: Cluster) -> Iterator[Release]:
+    """`helm install` into a restricted namespace; its output (NOTES) is on `install_output`."""
+    restricted_namespace(cluster, "users")
+    installed = Release(cluster, name="users", namespace="users", redis_db=1)
+    installed.install()
+    try:
+        yield installed
+    finally:
+        installed.uninstall()
+        cluster.kubectl("delete", "namespace", "users", "--wait=false", check=False)

@@ -1,0 +1,86 @@
+"""`helm install` for real: Pod Security, the migration hook, probes, `helm test`, NOTES."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.support.database import ADMIN_DSN
+
+from .kube import Cluster, CommandError
+from .release import Release, ready
+
+PRIVILEGED_POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: privileged-probe}
+spec:
+  containers:
+    - name: c
+      image: localhost/user-service-cluster/pause:1
+      securityContext: {privileged: true}
+"""
+
+
+def test_restricted_namespace_refuses_a_privileged_pod(cluster: Cluster, release: Release) -> None:
+    # Pod Security admission is live: the same namespace the chart installed into refuses this.
+    with pytest.raises(CommandError) as refused:
+        cluster.apply(PRIVILEGED_POD, namespace=release.namespace)
+    assert 'violates PodSecurity "restricted:latest"' in str(refused.value)
+
+
+def test_migration_hook_created_the_schema_in_a_pod(release: Release) -> None:
+    # The database was created empty; only the pre-install Job in the cluster can have migrated it.
+    async def revision() -> str | None:
+        connection = await asyncpg.connect(ADMIN_DSN.rsplit("/", 1)[0] + "/" + release.database)
+        try:
+            value: str | None = await connection.fetchval("SELECT version_num FROM alembic_version")
+            return value
+        finally:
+            await connection.close()
+
+    assert asyncio.run(revision())
+    events = release.cluster.get("events", namespace=release.namespace)["items"]
+    job_events = [
+        e
+        for e in events
+        if e["involvedObject"]["kind"] == "Job" and e["involvedObject"]["name"].endswith("-migrate")
+    ]
+    assert any(e["reason"] == "Completed" for e in job_events), [e["reason"] for e in job_events]
+
+
+def test_pods_passed_their_real_probes(release: Release) -> None:
+    pods = release.app_pods()
+    assert len(pods) == 2, [p["metadata"]["name"] for p in pods]
+    for pod in pods:
+        assert ready(pod), pod["status"]
+        (container,) = pod["status"]["containerStatuses"]
+        # started: the startup probe succeeded; ready: the readiness probe (/readyz) did.
+        assert container["started"] and container["ready"]
+        assert container["restartCount"] == 0
+        assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+def test_service_answers_through_kube_proxy(release: Release) -> None:
+    response = httpx.get(release.service_url() + "/readyz", timeout=10)
+    assert response.status_code == 200, response.text
+
+
+def test_helm_test_passes(cluster: Cluster, release: Release) -> None:
+    result = cluster.helm(
+        "test", release.name, "--namespace", release.namespace, "--timeout", "3m", timeout=240
+    )
+    assert "Phase:          Succeeded" in result.stdout or "Succeeded" in result.stdout, (
+        result.stdout
+    )
+
+
+def test_notes_render(release: Release) -> None:
+    assert (
+        f"is deployed as {release.fullname} in namespace {release.namespace}"
+        in release.install_output
+    )
+    assert f"helm test {release.name} --namespace {release.namespace}" in release.install_output

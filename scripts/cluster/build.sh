@@ -97,7 +97,6 @@ fetch_deb() { # NAME VERSION SUITE SHA256 -> prints the directory it is unpacked
   dir=$cache/debs/${name}_${version}
   if [[ -f $dir/.done ]]; then echo "$dir"; return; fi
   work=$(mktemp -d "$cache/debs/.fetch.XXXXXX")
-  trap 'rm -rf "$work"' RETURN
   if [[ $suite == system ]]; then
     (cd "$work" && apt-get download -o APT::Sandbox::User=root "$name=$version" >&2) ||
       { apt-get update -qq >&2 && (cd "$work" && apt-get download -o APT::Sandbox::User=root "$name=$version" >&2); }
@@ -115,6 +114,7 @@ fetch_deb() { # NAME VERSION SUITE SHA256 -> prints the directory it is unpacked
   rm -rf "$dir"
   mkdir -p "$dir"
   dpkg-deb -x "$deb" "$dir"
+  rm -rf "$work"
   touch "$dir/.done"
   echo "$dir"
 }
@@ -129,7 +129,7 @@ image_archive() { # NAME:TAG BINARY ENTRYPOINT-PATH OUT
 
 main() {
   mkdir -p "$cache/debs"
-  local kube coredns bin line name version suite sha dir
+  local kube coredns bin line name version suite sha dir f
   kube=$(build_kube)
   coredns=$(build_coredns)
   bin=$cache/bin-$(printf '%s\n' "$kube" "$coredns" "${DEBS[@]}" | sha256sum | cut -c1-12)
@@ -147,8 +147,10 @@ main() {
   for line in "${DEBS[@]}"; do
     read -r name version suite sha <<<"$line"
     dir=$(fetch_deb "$name" "$version" "$suite" "$sha")
-    find "$dir/usr/bin" "$dir/usr/sbin" -maxdepth 1 -type f -perm -u+x 2>/dev/null |
-      while read -r f; do ln -sfn "$f" "$bin/$(basename "$f")"; done
+    for f in "$dir"/usr/bin/* "$dir"/usr/sbin/*; do
+      # Real executables only: runc's /usr/bin/runc is a relative link to ../sbin/runc.
+      if [[ -f $f && -x $f && ! -L $f ]]; then ln -sfn "$f" "$bin/$(basename "$f")"; fi
+    done
   done
   image_archive localhost/user-service-cluster/pause:1 "$kube/pause" /pause "$bin/pause.tar"
   image_archive "localhost/user-service-cluster/coredns:$COREDNS_VERSION" "$coredns/coredns" /coredns "$bin/coredns.tar"

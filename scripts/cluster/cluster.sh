@@ -198,7 +198,7 @@ remove_iptables() {
     command -v "$cmd" >/dev/null || continue
     for table in filter nat mangle raw; do
       # Rules in built-in chains that jump to a KUBE-* chain.
-      "$cmd-save" -t "$table" 2>/dev/null | grep -E '^-A [A-Z]+ .*-j KUBE-' | sed 's/^-A/-D/' |
+      { "$cmd-save" -t "$table" 2>/dev/null | grep -E '^-A [A-Z]+ .*-j KUBE-' || true; } | sed 's/^-A/-D/' |
         while read -r rule; do eval "$cmd -t $table $rule" 2>/dev/null || true; done
       for chain in $("$cmd-save" -t "$table" 2>/dev/null | sed -n 's/^:\(KUBE-[^ ]*\) .*/\1/p'); do
         "$cmd" -t "$table" -F "$chain" 2>/dev/null || true
@@ -335,10 +335,10 @@ cmd_up() {
   export PATH="$BIN:$HELM_DIR:$PATH"
   CNI_BIN=/usr/lib/cni
   [[ -x $CNI_BIN/bridge ]] || { log "installing the CNI plugins"; apt-get install -y -qq containernetworking-plugins >/dev/null; }
+  command -v redis-server >/dev/null || { log "installing Redis"; apt-get install -y -qq redis-server >/dev/null; }
   log "binaries ready after $((SECONDS - started)) s"
   mkdir -p "$run"/{logs,pids,etcd,kubelet,pod-logs,containerd}
   save_sysctls
-  # Before anything can change them: the iptables chains that exist now belong to others.
   ETCD_PORT=$(free_port) ETCD_PEER_PORT=$(free_port) API_PORT=$(free_port)
   CM_PORT=$(free_port) SCHED_PORT=$(free_port) KUBELET_PORT=$(free_port)
   KUBELET_HEALTHZ_PORT=$(free_port) PROXY_HEALTHZ_PORT=$(free_port) PROXY_METRICS_PORT=$(free_port)
@@ -454,7 +454,7 @@ cmd_down() {
   local name
   for name in redis relay-postgres kube-scheduler kube-controller-manager kube-apiserver etcd; do stop "$name"; done
   # Mounts under the state dir (pod volumes, the rootfs of containers, netns files), deepest first.
-  findmnt -rn -o TARGET | grep -F "$run/" | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  { findmnt -rn -o TARGET | grep -F "$run/" || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   ip link show "$bridge" >/dev/null 2>&1 && ip link delete "$bridge"
   remove_cgroups
   restore_sysctls

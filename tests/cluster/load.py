@@ -32,7 +32,7 @@ class SteadyLoad:
 
     url: str
     headers: dict[str, str]
-    rate: float = 20.0
+    rate: float = 15.0
     workers: int = 4
     max_seconds: float = 600.0
     outcomes: list[Outcome] = field(default_factory=list)

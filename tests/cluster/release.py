@@ -16,6 +16,7 @@ from tests.support.isolation import database_name
 from .kube import CHART, Cluster
 
 JWT_KEY = "cluster-test-jwt-key-of-at-least-32-characters"
+SIGNING_KEY_ENCRYPTION_KEY = "cluster-test-key-encryption-key-of-32-plus-chars"
 
 
 def restricted_namespace(cluster: Cluster, name: str) -> None:
@@ -76,6 +77,7 @@ class Release:
             },
             "redis": {"url": f"redis://{self.cluster.redis}/{self.redis_db}"},
             "jwt": {"secretKey": JWT_KEY},
+            "keys": {"encryptionKey": SIGNING_KEY_ENCRYPTION_KEY},
         }
 
     def _values_file(self, values: dict[str, Any]) -> str:
@@ -109,7 +111,17 @@ class Release:
     def install(self, **overrides: Any) -> str:
         self.values = _merge(self.base_values(), overrides)
         self.install_output = self.helm("install", self.values)
+        self.wait_for_replicas(2)
         return self.install_output
+
+    def wait_for_replicas(self, count: int) -> None:
+        """With autoscaling on, the Deployment has no replicas field: `helm install --wait`
+        returns with the API default of one pod, and the HPA raises it to its minimum later."""
+        self.cluster.wait_until(
+            f"{count} ready pods of {self.name}",
+            lambda: sum(ready(p) for p in self.app_pods()) == count,
+            timeout=180,
+        )
 
     def upgrade(self, **overrides: Any) -> str:
         self.values = _merge(self.values, overrides)

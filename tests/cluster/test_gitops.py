@@ -74,18 +74,19 @@ def test_bad_value_is_a_helm_error_naming_it(gitops: Release) -> None:
 
 def test_uninstall_leaves_nothing(cluster: Cluster, gitops: Release) -> None:
     gitops.uninstall()
-    left = cluster.kubectl(
-        "get",
-        KINDS,
-        "-n",
-        NAMESPACE,
-        "-l",
-        f"app.kubernetes.io/instance={gitops.name}",
-        "-o",
-        "name",
+
+    def left() -> list[str]:
+        # Pods of the deleted ReplicaSets and Job go with the garbage collector, after their
+        # preStop hook and drain: wait for them rather than call them leftovers too early.
+        names: list[str] = cluster.kubectl(
+            "get", KINDS, "-n", NAMESPACE, "-o", "name"
+        ).stdout.split()
+        # What the namespace itself comes with is not the release's.
+        return [n for n in names if not n.endswith(("/default", "/kube-root-ca.crt"))]
+
+    cluster.wait_until("nothing of the release left", lambda: not left(), timeout=120)
+    helm_secrets = cluster.kubectl(
+        "get", "secrets", "-n", NAMESPACE, "-l", "owner=helm", "-o", "name"
     ).stdout.split()
-    assert left == []
-    everything = cluster.kubectl("get", KINDS, "-n", NAMESPACE, "-o", "name").stdout.split()
-    # Only what the namespace itself comes with is left.
-    assert [n for n in everything if not n.endswith(("/default", "/kube-root-ca.crt"))] == []
+    assert helm_secrets == []
     cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false")

@@ -12,6 +12,25 @@ from . import kube
 from .kube import Cluster
 from .release import Release, restricted_namespace
 
+# The shared release goes through install, rollout and disruptions in this order (a SIGKILL
+# before the probe checks would show up as a restart); the modules with releases of their
+# own come after.
+ORDER = ["test_install", "test_rollout", "test_disruption", "test_gitops"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    slots = [
+        i for i, item in enumerate(items) if "tests/cluster/" in str(item.path).replace(os.sep, "/")
+    ]
+
+    def rank(item: pytest.Item) -> int:
+        name = item.path.stem
+        return ORDER.index(name) if name in ORDER else len(ORDER)
+
+    ordered = sorted((items[i] for i in slots), key=rank)
+    for slot, item in zip(slots, ordered, strict=True):
+        items[slot] = item
+
 
 @pytest.fixture(scope="package")
 def cluster() -> Iterator[Cluster]:

@@ -149,8 +149,20 @@ class Release:
         return items
 
     def app_pods(self) -> list[dict[str, Any]]:
-        """The Deployment's pods (not the migration, test or load-test pods)."""
-        return self.pods("api")
+        """The Deployment's pods that are not terminating (no migration, test or load-test pods)."""
+        return [p for p in self.pods("api") if not p["metadata"].get("deletionTimestamp")]
+
+    def template(self, show_only: str, *sets: str) -> str:
+        """`helm template` of one file with the release's values (and `--set` overrides)."""
+        path = self._values_file(self.values)
+        try:
+            args = ["template", self.name, str(CHART), "--namespace", self.namespace]
+            args += ["--values", path, "--show-only", show_only]
+            for item in sets:
+                args += ["--set", item]
+            return self.cluster.helm(*args).stdout
+        finally:
+            Path(path).unlink()
 
     def service_url(self) -> str:
         service = self.cluster.get("service", self.fullname, namespace=self.namespace)

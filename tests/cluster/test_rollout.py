@@ -41,7 +41,7 @@ def test_upgrade_under_load_fails_no_request(cluster: Cluster, release: Release)
         # Old pods still draining after --wait returned are part of the rollout too.
         cluster.wait_until(
             "the old pods to be gone",
-            lambda: not set(before) & {p["metadata"]["name"] for p in release.app_pods()},
+            lambda: not set(before) & {p["metadata"]["name"] for p in release.pods("api")},
             timeout=120,
         )
         time.sleep(3)

@@ -94,19 +94,12 @@ def _wait_ready(server: PrometheusServer, timeout: float) -> None:
 
 @contextmanager
 def running_prometheus(target: str, rule_file: Path) -> Iterator[PrometheusServer]:
-    with running_config(config(target, rule_file)) as server:
-        yield server
-
-
-@contextmanager
-def running_config(prometheus_config: dict[str, Any]) -> Iterator[PrometheusServer]:
-    """Prometheus with the given configuration (for example Kubernetes service discovery)."""
     binary = shutil.which("prometheus")
     if binary is None:
         raise RuntimeError("prometheus missing: run scripts/install-promtool.sh")
     workdir = Path(tempfile.mkdtemp(prefix="us-dash-prom-"))
     config_path = workdir / "prometheus.yml"
-    config_path.write_text(yaml.safe_dump(prometheus_config), encoding="utf-8")
+    config_path.write_text(yaml.safe_dump(config(target, rule_file)), encoding="utf-8")
     log_path = workdir / "prometheus.log"
     port = free_port()
     with log_path.open("wb") as log:

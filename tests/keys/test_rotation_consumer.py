@@ -190,7 +190,7 @@ def rotation() -> Iterator[Recording]:
         assert status.returncode == 0, status.stderr
         record.status = json.loads(status.stdout)
         record.after_deletion["metrics"] = httpx.get(
-            f"{services['a'].base_url}/metrics", timeout=5
+            f"http://127.0.0.1:{services['a'].metrics_port}/metrics", timeout=5
         ).text
         yield record
 

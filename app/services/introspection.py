@@ -61,6 +61,7 @@ class IntrospectionService:
             "exp": claims.expires_at,
             "iat": claims.issued_at,
             "jti": claims.jti,
+            "sid": str(claims.session_id),
             "iss": self.issuer,
             "aud": self.audience,
             "token_type": "Bearer",

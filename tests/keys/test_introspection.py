@@ -83,6 +83,10 @@ async def test_active_follows_the_session(make_harness: Callable[..., Any]) -> N
     assert body["active"] is True and body["sub"] == user["id"]
     assert body["token_type"] == "Bearer" and body["iss"] == "user-service"
     assert body["exp"] > time.time()
+    assert (
+        body["sid"]
+        == jwt.decode(tokens["access_token"], options={"verify_signature": False})["sid"]
+    )
     assert await _active(harness, tokens["refresh_token"]) is False
 
     bearer = {"Authorization": f"Bearer {tokens['access_token']}"}

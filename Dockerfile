@@ -18,18 +18,17 @@ WORKDIR /src
 # The Python in the venv is whatever the base provides; the runtime stage has the same one at the same path.
 RUN python3 -m venv /opt/venv
 
-# Dependencies before sources: this layer is rebuilt only when pyproject.toml changes. The pins are read
-# from pyproject.toml itself (tomllib is in the standard library since 3.11), so there is no second list.
-# Every pinned dependency ships a wheel for CPython 3.11 on linux, so no compiler is needed here either.
-COPY pyproject.toml ./
-RUN python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
-        > requirements.txt \
-    && /opt/venv/bin/pip wheel --wheel-dir /wheels -r requirements.txt \
-    && /opt/venv/bin/pip install --no-index --find-links /wheels -r requirements.txt
+# Dependencies before sources: this layer is rebuilt only when the lock changes. The lock
+# (scripts/lock.sh) pins every package, transitive ones included, with the hashes of its files:
+# pip refuses anything else. Runtime only: no test tools, no embedded SQLite or in-process Redis.
+# Every locked package ships a wheel for CPython 3.11 on linux, so no compiler is needed either.
+COPY requirements/runtime.txt ./requirements.txt
+RUN /opt/venv/bin/pip install --require-hashes --only-binary :all: -r requirements.txt
 
 # The project itself, as a wheel built by its own backend (setuptools, from [build-system]).
 COPY README.md ./
 COPY app/ app/
+COPY pyproject.toml ./
 RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels . \
     && /opt/venv/bin/pip install --no-index --no-deps /wheels/user_service-*.whl \
     # Nothing at run time installs packages: drop the installers, after proving the set is consistent.

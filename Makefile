@@ -1,11 +1,14 @@
 # Entry points; each target does its own set-up (see README.md).
-.PHONY: run test lint dashboards loadtest sweep image fuzz audit k8s bench token-throughput ha
+.PHONY: run test lock lint dashboards loadtest sweep image fuzz audit k8s bench token-throughput ha
 
 run:  ## Run the service on :8000 (PostgreSQL/Redis when up, else embedded)
 	bash scripts/run.sh
 
 test:  ## The whole test suite, installing what it needs
 	bash scripts/test.sh
+
+lock:  ## Regenerate requirements/*.txt (hashes) from pyproject.toml's pins, after changing one
+	bash scripts/lock.sh
 
 lint:  ## ruff and mypy only
 	. .venv/bin/activate && ruff check . && ruff format --check . && mypy --strict app

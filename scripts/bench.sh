@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib/setup.sh
 source scripts/lib/setup.sh
-ensure_venv dev,bench
+ensure_venv dev
 ensure_postgres
 command -v redis-server >/dev/null || apt_install redis-server
 command -v wrk >/dev/null || apt_install wrk

@@ -7,7 +7,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib/setup.sh
 source scripts/lib/setup.sh
 
-ensure_venv dev
+# Only what serving needs; the embedded fallback's packages only when it falls back.
+ensure_venv runtime
 if [ -z "${DATABASE_URL:-}" ] && postgres_up; then
   python - <<'PY'
 import asyncio, asyncpg
@@ -22,6 +23,9 @@ PY
 fi
 if [ -z "${REDIS_URL:-}" ] && redis_up; then
   export REDIS_URL="redis://127.0.0.1:6379/0"
+fi
+if [ -z "${DATABASE_URL:-}${DATABASE_URL_FILE:-}" ] || [ -z "${REDIS_URL:-}${REDIS_URL_FILE:-}${REDIS_SENTINELS:-}${REDIS_CLUSTER_NODES:-}" ]; then
+  ensure_venv embedded
 fi
 log "database: ${DATABASE_URL:-embedded SQLite (.data/)}; redis: ${REDIS_URL:-in-process}"
 user-service migrate

@@ -11,7 +11,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/lib/setup.sh
 
 started=$(date +%s)
-ensure_venv dev,loadtest,deploy,dashboards,security
+ensure_venv dev
 ensure_postgres
 ensure_redis
 # The Redis fault tests start and kill a redis-server of their own.

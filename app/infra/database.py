@@ -24,6 +24,7 @@ from app.errors import (
     InvalidInputError,
 )
 from app.infra import pgbouncer
+from app.infra.embedded import require_embedded_extra
 from app.observability.metrics import DB_ERRORS
 from app.observability.pool_metrics import InstrumentedPool, instrument_pool, instrument_queries
 from app.settings import Settings
@@ -103,6 +104,7 @@ def _engine(settings: Settings, url: str, **options: Any) -> AsyncEngine:
 def create_engine(settings: Settings, *, pooled: bool = True) -> AsyncEngine:
     url = database_url(settings)
     if url.startswith("sqlite"):
+        require_embedded_extra("aiosqlite", "DATABASE_URL")
         EMBEDDED_DATABASE_PATH.parent.mkdir(parents=True, exist_ok=True)
         return create_async_engine(
             url, poolclass=StaticPool, echo=settings.db_echo, hide_parameters=True

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from app.infra.embedded import require_embedded_extra
 from app.infra.redis_topology import connect_cluster, connect_sentinel, connect_standalone
 from app.observability.metrics import REDIS_BREAKER_OPEN, RedisComponent, record_redis_error
 from app.settings import Settings
@@ -108,6 +109,7 @@ def create_redis(settings: Settings) -> RedisGateway:
     if not (settings.redis_dsn or settings.redis_sentinels or settings.redis_cluster_nodes):
         # Embedded development mode: an in-process Redis (with Lua) so every code path is
         # the same one production runs; the state lives and dies with this worker.
+        require_embedded_extra("fakeredis", "REDIS_URL")
         from fakeredis import FakeAsyncRedis
 
         return RedisGateway(FakeAsyncRedis(), breaker, embedded=True)

@@ -6,21 +6,24 @@ VENV=${VENV:-.venv}
 
 log() { printf '==> %s\n' "$*" >&2; }
 
-# ensure_venv EXTRAS: create .venv and install the project with the given extras
-# (comma-separated) when pyproject.toml changed since the last install.
+# ensure_venv LOCK: create .venv and install requirements/LOCK.txt (runtime, embedded or dev;
+# exact versions with hashes, see scripts/lock.sh), then the project itself without its
+# dependencies, whenever that lock or pyproject.toml changed since the last install.
 ensure_venv() {
-  local extras=$1 stamp
+  local lock="requirements/$1.txt" stamp
+  if [ ! -f "$lock" ]; then log "no lock file $lock"; return 1; fi
   if [ ! -x "$VENV/bin/python" ]; then
     log "creating virtualenv $VENV"
     "$PYTHON" -m venv "$VENV"
   fi
-  stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)-${extras//,/-}"
+  stamp="$VENV/.installed-$1-$(cat "$lock" pyproject.toml | sha256sum | cut -c1-16)"
   if [ ! -f "$stamp" ]; then
-    log "installing user-service[$extras] into $VENV"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[$extras]"
+    log "installing $lock into $VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes -r "$lock"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e .
     touch "$stamp"
   fi
-  export PATH="$PWD/$VENV/bin:$PATH"
+  export PATH="$(cd "$VENV" && pwd)/bin:$PATH"
 }
 
 postgres_up() { "$VENV/bin/python" - <<'PY' 2>/dev/null

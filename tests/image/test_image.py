@@ -96,3 +96,23 @@ def test_size_against_the_base(image: BuiltImage) -> None:
     layers = image_sh("inspect").stdout.strip().splitlines()[-1]
     REPORT.append(f"layers: {layers.strip()}")
     assert 0 < added < SIZE_BUDGET_BYTES, f"the runtime stage adds {added / 1e6:.0f} MB"
+
+
+def test_only_runtime_packages_and_embedded_mode_names_what_is_missing(image: BuiltImage) -> None:
+    """Development-only packages (test tools, SQLite, the in-process Redis) stay out of the
+    image; a start there without the URLs says which variable to set, not an ImportError."""
+    probe = (
+        "import importlib.util, json; print(json.dumps({m: importlib.util.find_spec(m) is not "
+        "None for m in ['app', 'fakeredis', 'aiosqlite', 'pytest', 'mypy', 'ruff', 'locust']}))"
+    )
+    out = image_sh("run", "--command", "python3", "--", "-c", probe).stdout
+    found = json.loads(out.strip().splitlines()[-1])
+    assert found.pop("app") is True
+    assert not any(found.values()), found
+    start = (
+        "from app.settings import Settings; from app.infra.redis import create_redis; "
+        "create_redis(Settings())"
+    )
+    result = image_sh("run", "--command", "python3", "--", "-c", start, check=False)
+    assert result.returncode != 0
+    assert "REDIS_URL is not set" in result.stdout + result.stderr

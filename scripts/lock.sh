@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Regenerates the lock files in requirements/ from the exact pins in pyproject.toml: every
+# package, transitive ones included, pinned with the hashes of its published files.
+#   requirements/runtime.txt   the service (the image, and `make run` with PostgreSQL/Redis)
+#   requirements/embedded.txt  + SQLite and the in-process Redis (`make run` without them)
+#   requirements/dev.txt       + every extra (tests, lint, load tests, deploy checks, ...)
+# Run it (`make lock`) after changing a dependency in pyproject.toml and commit the result;
+# tests/test_lock.py fails while a pin in pyproject.toml and the lock disagree.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/lib/setup.sh
+source scripts/lib/setup.sh
+
+# The resolver is pinned too, in a venv of its own (cached), so every lock is made alike.
+UV_VERSION=0.13.8
+UV_VENV=${XDG_CACHE_HOME:-$HOME/.cache}/user-service/uv-$UV_VERSION
+if [ ! -x "$UV_VENV/bin/uv" ]; then
+  log "installing uv $UV_VERSION"
+  "$PYTHON" -m venv "$UV_VENV"
+  "$UV_VENV/bin/pip" install --quiet --disable-pip-version-check "uv==$UV_VERSION"
+fi
+
+compile() {
+  local name=$1
+  shift
+  # --universal: one lock for every platform and Python >= 3.11 (markers where they differ).
+  "$UV_VENV/bin/uv" pip compile pyproject.toml --quiet --universal --python-version 3.11 \
+    --generate-hashes --custom-compile-command "make lock" "$@" \
+    --output-file "requirements/$name.txt"
+  log "requirements/$name.txt: $(grep -c '^[a-z0-9]' "requirements/$name.txt") packages"
+}
+
+mkdir -p requirements
+compile runtime
+compile embedded --extra embedded
+compile dev --all-extras

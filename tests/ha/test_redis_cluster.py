@@ -48,7 +48,11 @@ async def test_cluster_master_failed_over_under_load(fault_report: Callable[...,
                     await load.prepare()
                     load.start()
                     await asyncio.sleep(2)
-                    assert await successor.keys(f"{PREFIX}:user:*"), "nothing cached"
+
+                    async def cached() -> bool:
+                        return bool(await successor.keys(f"{PREFIX}:user:*"))
+
+                    await wait_for(cached, timeout=15)
 
                     ledger.phase = "switching"
                     await asyncio.sleep(0.3)
@@ -96,7 +100,9 @@ async def test_cluster_master_failed_over_under_load(fault_report: Callable[...,
         await asyncio.to_thread(drop_database, database)
 
     failed = ledger.failed()
-    assert {o.status for o in failed} <= {503}, (ledger.summary(failed), logs[-3000:])
+    # Sessions and tokens live in PostgreSQL, and the cache and rate limiter fall back while
+    # Redis has no master: a failover costs no request.
+    assert not failed, (ledger.summary(failed), logs[-3000:])
     assert not [o for o in ledger.outcomes if o.status == 401], ledger.summary()
     for phase in ("warm-up", "after"):
         assert not ledger.failed(ledger.in_phase(phase)), (phase, ledger.summary())
@@ -108,7 +114,7 @@ async def test_cluster_master_failed_over_under_load(fault_report: Callable[...,
         fault="Redis Cluster (3 masters + 3 replicas): the service's master killed (SIGKILL)",
         requests_sent=len(ledger.outcomes),
         requests_failed=len(failed),
-        failures_expected="503 while the slot has no master (fail-closed checks)",
+        failures_expected="none: sessions live in PostgreSQL",
         rows_checked=rows,
         recovery_seconds=served - killed,
         notes=f"replica promoted after {promoted_at - killed:.2f}s (cluster-node-timeout 1 s); "

@@ -52,7 +52,11 @@ async def test_sentinel_master_killed_under_load(fault_report: Callable[..., Non
                     await load.prepare()
                     load.start()
                     await asyncio.sleep(2)
-                    assert await replica.keys(f"faults:{RUN}:user:*"), "nothing cached"
+
+                    async def cached() -> bool:
+                        return bool(await replica.keys(f"faults:{RUN}:user:*"))
+
+                    await wait_for(cached, timeout=15)
 
                     ledger.phase = "switching"
                     await asyncio.sleep(0.3)
@@ -103,7 +107,9 @@ async def test_sentinel_master_killed_under_load(fault_report: Callable[..., Non
         await asyncio.to_thread(drop_database, database)
 
     failed = ledger.failed()
-    assert {o.status for o in failed} <= {503}, (ledger.summary(failed), logs[-3000:])
+    # Sessions and tokens live in PostgreSQL, and the cache and rate limiter fall back while
+    # Redis has no master: a failover costs no request.
+    assert not failed, (ledger.summary(failed), logs[-3000:])
     assert not [o for o in ledger.outcomes if o.status == 401], ledger.summary()
     for phase in ("warm-up", "after"):
         assert not ledger.failed(ledger.in_phase(phase)), (phase, ledger.summary())
@@ -116,7 +122,7 @@ async def test_sentinel_master_killed_under_load(fault_report: Callable[..., Non
         fault="Redis Sentinel: master killed (SIGKILL), replica promoted by 3 sentinels",
         requests_sent=len(ledger.outcomes),
         requests_failed=len(failed),
-        failures_expected="503 while no master answers (fail-closed checks)",
+        failures_expected="none: sessions live in PostgreSQL",
         rows_checked=rows,
         recovery_seconds=served - killed,
         notes=f"sentinels promoted after {promoted_at - killed:.2f}s "

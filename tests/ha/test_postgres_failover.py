@@ -100,6 +100,6 @@ async def test_primary_killed_standby_promoted_under_load(
         failures_expected="503 while no writable host",
         rows_checked=rows,
         recovery_seconds=recovered - killed,
-        notes=f"promotion to first write {recovered - promoted:.2f}s; "
+        notes=f"promotion to first write {max(0.0, recovered - promoted):.2f}s; "
         f"failover phase: {ledger.summary(failover)}; no acknowledged write lost",
     )

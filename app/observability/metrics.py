@@ -7,9 +7,30 @@ right when gunicorn runs several workers with PROMETHEUS_MULTIPROC_DIR set.
 
 from __future__ import annotations
 
+import os
 from typing import Final, Literal, get_args
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, values
+
+# In multiprocess mode every sample write first asks for the process id, to notice a fork:
+# one getpid() system call per write, eleven per request. The id is kept here instead and
+# renewed in the child of every fork, which is the only time it changes.
+_pid = os.getpid()
+
+
+def _renew_pid() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+def _process_id() -> int:
+    return _pid
+
+
+os.register_at_fork(after_in_child=_renew_pid)
+if values.ValueClass is not values.MutexValue:
+    values.ValueClass = values.MultiProcessValue(process_identifier=_process_id)  # type: ignore[no-untyped-call]
+
 
 PREFIX: Final = "user_service"
 

@@ -20,6 +20,7 @@ from app.api import auth, health, introspection, sessions, users, wellknown
 from app.api.body_limit import BodySizeLimitMiddleware
 from app.api.compression import FastGZipMiddleware
 from app.api.deps import RATE_LIMIT_HEADERS
+from app.api.openapi import install_docs
 from app.api.trusted_host import TrustedHostMiddleware
 from app.errors import PROBLEM_MEDIA_TYPE, DomainError, problem_body
 from app.infra.database import DRIVER_ERRORS, classify_database_error, database_error_cause
@@ -188,10 +189,12 @@ def create_app(
         version=__version__,
         summary="Users and authentication.",
         lifespan=_lifespan(settings, span_processor),
-        docs_url="/docs" if settings.docs_enabled else None,
+        docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
+    if settings.docs_enabled:
+        install_docs(app, openapi_url="/openapi.json", docs_url="/docs")
     app.state.draining = False
     app.state.settings = settings
 

@@ -21,6 +21,8 @@ bash scripts/install-ha.sh
 PATH="$(bash scripts/install-helm.sh):$PATH"
 export PATH
 bash scripts/install-promtool.sh
+# The API-document tests: Debian's chromium for /docs, the pinned Redocly CLI as linter.
+bash scripts/install-docs-tools.sh
 if [ -f scripts/image.sh ]; then
   # The image tests build the container image with buildah; without it they say so and skip.
   bash scripts/image.sh ensure-tools || log "buildah unavailable: the image tests will skip"

@@ -21,7 +21,10 @@ from app.services.users import UserService
 from app.settings import Rate
 from app.wiring import Resources
 
-oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token")
+oauth2_scheme = OAuth2PasswordBearer(
+    tokenUrl="/api/v1/auth/token",
+    description="Log in with your **email** as the username and your password.",
+)
 
 
 # Every dependency here is `async def`: FastAPI runs plain `def` dependencies in a thread

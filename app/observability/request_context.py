@@ -217,6 +217,7 @@ class RequestContextMiddleware:
                     "request",
                     method=method,
                     route=handler,
+                    path=path,
                     status=status,
                     duration_ms=round(elapsed * 1000, 2),
                     client=scope["client"][0] if scope.get("client") else None,

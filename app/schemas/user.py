@@ -37,7 +37,20 @@ FullName = Annotated[str, StringConstraints(max_length=200), AfterValidator(_sto
 
 
 class UserCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A sign-up: the email is stored lower-cased and must not be taken."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "email": "ada@example.com",
+                    "password": "correct horse battery",
+                    "full_name": "Ada Lovelace",
+                }
+            ]
+        },
+    )
 
     email: EmailStr = Field(max_length=320)
     password: Password
@@ -52,7 +65,9 @@ class UserCreate(BaseModel):
 class UserUpdate(BaseModel):
     """A partial update. `is_active` and `is_admin` are honoured for admins only (403 otherwise)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"full_name": "Ada King"}]}
+    )
 
     full_name: FullName | None = None
     password: Password | None = None
@@ -67,7 +82,24 @@ class UserUpdate(BaseModel):
 
 
 class UserRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    """An account as the API shows it (never its password hash)."""
+
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
+                    "email": "ada@example.com",
+                    "full_name": "Ada Lovelace",
+                    "is_active": True,
+                    "is_admin": False,
+                    "created_at": "2026-01-31T09:15:00Z",
+                    "updated_at": "2026-01-31T09:15:00Z",
+                }
+            ]
+        },
+    )
 
     id: uuid.UUID
     email: str
@@ -79,6 +111,8 @@ class UserRead(BaseModel):
 
 
 class UserPage(BaseModel):
+    """One page of users, oldest first."""
+
     items: list[UserRead]
     next_cursor: str | None = Field(
         description="Pass as `cursor` to get the next page; null on the last page."

@@ -14,7 +14,6 @@ from app.api.responses import (
     BODY,
     DEPENDENCIES,
     FORM_BODY,
-    RATE_LIMIT_HEADERS,
     RATE_LIMITED,
     responses,
 )
@@ -36,7 +35,7 @@ router = APIRouter(prefix="/auth", tags=["auth"])
         RATE_LIMITED,
         *FORM_BODY,
         *DEPENDENCIES,
-        headers=RATE_LIMIT_HEADERS,
+        rate_limited=True,
     ),
 )
 async def login(
@@ -71,7 +70,7 @@ async def refresh(data: RefreshRequest, auth: AuthServiceDep, client: ClientDep)
         *AUTHENTICATED,
         *BODY,
         *DEPENDENCIES,
-        headers=RATE_LIMIT_HEADERS,
+        rate_limited=True,
     ),
 )
 async def logout(

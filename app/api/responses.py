@@ -68,6 +68,10 @@ HEADERS: Final[dict[str, dict[str, Any]]] = {
     "Location": _header(
         "Path of the created resource.", {"type": "string", "format": "uri-reference"}, True
     ),
+    "Cache-Control": _header(
+        "How long a client or proxy may reuse this answer.", {"type": "string"}, required=True
+    ),
+    "ETag": _header("Version of the answer, for If-None-Match.", {"type": "string"}, True),
     "WWW-Authenticate": _header(
         "The scheme to authenticate with: `Bearer`.", {"type": "string"}, required=True
     ),
@@ -154,6 +158,13 @@ NOT_FOUND: Final = ProblemSpec(
     "No user with this id",
     "User 3fa85f64-5717-4562-b3fc-2c963f66afa6 does not exist.",
 )
+LAST_ADMIN: Final = ProblemSpec(
+    409,
+    "conflict",
+    "Conflict",
+    "The last admin cannot be demoted, deactivated or deleted",
+    "The last admin cannot be demoted, deactivated or deleted; make another user admin first.",
+)
 EMAIL_TAKEN: Final = ProblemSpec(
     409,
     "conflict",
@@ -231,9 +242,10 @@ def problems(*specs: ProblemSpec) -> dict[int | str, dict[str, Any]]:
     responses: dict[int | str, dict[str, Any]] = {}
     for status, group in sorted(by_status.items()):
         headers = _headers(dict.fromkeys(name for spec in group for name in spec.headers))
-        examples = {
-            spec.slug: {"summary": spec.description, "value": spec.example()} for spec in group
-        }
+        examples: dict[str, Any] = {}
+        for spec in group:
+            name = spec.slug if spec.slug not in examples else f"{spec.slug}-{len(examples)}"
+            examples[name] = {"summary": spec.description, "value": spec.example()}
         response: dict[str, Any] = {
             "description": "; or ".join(dict.fromkeys(spec.description for spec in group)),
             "content": {
@@ -265,6 +277,14 @@ def responses(
     description: str,
     *specs: ProblemSpec,
     headers: Iterable[str] = (),
+    rate_limited: bool = False,
 ) -> dict[int | str, dict[str, Any]]:
-    """The whole `responses` of an operation: its success and every problem it can give."""
-    return {**success(status, description, headers), **problems(*specs)}
+    """The whole `responses` of an operation: its success and every problem it can give.
+    `rate_limited`: every answer (errors too) may carry the RateLimit-* headers."""
+    declared = {**success(status, description, headers), **problems(*specs)}
+    if rate_limited:
+        for response in declared.values():
+            response_headers = response.setdefault("headers", {})
+            for name in RATE_LIMIT_HEADERS:
+                response_headers.setdefault(name, HEADERS[name])
+    return declared

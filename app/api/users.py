@@ -17,8 +17,8 @@ from app.api.responses import (
     EMAIL_TAKEN,
     FORBIDDEN,
     INVALID,
+    LAST_ADMIN,
     NOT_FOUND,
-    RATE_LIMIT_HEADERS,
     responses,
 )
 from app.schemas.user import UserCreate, UserPage, UserRead, UserUpdate
@@ -51,7 +51,7 @@ async def sign_up(data: UserCreate, users: UserServiceDep, response: Response) -
     operation_id="readMe",
     summary="The caller's account",
     responses=responses(
-        200, "The caller", *AUTHENTICATED, NOT_FOUND, *DEPENDENCIES, headers=RATE_LIMIT_HEADERS
+        200, "The caller", *AUTHENTICATED, NOT_FOUND, *DEPENDENCIES, rate_limited=True
     ),
 )
 async def read_me(read: SelfReadDep, users: UserServiceDep, response: Response) -> Response:
@@ -71,7 +71,7 @@ async def read_me(read: SelfReadDep, users: UserServiceDep, response: Response) 
         NOT_FOUND,
         INVALID,
         *DEPENDENCIES,
-        headers=RATE_LIMIT_HEADERS,
+        rate_limited=True,
     ),
 )
 async def read_user(read: UserReadDep, users: UserServiceDep, response: Response) -> Response:
@@ -91,9 +91,10 @@ async def read_user(read: UserReadDep, users: UserServiceDep, response: Response
         FORBIDDEN,
         NOT_FOUND,
         EMAIL_TAKEN,
+        LAST_ADMIN,
         *BODY,
         *DEPENDENCIES,
-        headers=RATE_LIMIT_HEADERS,
+        rate_limited=True,
     ),
 )
 async def update_user(
@@ -116,9 +117,10 @@ async def update_user(
         *AUTHENTICATED,
         FORBIDDEN,
         NOT_FOUND,
+        LAST_ADMIN,
         INVALID,
         *DEPENDENCIES,
-        headers=RATE_LIMIT_HEADERS,
+        rate_limited=True,
     ),
 )
 async def delete_user(user_id: uuid.UUID, claims: ClaimsDep, users: UserServiceDep) -> None:
@@ -139,7 +141,7 @@ async def delete_user(user_id: uuid.UUID, claims: ClaimsDep, users: UserServiceD
         ADMIN_ONLY,
         INVALID,
         *DEPENDENCIES,
-        headers=RATE_LIMIT_HEADERS,
+        rate_limited=True,
     ),
 )
 async def list_users(

@@ -8,6 +8,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 
 from app.api.deps import ResourcesDep
+from app.api.responses import HEADERS
 from app.observability.metrics import JWKS_REQUESTS
 
 router = APIRouter(prefix="/.well-known", tags=["discovery"])
@@ -17,21 +18,27 @@ _JWK_SET = {
     "required": ["keys"],
     "properties": {"keys": {"type": "array", "items": {"type": "object"}}},
 }
+_CACHED = {name: HEADERS[name] for name in ("Cache-Control", "ETag")}
 _JWKS_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The JWK Set.",
         "content": {"application/jwk-set+json": {"schema": _JWK_SET}},
+        "headers": _CACHED,
     },
-    304: {"description": "The set matches If-None-Match."},
+    304: {"description": "The set matches If-None-Match.", "headers": _CACHED},
+    # Not a problem document on purpose: a consumer that caches whatever it gets must get
+    # an empty key set it is told not to store (no-store), never an error body.
     503: {
         "description": "No key loaded yet; never cached.",
         "content": {"application/jwk-set+json": {"schema": _JWK_SET}},
+        "headers": {name: HEADERS[name] for name in ("Cache-Control", "Retry-After")},
     },
 }
 _METADATA_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "RFC 8414 metadata.",
         "content": {"application/json": {"schema": {"type": "object", "required": ["issuer"]}}},
+        "headers": {"Cache-Control": HEADERS["Cache-Control"]},
     }
 }
 
@@ -52,6 +59,7 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 @router.get(
     "/jwks.json",
     summary="Public signing keys (JWK Set)",
+    operation_id="getJwks",
     response_class=Response,
     responses=_JWKS_RESPONSES,
 )
@@ -83,6 +91,7 @@ async def jwks(request: Request, resources: ResourcesDep) -> Response:
 @router.get(
     "/oauth-authorization-server",
     summary="Authorization server metadata (RFC 8414)",
+    operation_id="getAuthorizationServerMetadata",
     response_class=Response,
     responses=_METADATA_RESPONSES,
 )

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from loadtests.locust_csv import RunStats
+from loadtests.offered import OfferedLoad
 from loadtests.service_metrics import ServiceMetrics
 from loadtests.thresholds import Thresholds
 
@@ -65,7 +66,10 @@ def _group_worst(stats: RunStats, routes: tuple[str, ...], attr: str) -> tuple[f
 
 
 def evaluate(
-    thresholds: Thresholds, stats: RunStats, metrics: ServiceMetrics | None
+    thresholds: Thresholds,
+    stats: RunStats,
+    metrics: ServiceMetrics | None,
+    offered: OfferedLoad | None = None,
 ) -> list[Check]:
     checks: list[Check] = []
     total = stats.total
@@ -88,6 +92,24 @@ def evaluate(
                 note=f"{total.failures} of {total.requests} failed",
             )
         )
+    if thresholds.min_throughput_of_offered is not None:
+        # Served against offered: a service that keeps up serves nearly all of it, whatever
+        # the user count; a saturated one queues requests and falls behind.
+        if offered is None or offered.rps <= 0:
+            checks.append(
+                Check("throughput / offered", "min", thresholds.min_throughput_of_offered, None)
+            )
+        else:
+            checks.append(
+                Check(
+                    "throughput / offered",
+                    "min",
+                    thresholds.min_throughput_of_offered,
+                    total.rps / offered.rps,
+                    "ratio",
+                    f"{total.rps:.1f} req/s served of {offered.describe()}",
+                )
+            )
     if thresholds.min_throughput_rps is not None:
         checks.append(Check("throughput", "min", thresholds.min_throughput_rps, total.rps, "req/s"))
     for group in thresholds.groups:

@@ -6,6 +6,11 @@
 Without --host it starts the service itself on 127.0.0.1 (fresh database, gunicorn, the
 load-test settings in loadtests/local_service.py) and stops it afterwards.
 
+Distributed: --processes N forks N Locust workers on this machine (one process does about
+2,000 requests a second per core); --expect-workers N makes this a master that waits for N
+workers started elsewhere (`locust -f loadtests/locustfile.py --worker --master-host ...`,
+the chart's worker pods). Either way the verdict is taken from the master's aggregated stats.
+
 Exit codes: 0 every threshold passed, 1 at least one failed (summary.md says which and by
 how much), 2 the run could not be made (service unreachable, Locust crashed, bad file).
 """
@@ -23,6 +28,8 @@ from typing import Any
 
 from loadtests import local_service, promscrape, seed
 from loadtests.evaluate import evaluate
+from loadtests.html_report import write_html
+from loadtests.offered import OfferedLoad, parse_duration
 from loadtests.report import checks_table, verdict, write_summary
 from loadtests.runner import RunError, Scenario, measure
 from loadtests.thresholds import ThresholdsError, load_thresholds
@@ -69,6 +76,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--metrics-dns",
         metavar="HOST:PORT",
         help="scrape every address HOST resolves to (a headless Service: all pods)",
+    )
+    dist = p.add_argument_group("distributed Locust")
+    dist.add_argument(
+        "--processes", type=int, default=0, help="Locust worker processes on this machine"
+    )
+    dist.add_argument(
+        "--expect-workers", type=int, default=0, help="be a master; wait for N remote workers"
+    )
+    dist.add_argument("--master-bind-port", type=int, default=5557)
+    dist.add_argument(
+        "--worker-counts-dir", type=Path, help="each worker writes its request count here"
     )
     local = p.add_argument_group("local service (only without --host)")
     local.add_argument("--workers", type=int, default=2)
@@ -143,7 +161,22 @@ def main(argv: list[str] | None = None) -> int:
         wait_min=args.wait_min,
         wait_max=args.wait_max,
         hot_share=args.hot_share,
+        processes=args.processes,
+        expect_workers=args.expect_workers,
+        master_bind_port=args.master_bind_port,
+        worker_counts_dir=args.worker_counts_dir,
     )
+    try:
+        offered = OfferedLoad(
+            users=args.users,
+            spawn_rate=args.spawn_rate,
+            duration_s=parse_duration(args.duration),
+            wait_min_s=args.wait_min,
+            wait_max_s=args.wait_max,
+        )
+    except ValueError as exc:
+        print(f"gate: --duration: {exc}", file=sys.stderr)
+        return 2
     try:
         metrics_urls = list(args.metrics_url)
         if args.metrics_dns:
@@ -164,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RunError, seed.SeedError, OSError, ValueError) as exc:
         print(f"gate: run failed: {exc}", file=sys.stderr)
         return 2
-    checks = evaluate(thresholds, result.stats, result.metrics)
+    checks = evaluate(thresholds, result.stats, result.metrics, offered)
     load_after = os.getloadavg()
     meta = {
         **started,
@@ -172,6 +205,14 @@ def main(argv: list[str] | None = None) -> int:
         "spawn rate": args.spawn_rate,
         "duration": args.duration,
         "think time": f"{args.wait_min}-{args.wait_max}s",
+        "offered load": offered.describe(),
+        "load generator": (
+            f"Locust master + {args.expect_workers} remote workers"
+            if args.expect_workers
+            else f"Locust master + {args.processes} local worker processes"
+            if args.processes
+            else "one Locust process"
+        ),
         "thresholds": f"{args.thresholds} (version {thresholds.version})",
         # Latency on a shared machine says as much about the neighbours as about the service.
         "load average of this machine (1/5/15 min) at the end": " / ".join(
@@ -179,9 +220,17 @@ def main(argv: list[str] | None = None) -> int:
         ),
     }
     summary = write_summary(args.out, checks, result.stats, result.metrics, meta)
+    report = write_html(
+        args.out,
+        checks=checks,
+        stats=result.stats,
+        metrics=result.metrics,
+        meta=meta,
+        offered=offered,
+    )
     passed = verdict(checks)
     print(checks_table(checks))
-    print(f"\n{'PASS' if passed else 'FAIL'}: summary {summary}, report {args.out / 'report.html'}")
+    print(f"\n{'PASS' if passed else 'FAIL'}: summary {summary}, report {report}")
     return 0 if passed else 1
 
 

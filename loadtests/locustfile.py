@@ -19,15 +19,18 @@ import csv
 import json
 import os
 import random
+import time
 import uuid
 from collections.abc import Iterator
 from itertools import cycle
 from typing import Any
 from urllib.parse import quote
 
+import gevent
 from locust import FastHttpUser, between, events, task
 from locust.contrib.fasthttp import ResponseContextManager
 from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
 API = "/api/v1"
@@ -57,6 +60,8 @@ class Seed:
 
 
 _seed: Seed | None = None
+_sent = 0  # requests this process sent (a worker's share of the run)
+SEED_MESSAGE = "loadtest-seed"
 
 
 def seed() -> Seed:
@@ -70,14 +75,93 @@ def seed() -> Seed:
     return _seed
 
 
-@events.test_stop.add_listener  # type: ignore[untyped-decorator]
-def _write_final_stats(environment: Environment, **_: Any) -> None:
+@events.init.add_listener  # type: ignore[untyped-decorator]
+def _distribute_seed(environment: Environment, **_: Any) -> None:
+    """In distributed mode the master reads the seed file and hands it to every worker, so
+    worker pods need no copy of it (each worker gets it before its first spawn order)."""
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+
+        def receive(message: Any, **__: Any) -> None:
+            global _seed
+            _seed = Seed(message.data)
+
+        runner.register_message(SEED_MESSAGE, receive)
+    elif isinstance(runner, MasterRunner):
+
+        def send(**__: Any) -> None:
+            path = os.environ.get("LOADTEST_SEED_FILE")
+            if path:
+                with open(path, encoding="utf-8") as handle:
+                    runner.send_message(SEED_MESSAGE, json.load(handle))
+
+        environment.events.test_start.add_listener(send)
+
+
+@events.request.add_listener  # type: ignore[untyped-decorator]
+def _count(**_: Any) -> None:
+    global _sent
+    _sent += 1
+
+
+def _final_stats(environment: Environment) -> None:
     # Locust's own CSV is rewritten once a second and can miss the last requests; this one
-    # is written after every user has stopped, so the gate judges the whole run.
+    # is written after every user has stopped, so the gate judges the whole run (in
+    # distributed mode: the master's stats, aggregated from every worker).
     path = os.environ.get("LOADTEST_FINAL_STATS")
     if path:
         with open(path, "w", newline="", encoding="utf-8") as handle:
             StatsCSV(environment, PERCENTILES_TO_REPORT).requests_csv(csv.writer(handle))
+
+
+def _settled_total(environment: Environment, quiet_seconds: float, limit_seconds: float) -> None:
+    """Wait until the master's request total has not moved for `quiet_seconds`."""
+    stats = environment.runner.stats  # type: ignore[union-attr]
+    deadline = time.monotonic() + limit_seconds
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        total = stats.total.num_requests
+        if total != last:
+            last, since = total, time.monotonic()
+        elif time.monotonic() - since >= quiet_seconds:
+            return
+        gevent.sleep(0.25)
+
+
+@events.test_start.add_listener  # type: ignore[untyped-decorator]
+def _schedule_distributed_stop(environment: Environment, **_: Any) -> None:
+    """Distributed runs end here rather than on --run-time: Locust's headless quit fires
+    test_stop before the workers' last reports arrive (and waits half a second for them),
+    so the master's totals would miss the tail. Stopping first lets every worker stop its
+    users; their next report (every 3 s) carries the rest, then the totals settle."""
+    seconds = os.environ.get("LOADTEST_RUN_TIME")
+    runner = environment.runner
+    if not seconds or not isinstance(runner, MasterRunner):
+        return
+
+    def stop_then_quit() -> None:
+        gevent.sleep(float(seconds))
+        runner.stop()
+        gevent.sleep(3.5)
+        _settled_total(environment, quiet_seconds=4.0, limit_seconds=60.0)
+        _final_stats(environment)
+        runner.quit()
+
+    gevent.spawn(stop_then_quit)
+
+
+@events.test_stop.add_listener  # type: ignore[untyped-decorator]
+def _write_final_stats(environment: Environment, **_: Any) -> None:
+    if isinstance(environment.runner, WorkerRunner):
+        # A worker's own stats are shipped to the master and reset: it keeps only a count.
+        counts = os.environ.get("LOADTEST_WORKER_COUNTS_DIR")
+        if counts:
+            with open(os.path.join(counts, f"{os.getpid()}.json"), "w", encoding="utf-8") as f:
+                json.dump({"requests": _sent}, f)
+        return
+    if isinstance(environment.runner, MasterRunner) and os.environ.get("LOADTEST_RUN_TIME"):
+        return  # written once the workers' last reports are in (_schedule_distributed_stop)
+    _final_stats(environment)
 
 
 def _wait() -> Any:

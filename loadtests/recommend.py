@@ -155,12 +155,48 @@ def choose(
     best = max(score(r) for r in eligible)
     close = [r for r in eligible if score(r) >= (1 - criteria.tolerance) * best]
     pick = min(close, key=lambda r: _cost(axis, r))
+    return pick, explain(axis, pick, unit, score(pick), best, len(close), len(on_axis), criteria)
+
+
+def explain(
+    axis: str,
+    pick: PointResult,
+    unit: str,
+    scored: float,
+    best: float,
+    close: int,
+    measured_values: int,
+    criteria: Criteria,
+) -> str:
+    """The pick, the numbers it was judged on, and how they relate to what was measured."""
     label = pick.knobs.label(axis)
-    measured = "" if unit == "req/s" else f", {pick.rps:.0f} req/s measured"
-    return pick, (
-        f"{axis}: {label} ({score(pick):.0f} {unit}{measured}; best eligible {best:.0f}; "
-        f"{len(close)} of {len(on_axis)} values within {criteria.tolerance:.0%})"
+    text = (
+        f"{axis}: {label}, the cheapest of the {close} of {measured_values} measured values "
+        f"that met the criteria and scored within {criteria.tolerance:.0%} of the best "
+        f"({scored:.0f} against {best:.0f} {unit})"
     )
+    if unit == "req/s CPU-bound capacity":
+        text += (
+            f". Capacity is min(workers, cores) x 1000 / service CPU ms per request = "
+            f"min({pick.workers}, {pick.cores}) x 1000 / {pick.service_cpu_ms_per_request:.2f} "
+            f"= {scored:.0f} req/s, what the workers could serve with the CPU to themselves; "
+            f"the run measured {pick.rps:.0f} req/s because the load generator, the database "
+            "and the neighbours shared the machine's cores"
+        )
+    elif unit == "req per CPU-second":
+        cpu = pick.service_cpu_ms_per_request + pick.db_cpu_ms_per_request
+        text += (
+            f". That is 1000 / ({pick.service_cpu_ms_per_request:.2f} service + "
+            f"{pick.db_cpu_ms_per_request:.2f} database CPU ms per request = {cpu:.2f}); "
+            f"{pick.rps:.0f} req/s were measured, with a cache hit ratio of "
+            f"{pick.cache_hit_ratio:.0%}"
+        )
+    else:
+        text += (
+            f"; p95 {pick.p95_ms:.0f} ms, pool wait p95 {pick.pool_wait_p95_ms:.1f} ms, "
+            f"{pick.pool_timeouts:.0f} pool timeouts, errors {pick.error_ratio:.2%}"
+        )
+    return text
 
 
 def recommend(

@@ -12,34 +12,57 @@ from loadtests.locust_csv import RunStats
 from loadtests.service_metrics import ServiceMetrics
 
 
-def _fmt(value: float | None, unit: str = "") -> str:
+def fmt(value: float | None, unit: str = "") -> str:
     if value is None:
         return "n/a"
     if unit == "ms":
         return f"{value:.1f} ms"
     if unit == "req/s":
         return f"{value:.1f} req/s"
+    if unit == "ratio":
+        return f"{value:.0%}"
     if abs(value) < 1 and value != 0:
         return f"{value:.4f}"
     return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.0f}"
 
 
-def _margin(check: Check) -> str:
-    """Signed distance to the limit: "+12.0 ms (+8%)" past it, "-3.1 ms (-2%)" within it."""
+def margin(check: Check) -> str:
+    """How far the measurement is from its limit, in words: "38.0 ms under the limit",
+    "12% of the limit short", never a bare signed number whose sign must be decoded."""
+    if check.skipped:
+        return "skipped"
     excess = check.excess
     if excess is None:
-        return "no data"
+        return "nothing measured"
+    distance = abs(excess)
+    if check.unit == "ratio":
+        amount = f"{distance * 100:.0f} points"
+    elif check.unit in {"ms", "req/s"}:
+        amount = fmt(distance, check.unit)
+    else:
+        amount = f"{distance:.4g}"
     ratio = check.excess_ratio
-    text = f"{excess:+.1f} ms" if check.unit == "ms" else f"{excess:+.4g}"
-    if ratio is not None:
-        text += f" ({ratio:+.0%})"
-    return text
+    if ratio is not None and check.unit != "ratio":
+        amount += f" ({abs(ratio):.0%} of the limit)"
+    if excess == 0:
+        return "exactly at the limit"
+    side = (
+        ("over" if excess > 0 else "under")
+        if check.bound == "max"
+        else ("short of" if excess > 0 else "above")
+    )
+    return f"{amount} {side} the limit"
 
 
-def _result(check: Check) -> str:
+def result(check: Check) -> str:
     if check.skipped:
         return "SKIP"
     return "PASS" if check.passed else "FAIL"
+
+
+def limit_text(check: Check) -> str:
+    word = "at most" if check.bound == "max" else "at least"
+    return f"{word} {fmt(check.limit, check.unit)}"
 
 
 def verdict(checks: Sequence[Check]) -> bool:
@@ -48,15 +71,13 @@ def verdict(checks: Sequence[Check]) -> bool:
 
 def checks_table(checks: Sequence[Check]) -> str:
     lines = [
-        "| check | limit | measured | margin | result | note |",
+        "| check | limit | measured | result | margin | note |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for check in checks:
-        sign = "<=" if check.bound == "max" else ">="
         lines.append(
-            f"| {check.name} | {sign} {_fmt(check.limit, check.unit)} "
-            f"| {_fmt(check.measured, check.unit)} | {_margin(check)} "
-            f"| {_result(check)} | {check.note} |"
+            f"| {check.name} | {limit_text(check)} | {fmt(check.measured, check.unit)} "
+            f"| {result(check)} | {margin(check)} | {check.note} |"
         )
     return "\n".join(lines)
 
@@ -75,24 +96,27 @@ def routes_table(stats: RunStats) -> str:
     return "\n".join(lines)
 
 
-def service_table(metrics: ServiceMetrics | None) -> str:
-    if metrics is None:
-        return "The service's /metrics could not be scraped."
+def service_rows(metrics: ServiceMetrics) -> list[tuple[str, str]]:
     hit = metrics.cache_hit_ratio
-    rows = [
+    return [
         ("cache lookups", f"{metrics.cache_lookups:.0f}"),
         ("cache hit ratio", "n/a" if hit is None else f"{hit:.3f}"),
         *((f"cache {k}", f"{v:.0f}") for k, v in metrics.cache.items()),
         ("pool checkouts", f"{metrics.pool_checkouts:.0f}"),
-        ("pool wait mean", _fmt(metrics.pool_wait_mean_ms, "ms")),
-        ("pool wait p95", _fmt(metrics.pool_wait_p95_ms, "ms")),
-        ("pool wait p99", _fmt(metrics.pool_wait_p99_ms, "ms")),
+        ("pool wait mean", fmt(metrics.pool_wait_mean_ms, "ms")),
+        ("pool wait p95", fmt(metrics.pool_wait_p95_ms, "ms")),
+        ("pool wait p99", fmt(metrics.pool_wait_p99_ms, "ms")),
         ("pool timeouts", f"{metrics.pool_timeouts:.0f}"),
         ("server-side requests", f"{metrics.server_requests:.0f}"),
     ]
+
+
+def service_table(metrics: ServiceMetrics | None) -> str:
+    if metrics is None:
+        return "The service's /metrics could not be scraped."
     return "\n".join(
         ["| service metric (delta over the run) | value |", "| --- | ---: |"]
-        + [f"| {k} | {v} |" for k, v in rows]
+        + [f"| {k} | {v} |" for k, v in service_rows(metrics)]
     )
 
 

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from loadtests import promscrape, seed
 from loadtests.locust_csv import RunStats, read_stats
+from loadtests.offered import parse_duration
 from loadtests.service_metrics import ServiceMetrics, summarise
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
@@ -44,6 +45,29 @@ class Scenario:
     wait_max: float = 0.5
     hot_share: float = 0.8
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Locust's distributed mode. processes > 0: this Locust is a master with that many
+    # worker processes forked on this machine. expect_workers > 0: a master that waits for
+    # that many workers to connect from elsewhere (the chart's worker pods).
+    processes: int = 0
+    expect_workers: int = 0
+    master_bind_port: int = 5557
+    # Each worker process writes how many requests it sent here (tests add up the totals).
+    worker_counts_dir: Path | None = None
+
+    def distributed_args(self) -> list[str]:
+        if self.expect_workers:
+            return [
+                "--master",
+                "--expect-workers",
+                str(self.expect_workers),
+                "--expect-workers-max-wait",
+                "300",
+                "--master-bind-port",
+                str(self.master_bind_port),
+            ]
+        if self.processes:
+            return ["--processes", str(self.processes)]
+        return []
 
 
 @dataclass(frozen=True)
@@ -93,6 +117,15 @@ def run_locust(host: str, scenario: Scenario, out_dir: Path, seed_file: Path) ->
         "LOADTEST_HOT_SHARE": str(scenario.hot_share),
         "LOADTEST_FINAL_STATS": str(out_dir / FINAL_STATS),
     }
+    if scenario.worker_counts_dir is not None:
+        env["LOADTEST_WORKER_COUNTS_DIR"] = str(scenario.worker_counts_dir)
+    distributed = scenario.distributed_args()
+    if distributed:
+        # The master ends the run itself, after the workers' last reports (see locustfile).
+        env["LOADTEST_RUN_TIME"] = str(parse_duration(scenario.duration))
+        run_time: list[str] = []
+    else:
+        run_time = ["--run-time", scenario.duration]
     command = [
         sys.executable,
         "-m",
@@ -106,12 +139,12 @@ def run_locust(host: str, scenario: Scenario, out_dir: Path, seed_file: Path) ->
         str(scenario.users),
         "--spawn-rate",
         str(scenario.spawn_rate),
-        "--run-time",
-        scenario.duration,
+        *run_time,
         "--csv",
         str(out_dir / "locust"),
+        # Locust's own page; the gate writes report.html (verdict first) next to it.
         "--html",
-        str(out_dir / "report.html"),
+        str(out_dir / "locust.html"),
         "--only-summary",
         "--loglevel",
         "WARNING",
@@ -123,6 +156,7 @@ def run_locust(host: str, scenario: Scenario, out_dir: Path, seed_file: Path) ->
         # The gate, not Locust, decides what a failed request means for the verdict.
         "--exit-code-on-error",
         "0",
+        *distributed,
     ]
     with (out_dir / "locust.out").open("wb") as log:
         result = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)

@@ -224,7 +224,7 @@ def write_report(
     plots = [
         p
         for axis in grid.axes
-        if (p := plot_axis(rows, axis, args.out / f"plot_{axis}.png")) is not None
+        if (p := plot_axis(rows, axis, args.out / f"plot_{axis}.png", rec, criteria)) is not None
     ]
     confirm = next((r for r in rows if r.point == "confirm"), None)
     if confirm is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from loadtests.grid import Knobs
 from loadtests.recommend import Budget, Criteria, Recommendation, why_not
@@ -161,7 +162,16 @@ def values_snippet(rec: Recommendation) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_axis(rows: Sequence[PointResult], axis: str, path: Path) -> Path | None:
+def plot_axis(
+    rows: Sequence[PointResult],
+    axis: str,
+    path: Path,
+    rec: Recommendation | None = None,
+    criteria: Criteria | None = None,
+) -> Path | None:
+    """Four panels over one knob's values; with `rec` and `criteria`, the recommended value
+    is marked on every panel, points that broke a criterion are crossed out, and each
+    criterion is drawn as the line it was judged against."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -220,10 +230,75 @@ def plot_axis(rows: Sequence[PointResult], axis: str, path: Path) -> Path | None
     timeouts.bar(x, [r.pool_timeouts for r in points], alpha=0.3, color="tab:red")
     timeouts.set_ylabel("pool timeouts (bars)", color="tab:red")
     timeouts.set_ylim(bottom=0)
+    if criteria is not None:
+        _mark_criteria(panels, x, points, axis, rec, criteria)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
+
+
+def _mark_criteria(
+    panels: Any,
+    x: list[int],
+    points: Sequence[PointResult],
+    axis: str,
+    rec: Recommendation | None,
+    criteria: Criteria,
+) -> None:
+    throughput, latency = panels[0]
+    wait, errors = panels[1]
+    budget = rec.budget if rec is not None else None
+    wait.axhline(
+        criteria.max_pool_wait_p95_ms,
+        color="tab:orange",
+        linestyle=":",
+        label=f"limit {criteria.max_pool_wait_p95_ms:g} ms (unless < "
+        f"{criteria.max_pool_wait_share:.0%} of p95)",
+    )
+    wait.legend(fontsize=7, loc="upper left")
+    errors.axhline(
+        100 * criteria.max_error_ratio,
+        color="tab:orange",
+        linestyle=":",
+        label=f"limit {criteria.max_error_ratio:.0%}",
+    )
+    errors.set_ylim(top=max(errors.get_ylim()[1], 150 * criteria.max_error_ratio))
+    errors.legend(fontsize=7, loc="upper left")
+    eligible = [
+        i for i, r in enumerate(points) if budget is None or not why_not(r, criteria, budget)
+    ]
+    if eligible:
+        best = max(points[i].rps for i in eligible)
+        throughput.axhline(
+            (1 - criteria.tolerance) * best,
+            color="tab:orange",
+            linestyle=":",
+            label=f"within {criteria.tolerance:.0%} of the best eligible",
+        )
+        throughput.legend(fontsize=7, loc="upper left")
+    for i in range(len(points)):
+        if i not in eligible:
+            for ax in (throughput, latency, wait, errors):
+                ax.axvspan(i - 0.3, i + 0.3, color="tab:red", alpha=0.08)
+            throughput.annotate(
+                "not eligible", (i, 0), fontsize=7, color="tab:red", ha="center", va="bottom"
+            )
+    if rec is not None and rec.knobs is not None:
+        chosen = rec.knobs.label(axis)
+        for i, row in enumerate(points):
+            if row.knobs.label(axis) == chosen:
+                for ax in (throughput, latency, wait, errors):
+                    ax.axvline(x[i], color="tab:green", linewidth=2, alpha=0.6)
+                throughput.annotate(
+                    f"recommended: {chosen}",
+                    (x[i], row.rps),
+                    textcoords="offset points",
+                    xytext=(0, 8),
+                    ha="center",
+                    color="tab:green",
+                    fontweight="bold",
+                )
 
 
 def render_report(

@@ -13,6 +13,7 @@ _GLOBAL_KEYS = frozenset(
     {
         "max_error_ratio",
         "min_throughput_rps",
+        "min_throughput_of_offered",
         "min_cache_hit_ratio",
         "max_pool_wait_p95_ms",
         "max_pool_timeouts",
@@ -42,6 +43,7 @@ class Thresholds:
     min_requests: int = 0
     max_error_ratio: float | None = None
     min_throughput_rps: float | None = None
+    min_throughput_of_offered: float | None = None
     min_cache_hit_ratio: float | None = None
     max_pool_wait_p95_ms: float | None = None
     max_pool_timeouts: float | None = None
@@ -124,6 +126,7 @@ def parse_thresholds(data: dict[str, Any]) -> Thresholds:
         min_requests=min_requests,
         max_error_ratio=opt("max_error_ratio", ratio=True),
         min_throughput_rps=opt("min_throughput_rps"),
+        min_throughput_of_offered=opt("min_throughput_of_offered", ratio=True),
         min_cache_hit_ratio=opt("min_cache_hit_ratio", ratio=True),
         max_pool_wait_p95_ms=opt("max_pool_wait_p95_ms"),
         max_pool_timeouts=opt("max_pool_timeouts"),

@@ -387,11 +387,11 @@ def test_helm_test_pod_calls_readyz(helm: Helm, render_cache: dict[Any, Any]) ->
     objects = render(helm, render_cache, "defaults", SUPPORTED_KUBE[-1])
     pod = one(objects, "Pod", "test")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
-    script = pod["spec"]["containers"][0]["command"][-1]
+    env = {item["name"]: item["value"] for item in pod["spec"]["containers"][0]["env"]}
     service = one(objects, "Service")
     assert (
-        f"http://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}/readyz"
-        in script
+        env["READYZ_URL"]
+        == f"http://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}/readyz"
     )
     assert pod["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
 
@@ -427,3 +427,95 @@ def test_notes_render(helm: Helm) -> None:
     assert "helm test user-service" in notes
     assert "grafana_dashboard=1" in notes
     assert "Load test (release gate)" in notes and "--logs" in notes
+    # What a first install needs next, and what the gate will do to the database.
+    assert "Next steps" in notes and "create-admin" in notes
+    assert "WARNING: the gate writes to the database this release uses" in notes
+
+
+def test_notes_say_how_long_seeding_waits_at_the_login_limit(helm: Helm) -> None:
+    if helm.run("version", "--short").stdout.startswith("v3."):
+        pytest.skip("Helm 3's install --dry-run=client still asks a cluster for its version")
+    from .chart import CHART_DIR
+
+    def notes(users: str, rate: str) -> str:
+        result = helm.run(
+            "install",
+            RELEASE,
+            str(CHART_DIR),
+            "--dry-run=client",
+            "--namespace",
+            NAMESPACE,
+            *[arg for path in value_files("everything") for arg in ("--values", str(path))],
+            "--set",
+            f"loadtest.users={users}",
+            "--set",
+            f"config.RATE_LIMIT_LOGIN={rate}",
+        )
+        return " ".join(result.stdout.split("NOTES:", 1)[1].split())
+
+    # 20 logins at 10 a minute: the first 10 go at once, the next 10 wait one window.
+    assert "logs 20 of them in" in notes("20", "10/minute")
+    assert "wait out 1 full window(s): about 60 s" in notes("20", "10/minute")
+    assert "wait out 0 full window(s): about 0 s" in notes("20", "100/minute")
+    assert "wait out 4 full window(s): about 4 s" in notes("50", "10/second")
+
+
+def _readyz_script(helm: Helm, timeout: str) -> tuple[str, dict[str, str]]:
+    objects = helm.template(value_files("defaults"), {"tests.readyzTimeoutSeconds": timeout})
+    container = one(objects, "Pod", "test")["spec"]["containers"][0]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    return container["command"][2], env
+
+
+def test_helm_test_pod_retries_readyz_for_a_bounded_time(helm: Helm) -> None:
+    """The pod's own script, run here against a server that turns ready after a few
+    answers, and against one that never does."""
+    import http.server
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    script, env = _readyz_script(helm, "6")
+    assert env["READYZ_URL"].endswith("/readyz") and env["READYZ_TIMEOUT_SECONDS"] == "6"
+    calls: list[int] = []
+
+    class Readyz(http.server.BaseHTTPRequestHandler):
+        ready_after = 2
+
+        def do_GET(self) -> None:
+            calls.append(1)
+            ok = len(calls) > self.ready_after
+            self.send_response(200 if ok else 503)
+            self.end_headers()
+            self.wfile.write(b'{"status": "ok"}' if ok else b'{"status": "unavailable"}')
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    def run(ready_after: int) -> tuple[subprocess.CompletedProcess[str], float]:
+        calls.clear()
+        Readyz.ready_after = ready_after
+        server = http.server.HTTPServer(("127.0.0.1", 0), Readyz)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        started = time.monotonic()
+        try:
+            result = subprocess.run(
+                [sys.executable, "-c", script],
+                env={**env, "READYZ_URL": f"http://127.0.0.1:{server.server_port}/readyz"},
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+        finally:
+            server.shutdown()
+        return result, time.monotonic() - started
+
+    result, _ = run(ready_after=2)
+    assert result.returncode == 0, result.stdout
+    assert "attempt 3: 200" in result.stdout
+    result, took = run(ready_after=1000)
+    assert result.returncode == 1
+    assert "not ready after" in result.stdout
+    assert took < 10  # bounded by READYZ_TIMEOUT_SECONDS=6

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,7 +74,15 @@ def service() -> Iterator[RunningService]:
     drop_database(DATABASE)
 
 
-def _gate(service: RunningService, thresholds: str, out: Path) -> subprocess.CompletedProcess[str]:
+def _gate(
+    service: RunningService,
+    thresholds: str,
+    out: Path,
+    *extra: str,
+    users: int = 4,
+    duration: str = "4s",
+    wait: tuple[float, float] = (0.01, 0.05),
+) -> subprocess.CompletedProcess[str]:
     path = out.with_suffix(".toml")
     path.write_text(thresholds)
     return subprocess.run(
@@ -85,17 +95,18 @@ def _gate(service: RunningService, thresholds: str, out: Path) -> subprocess.Com
             "--metrics-port",
             str(service.metrics_port),
             "--users",
-            "4",
+            str(users),
             "--spawn-rate",
-            "4",
+            str(max(users, 4)),
             "--duration",
-            "4s",
+            duration,
             "--seed-users",
             "20",
             "--wait-min",
-            "0.01",
+            str(wait[0]),
             "--wait-max",
-            "0.05",
+            str(wait[1]),
+            *extra,
             "--admin-email",
             ADMIN_EMAIL,
             "--thresholds",
@@ -135,7 +146,10 @@ def test_gate_fails_on_impossible_thresholds(service: RunningService, tmp_path: 
     failed = {c["name"] for c in summary["checks"] if not c["passed"]}
     assert {"throughput", "reads p95"} <= failed
     assert "FAIL" in result.stdout
-    assert "| throughput | >= 1e+06 req/s |" in result.stdout.replace("1000000.0", "1e+06")
+    # The table reads plainly: the limit in words, the result, the margin with its side.
+    assert "| throughput | at least 1000000.0 req/s |" in result.stdout
+    assert "short of the limit" in result.stdout
+    assert "| FAIL |" in result.stdout
 
 
 def test_gate_refuses_a_broken_thresholds_file(tmp_path: Path) -> None:
@@ -161,3 +175,108 @@ def test_gate_refuses_a_broken_thresholds_file(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "max_eror_ratio" in result.stderr
+
+
+# The shipped kind of throughput check (served / offered) next to the old fixed floor, at a
+# realistic think time: the fixed floor fails a healthy service at a low user count.
+SCALED = """
+version = 1
+[run]
+min_requests = 20
+[global]
+max_error_ratio = 0.05
+min_throughput_of_offered = 0.6
+min_throughput_rps = 25
+"""
+
+
+@pytest.mark.parametrize("users", [3, 12])
+def test_gate_judges_the_service_not_the_user_count(
+    service: RunningService, tmp_path: Path, users: int
+) -> None:
+    out = tmp_path / f"users-{users}"
+    result = _gate(service, SCALED, out, users=users, duration="8s", wait=(0.1, 0.5))
+    summary = json.loads((out / "summary.json").read_text())
+    checks = {c["name"]: c for c in summary["checks"]}
+    scaled = checks["throughput / offered"]
+    # 3 users offer 3 / 0.3 s = 10 req/s; 12 offer 40: the service keeps up with both.
+    assert scaled["passed"], (scaled, result.stdout)
+    assert f"{users} users" in scaled["note"]
+    fixed = checks["throughput"]
+    assert fixed["passed"] is (users == 12), (fixed, result.stdout)
+    report = (out / "report.html").read_text()
+    # One report: the verdict first, then the thresholds, then the charts.
+    assert (
+        report.index("Load-test gate: FAIL" if users == 3 else "Load-test gate: PASS")
+        < (report.index("<h2>Thresholds</h2>"))
+        < report.index("<h2>Charts</h2>")
+        < report.index("data:image/png;base64,")
+    )
+    assert (out / "locust.html").exists()
+
+
+def test_distributed_gate_totals_add_up(service: RunningService, tmp_path: Path) -> None:
+    """One master and two worker processes: the verdict is the master's, and the master's
+    total is exactly what the two workers sent."""
+    counts = tmp_path / "counts"
+    counts.mkdir()
+    out = tmp_path / "distributed"
+    result = _gate(
+        service,
+        LOOSE,
+        out,
+        "--processes",
+        "2",
+        "--worker-counts-dir",
+        str(counts),
+        users=6,
+        duration="6s",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    per_worker = [json.loads(path.read_text())["requests"] for path in counts.glob("*.json")]
+    assert len(per_worker) == 2, per_worker
+    assert all(count > 0 for count in per_worker), per_worker
+    assert sum(per_worker) == summary["total"]["requests"]
+    assert "2 local worker processes" in summary["meta"]["load generator"]
+    # The service saw every one of them (its own count, from /metrics).
+    assert summary["service"]["server_requests"] >= summary["total"]["requests"]
+
+
+def test_report_first_screen_is_the_verdict(service: RunningService, tmp_path: Path) -> None:
+    """Render the report in headless Chromium at 1920x1080: the artefact a reviewer opens
+    (build/loadtest-report/first-screen.png)."""
+    chromium = shutil.which("chromium")
+    assert chromium, "run scripts/install-docs-tools.sh (Debian chromium)"
+    out = tmp_path / "shown"
+    result = _gate(service, SCALED, out, users=12, duration="8s", wait=(0.1, 0.5))
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    artefacts = REPO / "build" / "loadtest-report"
+    artefacts.mkdir(parents=True, exist_ok=True)
+    shutil.copy(out / "report.html", artefacts / "report.html")
+    png = artefacts / "first-screen.png"
+    png.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="us-chromium-") as profile:
+        shot = subprocess.run(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                "--window-size=1920,1080",
+                "--hide-scrollbars",
+                f"--screenshot={png}",
+                (artefacts / "report.html").as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert png.exists() and png.stat().st_size > 20_000, shot.stderr

@@ -191,3 +191,34 @@ def test_cpu_per_request_outweighs_noisy_throughput(rows) -> None:  # type: igno
     assert rec.knobs.cache_ttl == 300  # 1000/4.55 = 220 req per CPU-second against 169 off
     assert rec.knobs.workers == 2  # 2 cores / 4.5 ms = 444 req/s against 263 for 1 worker
     assert any("req per CPU-second" in reason for reason in rec.reasons)
+
+
+def test_recommendation_explains_capacity_against_measured(rows) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    measured = [
+        replace(r, service_cpu_ms_per_request=4.5, db_cpu_ms_per_request=0.1, cores=2) for r in rows
+    ]
+    rec = recommend(measured, BASELINE, Criteria(), replicas=3, max_connections=100)
+    workers = next(reason for reason in rec.reasons if reason.startswith("workers:"))
+    assert "min(2, 2) x 1000 / 4.50 = 444 req/s" in workers
+    assert "the run measured" in workers and "req/s because" in workers
+    pool = next(reason for reason in rec.reasons if reason.startswith("pool:"))
+    assert "pool wait p95" in pool and "pool timeouts" in pool
+
+
+def test_plots_mark_the_recommendation_and_the_criteria(rows, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import matplotlib.image
+
+    rec = recommend(rows, BASELINE, Criteria(), 3, 100)
+    plain = plot_axis(rows, "pool", tmp_path / "plain.png")
+    marked = plot_axis(rows, "pool", tmp_path / "marked.png", rec, Criteria())
+    assert plain is not None and marked is not None
+
+    def green_pixels(path: Path) -> int:
+        image = matplotlib.image.imread(path)
+        r, g, b = image[..., 0], image[..., 1], image[..., 2]
+        # tab:green (0.17, 0.63, 0.17): the recommended point's line and label.
+        return int(((g > 0.5) & (r < 0.4) & (b < 0.4)).sum())
+
+    assert green_pixels(marked) > green_pixels(plain) + 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ import pytest
 from loadtests import promscrape
 from loadtests.evaluate import evaluate
 from loadtests.locust_csv import read_stats
-from loadtests.report import render_summary, verdict, write_summary
+from loadtests.offered import OfferedLoad
+from loadtests.report import margin, render_summary, verdict, write_summary
 from loadtests.service_metrics import summarise
 from loadtests.thresholds import parse_thresholds
 
@@ -86,8 +88,13 @@ def test_tight_thresholds_fail_and_say_by_how_much(data: Path, tmp_path: Path) -
     summary = write_summary(tmp_path, checks, stats, metrics, {"host": "http://127.0.0.1:1"})
     text = summary.read_text()
     assert text.startswith("# Load-test gate: FAIL (5 of")
-    assert "| pool wait p95 | <= 1.0 ms | 5.0 ms | +4.0 ms (+400%) | FAIL |" in text
-    assert "| pool timeouts | <= 0 | 2 | +2 | FAIL |" in text
+    # Plain words: which way the limit goes, which way the measurement missed it.
+    assert (
+        "| pool wait p95 | at most 1.0 ms | 5.0 ms | FAIL | 4.0 ms (400% of the limit) "
+        "over the limit |" in text
+    )
+    assert "| pool timeouts | at most 0 | 2 | FAIL | 2 over the limit |" in text
+    assert "| reads p95 | at most 0.0 ms |" in text
     report = json.loads((tmp_path / "summary.json").read_text())
     assert report["passed"] is False
     assert report["service"]["cache_hit_ratio"] == pytest.approx(0.9)
@@ -121,6 +128,35 @@ def test_optional_group_without_requests_is_skipped(data: Path) -> None:
     (check,) = [c for c in evaluate(thresholds, stats, metrics) if c.name == "admin p95"]
     assert check.skipped
     assert check.passed
-    assert "| admin p95 | <= 10.0 ms | n/a | no data | SKIP |" in render_summary(
+    assert "| admin p95 | at most 10.0 ms | n/a | SKIP | skipped |" in render_summary(
         [check], stats, metrics, {}
     )
+
+
+def test_margins_read_plainly_both_ways(data: Path) -> None:
+    stats, metrics = _inputs(data)
+    checks = evaluate(
+        parse_thresholds({"version": 1, "global": {"min_cache_hit_ratio": 0.5}}),
+        stats,
+        metrics,
+    )
+    (hit,) = [c for c in checks if c.name == "cache hit ratio"]
+    assert hit.passed
+    assert margin(hit) == "0.4 (80% of the limit) above the limit"
+
+
+def test_throughput_is_judged_against_the_offered_load(data: Path) -> None:
+    stats, metrics = _inputs(data)
+    thresholds = parse_thresholds({"version": 1, "global": {"min_throughput_of_offered": 0.8}})
+    # The recorded run served stats.total.rps; offer a little more, then far more.
+    kept_up = OfferedLoad(users=10, spawn_rate=100, duration_s=60, wait_min_s=0, wait_max_s=0)
+    for offered_rps, passed in ((stats.total.rps * 1.1, True), (stats.total.rps * 3, False)):
+        mean_wait = 10 / offered_rps
+        offered = replace(kept_up, wait_min_s=mean_wait, wait_max_s=mean_wait)
+        (check,) = [
+            c
+            for c in evaluate(thresholds, stats, metrics, offered)
+            if c.name == "throughput / offered"
+        ]
+        assert check.passed is passed, check
+        assert "req/s offered" in check.note

@@ -52,6 +52,51 @@ def _quantile(q: float, bucket: str, by: str = "le") -> str:
     return f"histogram_quantile({q}, sum by ({by}) ({sel.rate(bucket, sel.SERIES)}))"
 
 
+def _first_screen(board: Board) -> None:
+    """Which dependency is at fault, without scrolling: readiness per dependency, the Redis
+    breaker, and every dependency's errors on one graph."""
+    board.row("Which dependency is at fault?")
+    board.add(
+        timeseries_panel(
+            "Readiness checks by dependency (1 = up)",
+            "Result of the last /readyz check per dependency, worst pod: database 0 = pod not "
+            "ready (UserServiceDatabaseUnreachable), schema 0 = migrations pending, redis 0 = "
+            "Redis unreachable (the pod stays ready and degrades).",
+            "bool_yes_no",
+            [Query(f"min by (dependency) ({DEPENDENCY_UP}{{{sel.SERIES}}})", "{{dependency}}")],
+            maximum=1,
+        ),
+        width=8,
+    )
+    board.add(
+        timeseries_panel(
+            "Redis circuit breaker open (workers)",
+            "Workers whose Redis breaker is open. While open, the service skips Redis entirely "
+            "(cache bypassed, limits degraded) for REDIS_BREAKER_COOLDOWN seconds between "
+            "probes. Non-zero for minutes fires UserServiceRedisUnavailable.",
+            "short",
+            [Query(f"max by (pod) ({BREAKER}{{{sel.SERIES}}})", "{{pod}}")],
+            thresholds=[Step(None, "green"), Step(1, "red")],
+        ),
+        width=8,
+    )
+    board.add(
+        timeseries_panel(
+            "Dependency errors (database, pool, Redis)",
+            "Errors per second by where they happened: database errors by kind, pool checkout "
+            "timeouts, Redis errors by component. The line that rises with the 5xx on the "
+            "overview is the dependency at fault; flat lines with 5xx point at the code.",
+            "ops",
+            [
+                Query(_rate_by(DB_ERRORS, "kind"), "database {{kind}}"),
+                Query(f"sum({sel.rate(CHECKOUT_TIMEOUTS)})", "pool checkout timeouts"),
+                Query(_rate_by(REDIS_ERRORS, "component"), "redis {{component}}"),
+            ],
+        ),
+        width=8,
+    )
+
+
 def _pool(board: Board) -> None:
     board.row("Database pool")
     board.add(
@@ -231,18 +276,6 @@ def _cache(board: Board) -> None:
     )
     board.add(
         timeseries_panel(
-            "Redis circuit breaker open (workers)",
-            "Workers whose Redis breaker is open. While open, the service skips Redis entirely "
-            "(cache bypassed, limits degraded) for REDIS_BREAKER_COOLDOWN seconds between "
-            "probes. Non-zero for minutes fires UserServiceRedisUnavailable.",
-            "short",
-            [Query(f"max by (pod) ({BREAKER}{{{sel.SERIES}}})", "{{pod}}")],
-            thresholds=[Step(None, "green"), Step(1, "red")],
-        ),
-        width=8,
-    )
-    board.add(
-        timeseries_panel(
             "Redis topology in use and failovers followed",
             "The mode each pod reaches Redis in (standalone, sentinel), and how often a worker "
             "found the master at a new address: each step is a Sentinel failover the pods "
@@ -256,18 +289,6 @@ def _cache(board: Board) -> None:
                     "{{pod}} master changes",
                 ),
             ],
-        ),
-        width=8,
-    )
-    board.add(
-        timeseries_panel(
-            "Readiness checks by dependency (1 = up)",
-            "Result of the last /readyz check per dependency, worst pod: database 0 = pod not "
-            "ready (UserServiceDatabaseUnreachable), schema 0 = migrations pending, redis 0 = "
-            "Redis unreachable (the pod stays ready and degrades).",
-            "bool_yes_no",
-            [Query(f"min by (dependency) ({DEPENDENCY_UP}{{{sel.SERIES}}})", "{{dependency}}")],
-            maximum=1,
         ),
         width=8,
     )
@@ -319,6 +340,7 @@ def build() -> dashboard.Dashboard:
         ["user-service", "dependencies"],
     )
     board = Board(builder)
+    _first_screen(board)
     _pool(board)
     _queries(board)
     _cache(board)

@@ -9,11 +9,20 @@ from __future__ import annotations
 from typing import Any
 
 from grafana_foundation_sdk.builders import dashboard
-from grafana_foundation_sdk.models.dashboard import DashboardCursorSync, GridPos
+from grafana_foundation_sdk.models.common import DataSourceRef
+from grafana_foundation_sdk.models.dashboard import (
+    DashboardCursorSync,
+    DashboardLinkType,
+    GridPos,
+)
 
 from dashboards import variables
 
 GRID_WIDTH = 24
+# What a 1920x1080 screen shows without scrolling: about 930 px below the browser bar and
+# Grafana's header and variables, at 30 px per grid unit plus an 8 px gap: 24 units.
+FIRST_SCREEN_UNITS = 24
+RUNBOOK_URL = "https://github.com/example/user-service/blob/main/dashboards/RUNBOOK.md"
 
 
 class Board:
@@ -59,6 +68,9 @@ class Board:
         return self
 
 
+DEPLOYED = f'{variables.BUILD_INFO}{{job=~"$job", namespace=~"$namespace"}}'
+
+
 def new_dashboard(title: str, uid: str, description: str, tags: list[str]) -> dashboard.Dashboard:
     """The settings every dashboard of the service shares: time range, refresh, UTC, a shared
     crosshair, and the datasource, job, namespace and pod variables."""
@@ -75,4 +87,37 @@ def new_dashboard(title: str, uid: str, description: str, tags: list[str]) -> da
         .with_variable(variables.job())
         .with_variable(variables.namespace())
         .with_variable(variables.pod())
+        # Every dashboard tagged user-service (overview, dependencies, authentication, and
+        # any added later), keeping the time range and variables, and the runbook.
+        .link(
+            dashboard.DashboardLink("user-service dashboards")
+            .type(DashboardLinkType.DASHBOARDS)
+            .tags(["user-service"])
+            .as_dropdown(False)
+            .include_vars(True)
+            .keep_time(True)
+        )
+        .link(
+            dashboard.DashboardLink("Runbook")
+            .type(DashboardLinkType.LINK)
+            .url(RUNBOOK_URL)
+            .icon("doc")
+            .tooltip("One section per alert: what it means, what to check, what to do")
+            .target_blank(True)
+        )
+        # A deploy: a version or commit reported now that was not five minutes earlier.
+        .annotation(
+            dashboard.AnnotationQuery()
+            .name("Deploys")
+            .datasource(DataSourceRef(type_val="prometheus", uid="${datasource}"))
+            .enable(True)
+            .icon_color("blue")
+            .expr(
+                f"count by (version, git_commit) ({DEPLOYED}) unless "
+                f"count by (version, git_commit) ({DEPLOYED} offset 5m)"
+            )
+            .title_format("deploy {{version}}")
+            .text_format("commit {{git_commit}}")
+            .step("1m")
+        )
     )

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.models.common import BigValueTextMode
+from grafana_foundation_sdk.models.dashboard import DynamicConfigValue
 
+from dashboards import pods, variables
 from dashboards import selectors as sel
-from dashboards import variables
 from dashboards.layout import Board, new_dashboard
 from dashboards.panels import Query, Step, heatmap_panel, stat_panel, timeseries_panel
 
@@ -18,6 +19,15 @@ UID = "user-service-overview"
 TITLE = "user-service / Service overview"
 
 REQUESTS = "http_requests_total"
+DEPENDENCY_UP = "user_service_dependency_up"
+POOL_CHECKED_OUT = "user_service_db_pool_checked_out_connections"
+POOL_MAX = "user_service_db_pool_max_connections"
+BREAKER = "user_service_redis_breaker_open"
+DB_ERRORS = "user_service_db_errors_total"
+# Alerts of this service (its rules all start so), in the namespaces picked.
+FIRING = 'alertstate="firing", alertname=~"UserService.*", job=~"$job", namespace=~"$namespace"'
+# 5xx is the service's fault: always drawn red, whatever the palette picks.
+RED = DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": "red"})
 DURATION_BUCKET = "http_request_duration_seconds_bucket"
 AVAILABILITY = "user_service:slo_availability_objective"
 LATENCY = "user_service:slo_latency_objective"
@@ -47,119 +57,10 @@ def _burn_rate(ratio_record: str, objective_record: str) -> str:
     return f"{ratio_record}{{{sel.RECORDED}}} / (1 - {sel.objective(objective_record)})"
 
 
-def _traffic(board: Board) -> None:
-    board.row("Traffic and errors")
-    board.add(
-        timeseries_panel(
-            "Request rate by route",
-            "Requests per second per route template (probes and /metrics excluded). A sudden drop "
-            "with no deploy means clients cannot reach the pods (ingress, DNS, NetworkPolicy); a "
-            "spike on /auth/token is often a credential-stuffing attempt (see rate-limit panels).",
-            "reqps",
-            [Query(_requests_by("handler"), "{{handler}}")],
-        ),
-        width=8,
-    )
-    board.add(
-        timeseries_panel(
-            "Requests by status class",
-            "Requests per second grouped as the instrumentator exports them (2xx, 4xx, 5xx). 5xx "
-            "is the service's fault and spends the availability budget; a rise in 4xx alone is "
-            "usually a client release or an attack, not an outage.",
-            "reqps",
-            [Query(_requests_by("status"), "{{status}}")],
-        ),
-        width=8,
-    )
-    board.add(
-        timeseries_panel(
-            "Error ratio (5xx) by route",
-            "Share of each route's requests answered 5xx. Anything above the availability "
-            "budget (0.1% at a 99.9% objective) burns the SLO; one route alone points at its "
-            "code path, every route at once at a shared dependency (database, pool).",
-            "percentunit",
-            [Query(_error_ratio_by("handler"), "{{handler}}")],
-            maximum=1,
-            thresholds=[Step(None, "green"), Step(0.001, "orange"), Step(0.01, "red")],
-        ),
-        width=8,
-    )
-
-
-def _latency(board: Board) -> None:
-    board.row("Latency")
-    board.add(
-        timeseries_panel(
-            "Latency p50 / p95 / p99 (all routes)",
-            "Server-side request duration quantiles, interpolated within histogram buckets. p99 "
-            "above 250 ms spends the latency budget; p50 rising with p99 means everything is "
-            "slow (database, CPU), p99 alone means queueing (pool waits, hashing).",
-            "s",
-            [
-                Query(_quantile(0.5, "le"), "p50"),
-                Query(_quantile(0.95, "le"), "p95"),
-                Query(_quantile(0.99, "le"), "p99"),
-            ],
-            thresholds=[Step(None, "green"), Step(0.25, "red")],
-        ),
-        width=8,
-    )
-    board.add(
-        timeseries_panel(
-            "Latency p50 / p95 / p99 by route",
-            "The same quantiles per route. POST /auth/token is slow by design (Argon2 on "
-            "login, ~50-100 ms); a GET route above 250 ms at p95 is not, check cache hit ratio "
-            "and pool waits on the dependencies dashboard.",
-            "s",
-            [
-                Query(_quantile(0.5, "handler, le"), "{{handler}} p50"),
-                Query(_quantile(0.95, "handler, le"), "{{handler}} p95"),
-                Query(_quantile(0.99, "handler, le"), "{{handler}} p99"),
-            ],
-            thresholds=[Step(None, "green"), Step(0.25, "red")],
-        ),
-        width=8,
-    )
-    board.add(
-        heatmap_panel(
-            "Latency heatmap (selected routes)",
-            "Requests per latency bucket over time; narrow it with the Route picker. A second "
-            "band appearing above the main one is a slow path (cache misses, pool waits); the "
-            "whole band moving up is a slower database or CPU saturation.",
-            "s",
-            Query(f"sum by (le) ({sel.rate(DURATION_BUCKET, sel.HTTP)})", "{{le}}"),
-        ),
-        width=8,
-    )
-
-
-def _slo(board: Board) -> None:
-    board.row("SLOs (30-day windows, from recording rules)")
-    board.add(
-        stat_panel(
-            "Availability objective",
-            "Target share of requests not answered 5xx, from the chart's slo.availability."
-            "objective. If this shows No data the rule file is not loaded and no SLO alert "
-            "can fire.",
-            "percentunit",
-            [Query(f"max({AVAILABILITY})", "objective")],
-            decimals=2,
-        ),
-        width=4,
-        height=5,
-    )
-    board.add(
-        stat_panel(
-            "Latency objective (< 250 ms)",
-            "Target share of requests served within 250 ms, from slo.latency.objective. No data "
-            "means the rule file is not loaded.",
-            "percentunit",
-            [Query(f"max({LATENCY})", "objective")],
-            decimals=2,
-        ),
-        width=4,
-        height=5,
-    )
+def _first_screen(board: Board) -> None:
+    """What a paged SRE needs without scrolling (1920x1080): is the SLO burning, how fast,
+    is an alert firing, and which dependency is at fault."""
+    board.row("Is the SLO burning, and which dependency is at fault?")
     board.add(
         stat_panel(
             "Availability budget remaining (30d)",
@@ -230,6 +131,215 @@ def _slo(board: Board) -> None:
                 )
             ],
             thresholds=[Step(None, "green"), Step(1, "orange"), Step(6, "red")],
+            decimals=2,
+        ),
+        width=4,
+        height=5,
+    )
+    board.add(
+        stat_panel(
+            "Firing alerts (this service)",
+            "Alerts of this service firing now in the selected namespaces (0 is good). Each "
+            "one's runbook section is linked from the alert and from this dashboard's links; "
+            "a burn-rate alert with a cause alert names the dependency.",
+            "short",
+            [
+                Query(
+                    f"count(ALERTS{{{FIRING}}}) or vector(0)",
+                    "firing",
+                )
+            ],
+            thresholds=[Step(None, "green"), Step(1, "red")],
+            decimals=0,
+        ),
+        width=4,
+        height=5,
+    )
+    board.add(
+        stat_panel(
+            "Dependencies up (1 = up)",
+            "The readiness probe's view of each dependency, worst pod: database reachable, "
+            "schema at the shipped migration, Redis reachable. 0 is the dependency at fault; "
+            "the dependencies dashboard has its pool, latency and error panels.",
+            "short",
+            [Query(f"min by (dependency) ({DEPENDENCY_UP}{{{sel.SERIES}}})", "{{dependency}}")],
+            thresholds=[Step(None, "red"), Step(1, "green")],
+            text_mode=BigValueTextMode.VALUE_AND_NAME,
+            decimals=0,
+        ),
+        width=4,
+        height=5,
+    )
+    board.add(
+        timeseries_panel(
+            "Requests by status class",
+            "Requests per second grouped as the instrumentator exports them (2xx, 4xx, 5xx). 5xx "
+            "is the service's fault and spends the availability budget; a rise in 4xx alone is "
+            "usually a client release or an attack, not an outage.",
+            "reqps",
+            [Query(_requests_by("status"), "{{status}}")],
+        ).override_by_name("5xx", [RED]),
+        width=8,
+    )
+    board.add(
+        timeseries_panel(
+            "Error ratio (5xx) by route",
+            "Share of each route's requests answered 5xx. Anything above the availability "
+            "budget (0.1% at a 99.9% objective) burns the SLO; one route alone points at its "
+            "code path, every route at once at a shared dependency (database, pool).",
+            "percentunit",
+            [Query(_error_ratio_by("handler"), "{{handler}}")],
+            maximum=1,
+            thresholds=[Step(None, "green"), Step(0.001, "orange"), Step(0.01, "red")],
+        ),
+        width=8,
+    )
+
+    board.add(
+        timeseries_panel(
+            "Slowest routes: p95 (top 5)",
+            "The five routes with the highest p95 right now, instead of a line per route. POST "
+            "/auth/token is slow by design (Argon2); a GET route above 250 ms is not: check the "
+            "cache hit ratio and pool waits on the dependencies dashboard.",
+            "s",
+            [Query(f"topk(5, {_quantile(0.95, 'handler, le')})", "{{handler}}")],
+            thresholds=[Step(None, "green"), Step(0.25, "red")],
+        ),
+        width=8,
+    )
+    board.add(
+        stat_panel(
+            "DB pool in use (worst pod)",
+            "Connections checked out over the pool maximum, on the busiest pod. Near 100% "
+            "requests queue for connections: waits, then timeouts and 503s follow.",
+            "percentunit",
+            [
+                Query(
+                    f"max(sum by (pod) ({POOL_CHECKED_OUT}{{{sel.SERIES}}}) / "
+                    f"sum by (pod) ({POOL_MAX}{{{sel.SERIES}}}))",
+                    "in use",
+                )
+            ],
+            thresholds=[Step(None, "green"), Step(0.8, "orange"), Step(0.95, "red")],
+            decimals=0,
+        ),
+        width=6,
+        height=5,
+    )
+    board.add(
+        stat_panel(
+            "Redis breaker open (workers)",
+            "Workers whose Redis circuit breaker is open now: they skip Redis (no cache, rate "
+            "limits per RATE_LIMIT_FAIL_OPEN) until the cooldown passes. Above 0 Redis is at "
+            "fault; see the runbook's Redis section.",
+            "short",
+            [Query(f"sum({BREAKER}{{{sel.SERIES}}})", "open")],
+            thresholds=[Step(None, "green"), Step(1, "red")],
+            decimals=0,
+        ),
+        width=6,
+        height=5,
+    )
+    board.add(
+        stat_panel(
+            "Database errors",
+            "Database errors per second by kind (unavailable, timeout, ...). Anything above "
+            "0 with 5xx rising means the database, not the code, is at fault.",
+            "ops",
+            [Query(f"sum by (kind) ({sel.rate(DB_ERRORS)}) or vector(0)", "{{kind}}")],
+            thresholds=[Step(None, "green"), Step(0.01, "red")],
+            text_mode=BigValueTextMode.VALUE_AND_NAME,
+            decimals=2,
+        ),
+        width=6,
+        height=5,
+    )
+    board.add(
+        stat_panel(
+            "Pods up",
+            "Scrape targets answering, against targets known. Fewer up than known means pods "
+            "crash-looping or unreachable; check restarts and OOM kills in the Pods row.",
+            "short",
+            [
+                Query(f"sum(up{{{sel.TARGETS}}})", "up"),
+                Query(f"count(up{{{sel.TARGETS}}})", "known"),
+            ],
+            text_mode=BigValueTextMode.VALUE_AND_NAME,
+            decimals=0,
+        ),
+        width=6,
+        height=5,
+    )
+
+
+def _traffic(board: Board) -> None:
+    board.row("Traffic")
+    board.add(
+        timeseries_panel(
+            "Request rate by route",
+            "Requests per second per route template (probes and /metrics excluded). A sudden drop "
+            "with no deploy means clients cannot reach the pods (ingress, DNS, NetworkPolicy); a "
+            "spike on /auth/token is often a credential-stuffing attempt (see rate-limit panels).",
+            "reqps",
+            [Query(_requests_by("handler"), "{{handler}}")],
+        ),
+        width=8,
+    )
+
+
+def _latency(board: Board) -> None:
+    board.row("Latency")
+    board.add(
+        timeseries_panel(
+            "Latency p50 / p95 / p99 (all routes)",
+            "Server-side request duration quantiles, interpolated within histogram buckets. p99 "
+            "above 250 ms spends the latency budget; p50 rising with p99 means everything is "
+            "slow (database, CPU), p99 alone means queueing (pool waits, hashing).",
+            "s",
+            [
+                Query(_quantile(0.5, "le"), "p50"),
+                Query(_quantile(0.95, "le"), "p95"),
+                Query(_quantile(0.99, "le"), "p99"),
+            ],
+            thresholds=[Step(None, "green"), Step(0.25, "red")],
+        ),
+        width=8,
+    )
+    board.add(
+        heatmap_panel(
+            "Latency heatmap (selected routes)",
+            "Requests per latency bucket over time; narrow it with the Route picker. A second "
+            "band appearing above the main one is a slow path (cache misses, pool waits); the "
+            "whole band moving up is a slower database or CPU saturation.",
+            "s",
+            Query(f"sum by (le) ({sel.rate(DURATION_BUCKET, sel.HTTP)})", "{{le}}"),
+        ),
+        width=8,
+    )
+
+
+def _slo(board: Board) -> None:
+    board.row("SLOs (30-day windows, from recording rules)")
+    board.add(
+        stat_panel(
+            "Availability objective",
+            "Target share of requests not answered 5xx, from the chart's slo.availability."
+            "objective. If this shows No data the rule file is not loaded and no SLO alert "
+            "can fire.",
+            "percentunit",
+            [Query(f"max({AVAILABILITY})", "objective")],
+            decimals=2,
+        ),
+        width=4,
+        height=5,
+    )
+    board.add(
+        stat_panel(
+            "Latency objective (< 250 ms)",
+            "Target share of requests served within 250 ms, from slo.latency.objective. No data "
+            "means the rule file is not loaded.",
+            "percentunit",
+            [Query(f"max({LATENCY})", "objective")],
             decimals=2,
         ),
         width=4,
@@ -329,8 +439,10 @@ def build() -> dashboard.Dashboard:
         ["user-service", "slo"],
     ).with_variable(variables.handler())
     board = Board(builder)
+    _first_screen(board)
     _traffic(board)
     _latency(board)
     _slo(board)
+    pods.add_pod_panels(board)
     _capacity(board)
     return board.builder

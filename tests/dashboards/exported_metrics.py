@@ -10,6 +10,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
+from dashboards.pods import CLUSTER_METRICS
+
 SUFFIXES = {
     "counter": ("_total", "_created"),
     "histogram": ("_bucket", "_sum", "_count", "_created"),
@@ -48,5 +50,6 @@ def http_series() -> set[str]:
     return names
 
 
-# Prometheus' own scrape health and kube-state-metrics' restart counter (optional group).
-PLATFORM_SERIES = {"up", "kube_pod_container_status_restarts_total"}
+# Prometheus' own scrape health and alert state, and the cluster's exporters (cAdvisor,
+# kube-state-metrics) that the Pods row and an optional rule group read.
+PLATFORM_SERIES = {"up", "ALERTS"} | CLUSTER_METRICS

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from dashboards import build, selectors
+from dashboards.pods import CLUSTER_METRICS
+from dashboards.pods import PANELS as PODS_PANELS
 from tests.dashboards.panel_queries import DASHBOARD_DIR, dashboards, panels, queries
 
 COUNTER_SUFFIXES = ("_total", "_count", "_bucket", "_sum")
@@ -98,10 +100,20 @@ def test_status_matchers_use_the_instrumentators_grouping() -> None:
 
 
 def test_queries_select_by_the_shared_variables() -> None:
-    """Every raw series is narrowed by job and namespace; recording rules by job and namespace."""
+    """Every raw series is narrowed by job and namespace; recording rules by job and namespace;
+    the cluster's series (another exporter's job) by namespace and this service's pods."""
     for query in queries():
         for match in re.finditer(r"([a-zA-Z_][\w:]*)\s*\{([^}]*)\}", query.expr):
             name, matchers = match.groups()
+            if name in CLUSTER_METRICS:
+                assert 'namespace=~"$namespace"' in matchers, f"{query.panel}: {name}"
+                assert 'pod=~"$pod"' in matchers or 'horizontalpodautoscaler=~"$job"' in (
+                    matchers
+                ), f"{query.panel}: {name} not narrowed to this service"
+                continue
+            if name == "ALERTS":
+                assert 'job=~"$job"' in matchers and 'namespace=~"$namespace"' in matchers
+                continue
             assert 'job=~"$job"' in matchers, f"{query.panel}: {name} not filtered by $job"
             assert 'namespace=~"$namespace"' in matchers, f"{query.panel}: {name}"
             if ":" not in name:
@@ -117,7 +129,11 @@ def test_dashboards_cover_the_required_panels() -> None:
     for needle in (
         "Request rate by route",
         "Error ratio (5xx) by route",
-        "Latency p50 / p95 / p99 by route",
+        "Slowest routes: p95 (top 5)",
+        "Firing alerts (this service)",
+        "Dependencies up (1 = up)",
+        "Dependency errors (database, pool, Redis)",
+        *PODS_PANELS,
         "Latency heatmap (selected routes)",
         "Availability objective",
         "Latency objective (< 250 ms)",

@@ -13,16 +13,24 @@ import orjson
 from fastapi import APIRouter, Form, Request, Response
 
 from app.api.deps import ResourcesDep
-from app.api.responses import PROBLEM_RESPONSES
+from app.api.responses import (
+    DEPENDENCIES,
+    FORM_BODY,
+    HEADERS,
+    INVALID_CLIENT,
+    RATE_LIMITED,
+    problems,
+)
 from app.errors import AuthenticationError, ClientAuthenticationError, RateLimitedError
 from app.observability.metrics import (
     INTROSPECTION_DURATION,
     record_introspection,
     record_rate_limited,
 )
+from app.schemas.auth import IntrospectionRequest, RevocationRequest
 from app.wiring import Resources
 
-router = APIRouter(prefix="/auth", tags=["auth"], responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix="/auth", tags=["auth"])
 
 
 def _client_id(request: Request, resources: Resources) -> str:
@@ -53,21 +61,23 @@ _INTROSPECTION_RESPONSES: dict[int | str, dict[str, Any]] = {
                 }
             }
         },
-    }
+        "headers": {"Cache-Control": HEADERS["Cache-Control"]},
+    },
+    **problems(INVALID_CLIENT, RATE_LIMITED, *FORM_BODY, *DEPENDENCIES),
 }
 
 
 @router.post(
     "/introspect",
     summary="Token introspection (RFC 7662)",
+    operation_id="introspectToken",
     response_class=Response,
     responses=_INTROSPECTION_RESPONSES,
 )
 async def introspect(
     request: Request,
     resources: ResourcesDep,
-    token: Annotated[str, Form(max_length=8192)],
-    token_type_hint: Annotated[str | None, Form(max_length=64)] = None,
+    form: Annotated[IntrospectionRequest, Form()],
 ) -> Response:
     """For services that need instant revocation: `active` is false the moment the session
     ends (logout, password change, revocation). HTTP Basic with a listed client id."""
@@ -88,7 +98,7 @@ async def introspect(
                 f"Introspection limit of {rate.limit} per {rate.period_seconds}s exceeded.",
                 headers=decision.headers(),
             )
-    answer = await resources.introspection.introspect(token)
+    answer = await resources.introspection.introspect(form.token)
     record_introspection("active" if answer["active"] else "inactive")
     INTROSPECTION_DURATION.observe(time.perf_counter() - started)
     # Never cached: the answer is only true at this moment.
@@ -102,17 +112,21 @@ async def introspect(
 @router.post(
     "/revoke",
     summary="Token revocation (RFC 7009)",
+    operation_id="revokeToken",
     response_class=Response,
-    responses={200: {"description": "Revoked, or nothing to revoke (always 200)."}},
+    responses={
+        200: {
+            "description": "Revoked, or nothing to revoke (always 200).",
+            "headers": {"Cache-Control": HEADERS["Cache-Control"]},
+        },
+        **problems(*FORM_BODY, *DEPENDENCIES),
+    },
 )
-async def revoke(
-    resources: ResourcesDep,
-    token: Annotated[str, Form(max_length=8192)],
-    token_type_hint: Annotated[str | None, Form(max_length=64)] = None,
-) -> Response:
+async def revoke(resources: ResourcesDep, form: Annotated[RevocationRequest, Form()]) -> Response:
     """Ends the session of a refresh (or access) token, as logout does, for clients that hold
     only the token. An invalid or already revoked token is not an error (RFC 7009 2.2)."""
-    hinted_access = token_type_hint == "access_token"  # noqa: S105 - a type name, not a secret
+    token = form.token
+    hinted_access = form.token_type_hint == "access_token"  # noqa: S105 - a type name, not a secret
     kinds: tuple[Literal["access", "refresh"], ...] = (
         ("access", "refresh") if hinted_access else ("refresh", "access")
     )

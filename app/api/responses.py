@@ -73,7 +73,9 @@ HEADERS: Final[dict[str, dict[str, Any]]] = {
     ),
     "ETag": _header("Version of the answer, for If-None-Match.", {"type": "string"}, True),
     "WWW-Authenticate": _header(
-        "The scheme to authenticate with: `Bearer`.", {"type": "string"}, required=True
+        "The scheme to authenticate with: `Bearer`, or `Basic` for service clients.",
+        {"type": "string"},
+        required=True,
     ),
 }
 RATE_LIMIT_HEADERS: Final = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
@@ -139,6 +141,14 @@ BAD_REFRESH: Final = ProblemSpec(
     "Authentication required",
     "Invalid, expired, reused or revoked refresh token",
     "The refresh token has been revoked.",
+    headers=("WWW-Authenticate",),
+)
+INVALID_CLIENT: Final = ProblemSpec(
+    401,
+    "invalid-client",
+    "Client authentication failed",
+    "No, malformed or wrong HTTP Basic client credentials",
+    "Unknown client or wrong secret.",
     headers=("WWW-Authenticate",),
 )
 FORBIDDEN: Final = ProblemSpec(

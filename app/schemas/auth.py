@@ -57,3 +57,27 @@ class LogoutRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     refresh_token: str | None = Field(default=None, max_length=4096)
+
+
+class IntrospectionRequest(BaseModel):
+    """RFC 7662 section 2.1: the token, and optionally what kind the caller thinks it is."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    token: str = Field(max_length=8192, description="The access token to look up.")
+    token_type_hint: str | None = Field(
+        default=None, max_length=64, description="Ignored: only access tokens are looked up."
+    )
+
+
+class RevocationRequest(BaseModel):
+    """RFC 7009 section 2.1: the token to revoke, and optionally its kind."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    token: str = Field(max_length=8192, description="A refresh or access token.")
+    token_type_hint: str | None = Field(
+        default=None,
+        max_length=64,
+        description="`refresh_token` or `access_token`: which kind to try first.",
+    )

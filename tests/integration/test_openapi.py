@@ -3,6 +3,7 @@ error status reachable on the real service (and each answered as declared)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import uuid
@@ -229,6 +230,17 @@ async def _garbage_as_user(c: Calls, method: str, path: str) -> httpx.Response:
     )
 
 
+async def _introspection_limited(c: Calls) -> httpx.Response:
+    basic = {"Authorization": "Basic " + base64.b64encode(b"gateway:gateway-secret").decode()}
+    for _ in range(3):
+        response = await c.limited.client.post(
+            "/api/v1/auth/introspect", data={"token": "x"}, headers=basic
+        )
+        if response.status_code == 429:
+            return response
+    return response
+
+
 async def _as_admin(c: Calls, method: str, path: str, **kwargs: Any) -> httpx.Response:
     return await c.harness.client.request(method, path, headers=await c.admin(), **kwargs)
 
@@ -283,6 +295,12 @@ SCENARIOS: dict[tuple[str, int], Scenario] = {
     ("deleteUser", 409): _last_admin_deletes_itself,
     ("deleteUser", 422): lambda c: _as_user(c, "DELETE", "/api/v1/users/not-a-uuid"),
     ("deleteUser", 429): lambda c: c.rate_limited("DELETE", "/api/v1/users/{id}"),
+    ("introspectToken", 401): _anonymous("POST", "/api/v1/auth/introspect", data={"token": "x"}),
+    ("introspectToken", 413): _anonymous("POST", "/api/v1/auth/introspect", content=BIG),
+    ("introspectToken", 422): _anonymous("POST", "/api/v1/auth/introspect", data={}),
+    ("introspectToken", 429): _introspection_limited,
+    ("revokeToken", 413): _anonymous("POST", "/api/v1/auth/revoke", content=BIG),
+    ("revokeToken", 422): _anonymous("POST", "/api/v1/auth/revoke", data={}),
     ("listUsers", 400): lambda c: _as_admin(c, "GET", "/api/v1/users?cursor=bm9wZQ"),
     ("listUsers", 401): _anonymous("GET", "/api/v1/users"),
     ("listUsers", 403): lambda c: _as_user(c, "GET", "/api/v1/users"),
@@ -305,7 +323,12 @@ async def test_every_declared_client_error_has_a_scenario(document: dict[str, An
 
 @pytest.fixture
 async def calls(harness: AppHarness, make_harness: Callable[..., Any]) -> Calls:
-    limited = await make_harness(clean=False, RATE_LIMIT_API="1/minute")
+    limited = await make_harness(
+        clean=False,
+        RATE_LIMIT_API="1/minute",
+        RATE_LIMIT_INTROSPECTION="1/minute",
+        INTROSPECTION_CLIENTS="gateway:gateway-secret",
+    )
     login_limited = await make_harness(clean=False, RATE_LIMIT_LOGIN="1/minute")
     return Calls(harness, limited, login_limited)
 

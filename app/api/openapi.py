@@ -22,11 +22,13 @@ _ASSETS_DIR: Final = resources.files("fastapi_offline") / "static"
 # Headers every response of every operation carries (set by RequestContextMiddleware).
 _EVERY_RESPONSE: Final = ("X-Request-ID", "X-Trace-Id")
 # The password flow needs only the email and password; Swagger UI would also ask for a
-# client id and secret and where to send them, which this service ignores.
+# client id and secret and where to send them, which this service ignores, and explain
+# scopes, which it has none of.
 _HIDE_CLIENT_FIELDS: Final = """<style>
 .auth-container .wrapper:has(> label[for^="client_id"]),
 .auth-container .wrapper:has(> label[for^="client_secret"]),
-.auth-container .wrapper:has(> label[for^="password_type"]) { display: none; }
+.auth-container .wrapper:has(> label[for^="password_type"]),
+.auth-container .scope-def { display: none; }
 </style>
 </head>"""
 

@@ -116,6 +116,8 @@ def test_docs_work_offline_sign_up_authorize_and_read_me(
     for label in ("client_id_password", "client_secret_password", "password_type"):
         hidden = browser.find_elements(By.CSS_SELECTOR, f"label[for='{label}']")
         assert hidden and not any(element.is_displayed() for element in hidden), label
+    scopes = browser.find_elements(By.CSS_SELECTOR, ".auth-container .scope-def")
+    assert not any(element.is_displayed() for element in scopes), "scope text for no scopes"
     _wait(browser, "#oauth_username").send_keys(email)
     _wait(browser, "#oauth_password").send_keys(PASSWORD)
     browser.save_screenshot(str(ARTEFACTS / "authorize.png"))

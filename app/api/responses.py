@@ -168,6 +168,13 @@ NOT_FOUND: Final = ProblemSpec(
     "No user with this id",
     "User 3fa85f64-5717-4562-b3fc-2c963f66afa6 does not exist.",
 )
+SESSION_NOT_FOUND: Final = ProblemSpec(
+    404,
+    "not-found",
+    "Not found",
+    "No live session with this id belongs to the caller",
+    "Session 3fa85f64-5717-4562-b3fc-2c963f66afa6 does not exist.",
+)
 LAST_ADMIN: Final = ProblemSpec(
     409,
     "conflict",

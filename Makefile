@@ -7,7 +7,7 @@ run:  ## Run the service on :8000 (PostgreSQL/Redis when up, else embedded)
 test:  ## The whole test suite, installing what it needs
 	bash scripts/test.sh
 
-lock:  ## Regenerate requirements/*.txt (hashes) from pyproject.toml's pins, after changing one
+lock:  ## Regenerate scripts/requirements/*.txt (hashes) from pyproject.toml's pins, after changing one
 	bash scripts/lock.sh
 
 lint:  ## ruff and mypy only

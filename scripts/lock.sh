@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Regenerates the lock files in requirements/ from the exact pins in pyproject.toml: every
+# Regenerates the lock files in scripts/requirements/ from the exact pins in pyproject.toml: every
 # package, transitive ones included, pinned with the hashes of its published files.
-#   requirements/runtime.txt   the service (the image, and `make run` with PostgreSQL/Redis)
-#   requirements/embedded.txt  + SQLite and the in-process Redis (`make run` without them)
-#   requirements/dev.txt       + every extra (tests, lint, load tests, deploy checks, ...)
+#   scripts/requirements/runtime.txt   the service (the image, and `make run` with PostgreSQL/Redis)
+#   scripts/requirements/embedded.txt  + SQLite and the in-process Redis (`make run` without them)
+#   scripts/requirements/dev.txt       + every extra (tests, lint, load tests, deploy checks, ...)
 # Run it (`make lock`) after changing a dependency in pyproject.toml and commit the result;
 # tests/test_lock.py fails while a pin in pyproject.toml and the lock disagree.
 set -euo pipefail
@@ -26,11 +26,11 @@ compile() {
   # --universal: one lock for every platform and Python >= 3.11 (markers where they differ).
   "$UV_VENV/bin/uv" pip compile pyproject.toml --quiet --universal --python-version 3.11 \
     --generate-hashes --custom-compile-command "make lock" "$@" \
-    --output-file "requirements/$name.txt"
-  log "requirements/$name.txt: $(grep -c '^[a-z0-9]' "requirements/$name.txt") packages"
+    --output-file "scripts/requirements/$name.txt"
+  log "scripts/requirements/$name.txt: $(grep -c '^[a-z0-9]' "scripts/requirements/$name.txt") packages"
 }
 
-mkdir -p requirements
+mkdir -p scripts/requirements
 compile runtime
 compile embedded --extra embedded
 compile dev --all-extras

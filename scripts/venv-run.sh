@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs a command inside .venv after installing the given lock (requirements/LOCK.txt; only
+# Runs a command inside .venv after installing the given lock (scripts/requirements/LOCK.txt; only
 # when it or pyproject.toml changed since the last install), so `make loadtest` right after
 # `make run` (which installs the runtime lock) finds Locust, `make dashboards` the Grafana SDK.
 #

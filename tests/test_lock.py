@@ -28,10 +28,10 @@ def _pins(requirements: list[str]) -> dict[str, str]:
 
 
 def _lock(name: str) -> tuple[dict[str, str], str]:
-    text = (REPO / "requirements" / f"{name}.txt").read_text(encoding="utf-8")
+    text = (REPO / "scripts" / "requirements" / f"{name}.txt").read_text(encoding="utf-8")
     entries = re.split(r"\n(?=[a-z0-9])", text.split("\n", 2)[2])
     unhashed = [entry.split()[0] for entry in entries if "--hash=sha256:" not in entry]
-    assert unhashed == [], f"requirements/{name}.txt: pinned without hashes: {unhashed}"
+    assert unhashed == [], f"scripts/requirements/{name}.txt: pinned without hashes: {unhashed}"
     return _pins([entry.strip() for entry in entries]), text
 
 
@@ -58,7 +58,8 @@ def test_every_pin_of_pyproject_is_locked_at_its_version(lock: str, direct: dict
         for name, version in direct.items()
         if locked.get(name) != version
     }
-    assert drift == {}, f"pyproject.toml vs requirements/{lock}.txt (run `make lock`): {drift}"
+    lock_file = f"scripts/requirements/{lock}.txt"
+    assert drift == {}, f"pyproject.toml vs {lock_file} (run `make lock`): {drift}"
 
 
 # Development-only, whatever else depends on what: none of these may reach the image.
@@ -79,7 +80,7 @@ def test_the_runtime_lock_holds_nothing_development_only() -> None:
 
 def test_the_image_and_the_test_command_install_from_the_lock() -> None:
     dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
-    assert "COPY requirements/runtime.txt" in dockerfile
+    assert "COPY scripts/requirements/runtime.txt" in dockerfile
     assert "--require-hashes" in dockerfile
     setup = (REPO / "scripts" / "lib" / "setup.sh").read_text(encoding="utf-8")
     assert '--require-hashes -r "$lock"' in setup

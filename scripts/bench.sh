@@ -5,7 +5,7 @@
 #
 # Usage: scripts/bench.sh [seconds-per-row] [connections]     (defaults 10 and 32)
 #        PROFILE=1 scripts/bench.sh   also writes a flame graph of the cached read under load
-#                                     to docs/flamegraph-cached-read.svg (py-spy).
+#                                     to scripts/bench/flamegraphs/flamegraph-cached-read.svg (py-spy).
 # Every server runs under gunicorn with 2 uvicorn workers on 127.0.0.1, with a redis-server
 # and a database of the run's own; the numbers are only meaningful as ratios within one run.
 set -euo pipefail
@@ -29,6 +29,6 @@ export VEGETA="$VEGETA_DIR/vegeta"
 
 args=(--duration "${1:-10}" --connections "${2:-32}")
 if [ "${PROFILE:-0}" = "1" ]; then
-  args+=(--profile docs/flamegraph-cached-read.svg)
+  args+=(--profile scripts/bench/flamegraphs/flamegraph-cached-read.svg)
 fi
 exec python -m scripts.bench.run "${args[@]}"

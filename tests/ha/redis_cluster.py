@@ -4,16 +4,14 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
-import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import redis
 
+from tests.ha.redis_processes import RedisProcesses
 from tests.support.service import free_port
 
 PASSWORD = "cluster-test-password"
@@ -21,7 +19,7 @@ PASSWORD = "cluster-test-password"
 NODE_TIMEOUT_MS = 1000
 
 
-class RedisCluster:
+class RedisCluster(RedisProcesses):
     def __init__(self, masters: int = 3) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="us-cluster-"))
         self.ports = [free_port() for _ in range(masters * 2)]
@@ -140,22 +138,3 @@ class RedisCluster:
                     return
             time.sleep(0.1)
         raise TimeoutError("the cluster did not settle")
-
-    def kill(self, port: int) -> None:
-        process = self.processes.get(port)
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            process.wait(5)
-
-    def stop(self) -> None:
-        for port in list(self.processes):
-            self.kill(port)
-        self.processes.clear()
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[RedisCluster]:
-        try:
-            yield self.start()
-        finally:
-            self.stop()

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import redis
 
+from tests.ha.redis_processes import RedisProcesses
 from tests.support.service import free_port
 
 MASTER_NAME = "mymaster"
@@ -34,7 +33,7 @@ def _wait_ping(port: int, password: str, timeout: float = 10) -> None:
     raise TimeoutError(f"redis on {port} did not answer")
 
 
-class SentinelSet:
+class SentinelSet(RedisProcesses):
     def __init__(self, sentinels: int = 3) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="us-sentinel-"))
         self.master_port = free_port()
@@ -127,22 +126,3 @@ class SentinelSet:
             name = role[0]
             return str(name.decode() if isinstance(name, bytes) else name)
         return "down"
-
-    def kill(self, port: int) -> None:
-        process = self.processes.get(port)
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            process.wait(5)
-
-    def stop(self) -> None:
-        for port in list(self.processes):
-            self.kill(port)
-        self.processes.clear()
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[SentinelSet]:
-        try:
-            yield self.start()
-        finally:
-            self.stop()

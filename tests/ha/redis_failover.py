@@ -10,10 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import redis.asyncio as aioredis
 
-from tests.faults.tools import Ledger, LoadClient, fetch_metrics, wait_for
+from tests.faults.tools import Ledger, fetch_metrics, wait_for
+from tests.ha.under_load import kill_into_phase, load_and_probe
 from tests.support.service import RunningService
 
 
@@ -43,57 +43,46 @@ async def fail_over_redis_under_load(
     """Runs the load through a master failover; `cache_keys` is the pattern of the keys the
     service caches, watched on the replica that takes over."""
     base = service.base_url
-    load = LoadClient(ledger, lambda: [base], users=4, timeout=15)
-    probe = httpx.AsyncClient(timeout=5)
     successor = aioredis.Redis(port=replica_port, password=password)
     try:
-        await load.prepare()
-        load.start()
-        await asyncio.sleep(2)
+        async with load_and_probe(ledger, base, warm_up=2) as (load, probe):
 
-        async def cached() -> bool:
-            return bool(await successor.keys(cache_keys))
+            async def cached() -> bool:
+                return bool(await successor.keys(cache_keys))
 
-        await wait_for(cached, timeout=15)
+            await wait_for(cached, timeout=15)
+            killed = await kill_into_phase(ledger, kill_master, "failover")
 
-        ledger.phase = "switching"
-        await asyncio.sleep(0.3)
-        kill_master()
-        killed = time.monotonic()
-        ledger.phase = "failover"
+            async def promoted() -> bool:
+                return replica_promoted()
 
-        async def promoted() -> bool:
-            return replica_promoted()
-
-        await wait_for(promoted, timeout=30, interval=0.05)
-        promoted_at = time.monotonic()
-        # Whatever the cache held is replicated; a key the service writes from now on can
-        # only come from a worker connected to the new master.
-        stale = await successor.keys(cache_keys)
-        if stale:
-            await successor.delete(*stale)
-        await wait_for(cached, timeout=30, interval=0.05)
-        served = time.monotonic()
-        ledger.phase = "settling"
-        await asyncio.sleep(1)
-        ledger.phase = "after"
-        await asyncio.sleep(3)
-        await load.stop()
-        ready = (await probe.get(f"{base}/readyz")).json()
-        samples = await fetch_metrics(probe, service.metrics_url)
-        # The tokens every virtual user got before the failover still work.
-        still_valid = [
-            (
-                await probe.get(
-                    f"{base}/api/v1/users/me",
-                    headers={"Authorization": f"Bearer {user.token}"},
-                )
-            ).status_code
-            for user in ledger.users
-        ]
+            await wait_for(promoted, timeout=30, interval=0.05)
+            promoted_at = time.monotonic()
+            # Whatever the cache held is replicated; a key the service writes from now on can
+            # only come from a worker connected to the new master.
+            stale = await successor.keys(cache_keys)
+            if stale:
+                await successor.delete(*stale)
+            await wait_for(cached, timeout=30, interval=0.05)
+            served = time.monotonic()
+            ledger.phase = "settling"
+            await asyncio.sleep(1)
+            ledger.phase = "after"
+            await asyncio.sleep(3)
+            await load.stop()
+            ready = (await probe.get(f"{base}/readyz")).json()
+            samples = await fetch_metrics(probe, service.metrics_url)
+            # The tokens every virtual user got before the failover still work.
+            still_valid = [
+                (
+                    await probe.get(
+                        f"{base}/api/v1/users/me",
+                        headers={"Authorization": f"Bearer {user.token}"},
+                    )
+                ).status_code
+                for user in ledger.users
+            ]
     finally:
-        await load.aclose()
-        await probe.aclose()
         await successor.aclose()
     return RedisFailover(killed, promoted_at, served, ready, samples, still_valid)
 

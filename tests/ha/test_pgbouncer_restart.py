@@ -7,11 +7,10 @@ import asyncio
 import time
 from collections.abc import Callable
 
-import httpx
-
 from tests.faults.conftest import service_env
-from tests.faults.tools import Ledger, LoadClient, check_rows, fetch_metrics, metric, wait_for
+from tests.faults.tools import Ledger, check_rows, fetch_metrics, metric, wait_for
 from tests.ha.pgbouncer import PgBouncer
+from tests.ha.under_load import kill_into_phase, load_and_probe
 from tests.support.database import drop_database, fresh_database
 from tests.support.service import running_service
 
@@ -30,18 +29,8 @@ async def test_pgbouncer_killed_and_restarted_under_load(
             env = service_env(bouncer.url(DATABASE), "ha-bouncer", DB_PGBOUNCER="true")
             with running_service(env) as service:
                 base = service.base_url
-                load = LoadClient(ledger, lambda: [base], users=4, timeout=15)
-                probe = httpx.AsyncClient(timeout=5)
-                try:
-                    await load.prepare()
-                    load.start()
-                    await asyncio.sleep(3)
-
-                    ledger.phase = "switching"
-                    await asyncio.sleep(0.3)
-                    bouncer.kill()
-                    killed = time.monotonic()
-                    ledger.phase = "down"
+                async with load_and_probe(ledger, base, warm_up=3) as (load, probe):
+                    killed = await kill_into_phase(ledger, bouncer.kill, "down")
                     await asyncio.sleep(DOWN_FOR)
                     ready_down = (await probe.get(f"{base}/readyz")).json()
                     ledger.phase = "switching"
@@ -62,9 +51,6 @@ async def test_pgbouncer_killed_and_restarted_under_load(
                     await asyncio.sleep(3)
                     await load.stop()
                     samples = await fetch_metrics(probe, service.metrics_url)
-                finally:
-                    await load.aclose()
-                    await probe.aclose()
                 logs = service.logs()
         rows = await check_rows(DATABASE, ledger)
     finally:

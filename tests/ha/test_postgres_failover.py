@@ -7,11 +7,10 @@ import asyncio
 import time
 from collections.abc import Callable
 
-import httpx
-
 from tests.faults.conftest import service_env
-from tests.faults.tools import Ledger, LoadClient, check_rows, fetch_metrics, metric, wait_for
+from tests.faults.tools import Ledger, check_rows, fetch_metrics, metric, wait_for
 from tests.ha.postgres_pair import PostgresPair
+from tests.ha.under_load import kill_into_phase, load_and_probe
 from tests.support.database import migrate
 from tests.support.service import running_service
 
@@ -30,19 +29,8 @@ async def test_primary_killed_standby_promoted_under_load(
         env = service_env(pair.failover_url(DATABASE), "ha-pg", DB_CONNECT_TIMEOUT="2")
         with running_service(env) as service:
             base = service.base_url
-            load = LoadClient(ledger, lambda: [base], users=4, timeout=15)
-            probe = httpx.AsyncClient(timeout=5)
-            try:
-                await load.prepare()
-                load.start()
-                await asyncio.sleep(2)
-
-                # Requests in flight across the kill belong to neither phase's assertions.
-                ledger.phase = "switching"
-                await asyncio.sleep(0.3)
-                await asyncio.to_thread(pair.kill_primary)
-                killed = time.monotonic()
-                ledger.phase = "failover"
+            async with load_and_probe(ledger, base, warm_up=2) as (load, probe):
+                killed = await kill_into_phase(ledger, pair.kill_primary, "failover")
                 await asyncio.sleep(PROMOTE_AFTER)
                 await asyncio.to_thread(pair.promote_standby)
                 promoted = time.monotonic()
@@ -74,9 +62,6 @@ async def test_primary_killed_standby_promoted_under_load(
                 await load.stop()
                 ready = await probe.get(f"{base}/readyz")
                 samples = await fetch_metrics(probe, service.metrics_url)
-            finally:
-                await load.aclose()
-                await probe.aclose()
             logs = service.logs()
         rows = await check_rows(DATABASE, ledger, dsn=pair.dsn(pair.standby_port, f"{DATABASE}"))
 

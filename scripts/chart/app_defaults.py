@@ -7,13 +7,13 @@ uses for any config value left null (its checks count what the app will really d
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from typing import Any
 
 import yaml
 
+from scripts.chart.generated_file import wants_write, write_or_check
 from scripts.chart.helm import CHART_DIR, REPO_ROOT
 
 OUTPUT = CHART_DIR / "files" / "app-defaults.yaml"
@@ -53,19 +53,12 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--write", action="store_true")
-    mode.add_argument("--check", action="store_true")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.write:
-        OUTPUT.write_text(text)
-        return 0
-    if not OUTPUT.exists() or OUTPUT.read_text() != text:
-        print(f"{OUTPUT} is stale: python -m scripts.chart.app_defaults --write", file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check(
+        OUTPUT,
+        render(),
+        write=wants_write(argv, __doc__),
+        stale_message=f"{OUTPUT} is stale: python -m scripts.chart.app_defaults --write",
+    )
 
 
 if __name__ == "__main__":

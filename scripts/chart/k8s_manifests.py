@@ -6,9 +6,9 @@ python -m scripts.chart.k8s_manifests --check    # exit 1 when k8s/ is stale (th
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from scripts.chart.generated_file import wants_write, write_or_check
 from scripts.chart.helm import LOWEST_KUBE, REPO_ROOT, Helm, find_helm
 
 K8S_DIR = REPO_ROOT / "k8s"
@@ -35,24 +35,17 @@ def render(helm: Helm) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--write", action="store_true")
-    mode.add_argument("--check", action="store_true")
-    args = parser.parse_args(argv)
-    text = render(Helm(find_helm()))
-    if args.write:
-        OUTPUT.write_text(text)
+    write = wants_write(argv, __doc__)
+    status = write_or_check(
+        OUTPUT,
+        render(Helm(find_helm())),
+        write=write,
+        stale_message=f"{OUTPUT.relative_to(REPO_ROOT)} is stale: "
+        "run python -m scripts.chart.k8s_manifests --write",
+    )
+    if write:
         print(f"wrote {OUTPUT.relative_to(REPO_ROOT)}")
-        return 0
-    if not OUTPUT.exists() or OUTPUT.read_text() != text:
-        print(
-            f"{OUTPUT.relative_to(REPO_ROOT)} is stale: "
-            "run python -m scripts.chart.k8s_manifests --write",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    return status
 
 
 if __name__ == "__main__":

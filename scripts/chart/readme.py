@@ -8,7 +8,6 @@ The table sits between the BEGIN/END markers below; the rest of the README is ha
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -16,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from scripts.chart.generated_file import wants_write, write_or_check
 from scripts.chart.helm import CHART_DIR
 
 VALUES = CHART_DIR / "values.yaml"
@@ -116,26 +116,18 @@ def rendered_readme() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--write", action="store_true")
-    mode.add_argument("--check", action="store_true")
-    args = parser.parse_args(argv)
+    write = wants_write(argv, __doc__)
     missing = undocumented(VALUES.read_text())
     if missing:
         print(f"values without a `# --` description: {missing}", file=sys.stderr)
         return 1
-    text = rendered_readme()
-    if args.write:
-        README.write_text(text)
-        return 0
-    if README.read_text() != text:
-        print(
-            "helm/user-service/README.md is stale: python -m scripts.chart.readme --write",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    return write_or_check(
+        README,
+        rendered_readme(),
+        write=write,
+        stale_message="helm/user-service/README.md is stale: "
+        "python -m scripts.chart.readme --write",
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@
 # anyway: a stray pgbouncer on :6432 or sentinel on :26379 would only waste memory.
 set -euo pipefail
 
+# shellcheck source=lib/apt-quiet.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt-quiet.sh"
+
 log() { printf 'install-ha: %s\n' "$*" >&2; }
 
 missing() {
@@ -49,19 +52,8 @@ if ((${#packages[@]} == 0)); then
   exit 0
 fi
 
-policy=/usr/sbin/policy-rc.d
-added_policy=0
-if [[ ! -e "${policy}" ]]; then
-  printf '#!/bin/sh\nexit 101\n' | ${SUDO} tee "${policy}" >/dev/null
-  ${SUDO} chmod 0755 "${policy}"
-  added_policy=1
-fi
-cleanup() { if [[ "${added_policy}" == "1" ]]; then ${SUDO} rm -f "${policy}"; fi; }
-trap cleanup EXIT
-
 log "installing Debian packages: ${packages[*]}"
-${SUDO} apt-get update -qq
-DEBIAN_FRONTEND=noninteractive ${SUDO} apt-get install -y -qq --no-install-recommends "${packages[@]}" >&2
+apt_install_without_starting "${SUDO}" "${packages[@]}"
 stop_packaged_services
 [[ -z "$(missing | sed '/^$/d')" ]] || { log "still missing: $(missing | xargs)"; exit 1; }
 log "installed: pgbouncer, redis-server, redis-sentinel"

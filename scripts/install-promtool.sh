@@ -8,6 +8,9 @@
 # server on :9090 would only waste memory and confuse whoever reads `ss -ltnp`.
 set -euo pipefail
 
+# shellcheck source=lib/apt-quiet.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt-quiet.sh"
+
 log() { printf 'install-promtool: %s\n' "$*" >&2; }
 
 have_tools() { command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; }
@@ -40,21 +43,8 @@ if have_tools; then
   exit 0
 fi
 
-# Keep maintainer scripts from starting the daemon; restore whatever policy was there before.
-policy=/usr/sbin/policy-rc.d
-added_policy=0
-if [[ ! -e "${policy}" ]]; then
-  printf '#!/bin/sh\nexit 101\n' | ${SUDO} tee "${policy}" >/dev/null
-  ${SUDO} chmod 0755 "${policy}"
-  added_policy=1
-fi
-cleanup() { if [[ "${added_policy}" == "1" ]]; then ${SUDO} rm -f "${policy}"; fi; }
-trap cleanup EXIT
-
 log "installing Debian package prometheus (promtool + server)"
-${SUDO} apt-get update -qq
-# No recommends: node-exporter and friends would start more daemons nobody asked for.
-DEBIAN_FRONTEND=noninteractive ${SUDO} apt-get install -y -qq --no-install-recommends prometheus >&2
+apt_install_without_starting "${SUDO}" prometheus
 
 stop_packaged_service
 have_tools || { log "prometheus package installed but promtool is still not on PATH"; exit 1; }

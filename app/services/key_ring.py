@@ -41,6 +41,15 @@ _UNKNOWN_KID_RELOAD_SECONDS: Final = 1.0
 _LOAD_TIMEOUT_SECONDS: Final = 5.0
 
 
+def _plain_header(token: str) -> dict[str, Any]:
+    """The token's header, unverified; InvalidTokenError when it carries any header but
+    alg, typ and kid."""
+    header = jwt.get_unverified_header(token)
+    if not set(header) <= ALLOWED_HEADERS:
+        raise jwt.InvalidTokenError("unexpected token header")
+    return header
+
+
 class UnknownKeyError(jwt.InvalidTokenError):
     """The token names a key that is not (or no longer) published."""
 
@@ -227,9 +236,7 @@ class KeyRing:
         self, token: str, *, audience: str, issuer: str, required: list[str], leeway: int
     ) -> dict[str, Any]:
         """Claims of a token signed by a published key of ours; jwt errors otherwise."""
-        header = jwt.get_unverified_header(token)
-        if not set(header) <= ALLOWED_HEADERS:
-            raise jwt.InvalidTokenError("unexpected token header")
+        header = _plain_header(token)
         kid = header.get("kid")
         options: Options = {"require": required}
         if kid is None or kid == self._legacy_kid:
@@ -324,9 +331,7 @@ class HmacSigner:
     def verify(
         self, token: str, *, audience: str, issuer: str, required: list[str], leeway: int
     ) -> dict[str, Any]:
-        header = jwt.get_unverified_header(token)
-        if not set(header) <= ALLOWED_HEADERS:
-            raise jwt.InvalidTokenError("unexpected token header")
+        header = _plain_header(token)
         kid = header.get("kid")
         if kid is not None and not hmac.compare_digest(str(kid), self._kid):
             metrics.TOKENS_UNKNOWN_KID.inc()

@@ -9,18 +9,14 @@ from typing import Any
 import pytest
 
 from app.settings import Settings
-from tests.conftest import AppHarness, start_harness
+from tests.conftest import DATABASE_NAME, AppHarness, start_harness
 from tests.faults import report
 from tests.ha.pgbouncer import PgBouncer
-from tests.support.database import fresh_database
 
-PGBOUNCER_DATABASE = "user_service_ha_pgbouncer"
-
-
-@pytest.fixture(scope="session")
-def database_url() -> str:
-    """The database behind the pgbouncer, reached directly (as the CLI and checks do)."""
-    return fresh_database(PGBOUNCER_DATABASE)
+# The pgbouncer fronts the run's own test database. Not a database of its own behind an
+# overridden `database_url`: the session-scoped fixtures that depend on `database_url`
+# would keep whichever one they were first built with for the rest of the run.
+PGBOUNCER_DATABASE = DATABASE_NAME
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEVELOPMENT_JWT_KEY = "development-only-insecure-key-change-me-0123456789"
 # Likewise for the key-encryption key of the signing keys.
 DEVELOPMENT_KEK = "development-only-key-encryption-key-change-me-0123"
+# Longest a worker's reload of the signing keys may take before it is abandoned: a key is
+# therefore in every worker's JWKS at most one refresh interval plus this after it committed.
+SIGNING_KEY_LOAD_TIMEOUT_SECONDS: Final = 5.0
 
 
 class Environment(StrEnum):
@@ -423,8 +426,13 @@ class Settings(BaseSettings):
 
     @property
     def key_publish_delay_seconds(self) -> float:
-        """A key signs only after every replica and every consumer cache can hold it."""
-        return self.jwks_max_age_seconds + self.signing_key_refresh_seconds
+        """A key signs only after every replica and every consumer cache can hold it: every
+        worker's reload (an interval plus a time-limited load) and then a JWKS max-age."""
+        return (
+            self.jwks_max_age_seconds
+            + self.signing_key_refresh_seconds
+            + SIGNING_KEY_LOAD_TIMEOUT_SECONDS
+        )
 
     @property
     def docs_enabled(self) -> bool:

@@ -54,7 +54,7 @@ def test_key_timing_that_a_cached_jwks_could_miss_is_refused() -> None:
         )
     settings = Settings(JWKS_MAX_AGE_SECONDS=300, REFRESH_TOKEN_TTL_SECONDS=3600)
     assert settings.key_overlap_seconds == 3900
-    assert settings.key_publish_delay_seconds == 310
+    assert settings.key_publish_delay_seconds == 315
 
 
 def test_production_accepts_real_values_and_secret_files(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from app.observability import metrics
 from app.services import jwk
 from app.services.key_lifecycle import KeyState, KeyTimes, pending, signer
 from app.services.signing_keys import SigningKeyManager, times_of
+from app.settings import SIGNING_KEY_LOAD_TIMEOUT_SECONDS
 
 log = structlog.get_logger("app.keys")
 
@@ -38,7 +39,6 @@ log = structlog.get_logger("app.keys")
 ALLOWED_HEADERS: Final = frozenset({"alg", "typ", "kid"})
 # At most one reload per this many seconds when tokens with an unknown kid arrive.
 _UNKNOWN_KID_RELOAD_SECONDS: Final = 1.0
-_LOAD_TIMEOUT_SECONDS: Final = 5.0
 
 
 def _plain_header(token: str) -> dict[str, Any]:
@@ -115,13 +115,13 @@ class KeyRing:
     async def refresh(self) -> None:
         """Reload every key; create the very first one if the database holds none."""
         self._last_attempt = time.monotonic()
-        rows = await asyncio.wait_for(self._store.load(), _LOAD_TIMEOUT_SECONDS)
+        rows = await asyncio.wait_for(self._store.load(), SIGNING_KEY_LOAD_TIMEOUT_SECONDS)
         now = time.time()
         if not any(times_of(row).is_published(now) for row in rows):
             created = await self._manager.bootstrap(now)
             if created:
                 log.info("signing_key_bootstrapped", kid=created)
-            rows = await asyncio.wait_for(self._store.load(), _LOAD_TIMEOUT_SECONDS)
+            rows = await asyncio.wait_for(self._store.load(), SIGNING_KEY_LOAD_TIMEOUT_SECONDS)
         self._install(rows)
 
     def _install(self, rows: Sequence[SigningKey]) -> None:

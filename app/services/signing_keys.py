@@ -116,8 +116,10 @@ class SigningKeyManager:
             )
 
     async def rotate(self, now: float | None = None) -> list[str]:
-        now = time.time() if now is None else now
         async with self._store.locked() as session:
+            # Read the clock once the lock is held: a key's publication time must not precede
+            # the moment it becomes visible by more than this transaction's commit.
+            now = time.time() if now is None else now
             rows = await self._store.rows(session)
             self._check_kek(rows, now)
             self._wipe_deleted(rows, now)
@@ -151,8 +153,8 @@ class SigningKeyManager:
             return lines
 
     async def retire(self, kid: str, *, force: bool, now: float | None = None) -> list[str]:
-        now = time.time() if now is None else now
         async with self._store.locked() as session:
+            now = time.time() if now is None else now
             rows = await self._store.rows(session)
             row = next((row for row in rows if row.kid == kid), None)
             if row is None:

@@ -290,8 +290,9 @@ Checks across values that a JSON schema cannot express. Included by the Deployme
 {{- if lt (int .Values.keys.rotation.overlapSeconds) (int $minOverlap) }}
 {{- fail (printf "user-service: keys.rotation.overlapSeconds (%d) must be at least config.JWKS_MAX_AGE_SECONDS (%d) + the longest token lifetime, max(config.ACCESS_TOKEN_TTL_SECONDS, config.REFRESH_TOKEN_TTL_SECONDS) (%d) = %d, or a retired key disappears while tokens it signed are still valid" (int .Values.keys.rotation.overlapSeconds) $maxAge (max $access $refresh) (int $minOverlap)) }}
 {{- end }}
-{{- if le (int .Values.keys.rotation.periodSeconds) (add $maxAge $reload) }}
-{{- fail (printf "user-service: keys.rotation.periodSeconds (%d) must exceed config.JWKS_MAX_AGE_SECONDS + config.SIGNING_KEY_REFRESH_SECONDS (%d): a next key signs only after every cached JWKS holds it" (int .Values.keys.rotation.periodSeconds) (add $maxAge $reload)) }}
+{{- /* 5: the app's time limit on one reload of the keys (SIGNING_KEY_LOAD_TIMEOUT_SECONDS) */}}
+{{- if le (int .Values.keys.rotation.periodSeconds) (add $maxAge $reload 5) }}
+{{- fail (printf "user-service: keys.rotation.periodSeconds (%d) must exceed config.JWKS_MAX_AGE_SECONDS + config.SIGNING_KEY_REFRESH_SECONDS + 5 s of reload time limit (%d): a next key signs only after every cached JWKS holds it" (int .Values.keys.rotation.periodSeconds) (add $maxAge $reload 5)) }}
 {{- end }}
 {{- end }}
 {{- if eq (int .Values.metrics.port) (int .Values.containerPort) }}

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Dependency audit: pip-audit over every version pinned in pyproject.toml (runtime and all
-# extras), then over everything installed in the venv (the transitive closure).
+# Dependency audit: pip-audit over every lock file in scripts/requirements/ (each exactly as
+# `make lock` wrote it: what the image, the load-test image, `make run` and the tests install),
+# then over everything installed in the venv.
 #
 #   scripts/audit.sh   exit 0: no unaccepted finding, or the advisory data could not be
 #                              reached (then it says SKIPPED and NOTHING WAS AUDITED)
 #                      exit 1: a known vulnerability that is not accepted, or pip-audit broke
 #   AUDIT_REQUIRE_NETWORK=1 scripts/audit.sh   exit 2 instead of 0 when it had to skip
+#   scripts/audit.sh --dry-run   print the pip-audit commands it would run, and stop
 #
 # Advisory data: PyPI's per-release JSON (pip-audit's default service), so this needs
 # https://pypi.org/pypi/<name>/<version>/json. Accepted findings, each with its reason,
@@ -17,6 +19,9 @@ PIP_AUDIT="${PIP_AUDIT:-$(dirname "$PYTHON")/pip-audit}"
 ACCEPTED=tests/security/pip-audit-accepted.txt
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+DRY_RUN=0
+if [ "${1:-}" = "--dry-run" ]; then DRY_RUN=1; fi
+LOCKS=(scripts/requirements/*.txt)
 
 skip_all() {
   echo "audit: SKIPPED - $1; NOTHING WAS AUDITED (the dependencies may or may not be vulnerable)." >&2
@@ -25,7 +30,7 @@ skip_all() {
 }
 
 # Probe exactly the kind of URL pip-audit uses: some mirrors serve only the per-project page.
-if ! "$PYTHON" - <<'PY'
+if [ "$DRY_RUN" = 0 ] && ! "$PYTHON" - <<'PY'
 import sys, urllib.request
 url = "https://pypi.org/pypi/pip/24.0/json"
 try:
@@ -37,16 +42,6 @@ PY
 then
   skip_all "PyPI's per-release advisory data is not reachable from here"
 fi
-
-# Every pin of pyproject.toml, runtime and all extras, as a requirements file.
-"$PYTHON" - "$work/pinned.txt" <<'PY'
-import sys, tomllib
-project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-pins = list(project["dependencies"])
-for extra in project.get("optional-dependencies", {}).values():
-    pins += extra
-open(sys.argv[1], "w").write("\n".join(sorted(set(pins))) + "\n")
-PY
 
 ignores=()
 if [ -f "$ACCEPTED" ]; then
@@ -80,9 +75,14 @@ status=0
 skipped_runs=0
 run() {  # name, pip-audit args...
   local name="$1"; shift
+  local command=("$PIP_AUDIT" --vulnerability-service pypi --progress-spinner off --desc on
+    --format json --output "$work/$name.json" "${ignores[@]}" "$@")
+  if [ "$DRY_RUN" = 1 ]; then
+    echo "${command[*]}"
+    return
+  fi
   echo "== pip-audit: $name"
-  "$PIP_AUDIT" --vulnerability-service pypi --progress-spinner off --desc on \
-    --format json --output "$work/$name.json" "${ignores[@]}" "$@" 2>"$work/$name.err"
+  "${command[@]}" 2>"$work/$name.err"
   local code=$?
   if [ ! -s "$work/$name.json" ]; then
     if grep -qiE "connection|resolve|timed out|max retries" "$work/$name.err"; then
@@ -105,9 +105,15 @@ run() {  # name, pip-audit args...
   esac
 }
 
-run pinned -r "$work/pinned.txt" --no-deps --disable-pip
+# One run per lock: they may hold different versions of a package they share (a transitive one
+# resolved alone for the runtime), and pip-audit refuses two versions in one run. Every entry
+# is pinned and hashed, so nothing is resolved or installed; markers are evaluated here.
+for lock in "${LOCKS[@]}"; do
+  run "$(basename "$lock" .txt)" -r "$lock" --no-deps --disable-pip
+done
 # pip-audit runs from the venv, so with no requirement file it audits the venv itself.
 run installed --skip-editable
+if [ "$DRY_RUN" = 1 ]; then exit 0; fi
 
 if [ ${#ignores[@]} -gt 0 ]; then
   echo "accepted (see $ACCEPTED):"
@@ -118,7 +124,7 @@ if [ $status -ne 0 ]; then
   exit $status
 fi
 if [ $skipped_runs -gt 0 ]; then
-  echo "audit: INCOMPLETE - $skipped_runs of 2 audits skipped (see above)"
+  echo "audit: INCOMPLETE - $skipped_runs of $((${#LOCKS[@]} + 1)) audits skipped (see above)"
   if [ "${AUDIT_REQUIRE_NETWORK:-0}" = "1" ]; then exit 2; fi
   exit 0
 fi

@@ -4,6 +4,8 @@
 #   scripts/requirements/runtime.txt   the service (the image, and `make run` with PostgreSQL/Redis)
 #   scripts/requirements/embedded.txt  + SQLite and the in-process Redis (`make run` without them)
 #   scripts/requirements/dev.txt       + every extra (tests, lint, load tests, deploy checks, ...)
+#   scripts/requirements/loadtest.txt  the load-test image (loadtests/Dockerfile): what the gate
+#                                      imports, at the versions of dev.txt
 # Run it (`make lock`) after changing a dependency in pyproject.toml and commit the result;
 # tests/test_lock.py fails while a pin in pyproject.toml and the lock disagree.
 set -euo pipefail
@@ -20,17 +22,27 @@ if [ ! -x "$UV_VENV/bin/uv" ]; then
   "$UV_VENV/bin/pip" install --quiet --disable-pip-version-check "uv==$UV_VERSION"
 fi
 
-compile() {
+compile() {  # name, source (pyproject.toml, or - for stdin), uv options...
   local name=$1
   shift
   # --universal: one lock for every platform and Python >= 3.11 (markers where they differ).
-  "$UV_VENV/bin/uv" pip compile pyproject.toml --quiet --universal --python-version 3.11 \
-    --generate-hashes --custom-compile-command "make lock" "$@" \
+  "$UV_VENV/bin/uv" pip compile "$@" --quiet --universal --python-version 3.11 \
+    --generate-hashes --custom-compile-command "make lock" \
     --output-file "scripts/requirements/$name.txt"
   log "scripts/requirements/$name.txt: $(grep -c '^[a-z0-9]' "scripts/requirements/$name.txt") packages"
 }
 
 mkdir -p scripts/requirements
-compile runtime
-compile embedded --extra embedded
-compile dev --all-extras
+compile runtime pyproject.toml
+compile embedded pyproject.toml --extra embedded
+compile dev pyproject.toml --all-extras
+# The load-test image: the gate's packages at pyproject.toml's pins, and everything they pull
+# in at dev.txt's versions, so the image runs exactly what the tests ran.
+"$PYTHON" - locust prometheus-client matplotlib <<'PY' | compile loadtest - --constraint scripts/requirements/dev.txt
+import sys, tomllib
+
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+requirements = project["dependencies"] + sum(project["optional-dependencies"].values(), [])
+pins = {r.split("==")[0]: r for r in requirements if "==" in r}
+print("\n".join(pins[name] for name in sys.argv[1:]))
+PY

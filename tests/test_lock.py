@@ -4,6 +4,7 @@ image and the test command install; the runtime lock holds nothing development-o
 from __future__ import annotations
 
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -87,3 +88,85 @@ def test_the_image_and_the_test_command_install_from_the_lock() -> None:
     assert "ensure_venv dev" in (REPO / "scripts" / "test.sh").read_text(encoding="utf-8")
     run = (REPO / "scripts" / "run.sh").read_text(encoding="utf-8")
     assert "ensure_venv runtime" in run and "ensure_venv dev" not in run
+
+
+# The load-test gate's own packages; its lock holds them and what they pull in, nothing else.
+GATE = ("locust", "prometheus-client", "matplotlib")
+
+
+def test_the_load_test_lock_is_the_gate_at_the_dev_locks_versions() -> None:
+    locked, _ = _lock("loadtest")
+    dev, _ = _lock("dev")
+    pinned = {**RUNTIME, **_extras(*PROJECT["optional-dependencies"])}
+    assert {name: locked.get(name) for name in GATE} == {name: pinned[name] for name in GATE}
+    # Transitive packages too (so it is a lock, not a copy of three pins), each as dev.txt has it.
+    assert len(locked) > len(GATE)
+    assert {n: (v, dev.get(n)) for n, v in locked.items() if dev.get(n) != v} == {}
+    # None of the service: the image runs the gate only.
+    assert not {"fastapi", "sqlalchemy", "asyncpg"} & set(locked)
+
+
+def _dockerignore_regex(pattern: str) -> re.Pattern[str]:
+    # Docker's matching: `*` and `?` stay inside one path element, `**/` spans any number.
+    parts = re.split(r"(\*\*/|\*|\?)", pattern.strip("/"))
+    wild = {"**/": "(?:.*/)?", "*": "[^/]*", "?": "[^/]"}
+    return re.compile("".join(wild.get(part, re.escape(part)) for part in parts))
+
+
+def _in_build_context(path: str, ignore_file: Path) -> bool:
+    """Whether BuildKit sends `path` with this ignore file: the last pattern that matches the
+    path or one of its parent folders decides, `!` lets it back in."""
+    lines = [line.strip() for line in ignore_file.read_text(encoding="utf-8").splitlines()]
+    parents = ["/".join(path.split("/")[: i + 1]) for i in range(path.count("/") + 1)]
+    included = True
+    for line in lines:
+        if not line or line.startswith("#"):
+            continue
+        negated = line.startswith("!")
+        regex = _dockerignore_regex(line.removeprefix("!"))
+        if any(regex.fullmatch(parent) for parent in parents):
+            included = negated
+    return included
+
+
+def test_the_load_test_image_installs_exactly_its_lock() -> None:
+    dockerfile = REPO / "loadtests" / "Dockerfile"
+    ignore = REPO / "loadtests" / "Dockerfile.dockerignore"
+    # Instructions with their continuation lines joined, comments left out.
+    text = re.sub(r"\\\n\s*", " ", dockerfile.read_text(encoding="utf-8"))
+    instructions = [line.strip() for line in text.splitlines() if line.strip()[:1] not in {"", "#"}]
+    copies = [line.split()[1:] for line in instructions if line.startswith("COPY ")]
+    sources = [src for args in copies if not args[0].startswith("--from") for src in args[:-1]]
+    assert "scripts/requirements/loadtest.txt" in sources
+    # Nothing else of pyproject.toml's can reach the build: a reader of its pins fails there.
+    assert all(_in_build_context(src.rstrip("/"), ignore) for src in sources), sources
+    assert not _in_build_context("pyproject.toml", ignore)
+    assert not _in_build_context("scripts/requirements/dev.txt", ignore)
+    installs = [line for line in instructions if line.startswith("RUN ") and "pip install" in line]
+    assert installs, instructions
+    for install in installs:
+        assert "--require-hashes" in install and "-r loadtest.txt" in install, install
+    assert not any("pyproject" in line for line in instructions)
+
+
+def test_the_audit_reads_every_lock_and_nothing_else() -> None:
+    result = subprocess.run(
+        ["bash", "scripts/audit.sh", "--dry-run"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    commands = [line.split() for line in result.stdout.splitlines()]
+    audited = [cmd[cmd.index("-r") + 1] for cmd in commands if "-r" in cmd]
+    locks = sorted(
+        str(p.relative_to(REPO)) for p in (REPO / "scripts" / "requirements").glob("*.txt")
+    )
+    assert sorted(audited) == locks, result.stdout
+    for command in commands:
+        if "-r" in command:
+            # Pinned and hashed already: nothing for pip-audit to resolve from elsewhere.
+            assert command.count("-r") == 1 and "--disable-pip" in command, command
+    # Last, the venv as installed (the dev lock plus the project itself).
+    assert "--skip-editable" in commands[-1] and "-r" not in commands[-1], commands

@@ -12,7 +12,12 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.infra.cache import UserCache
-from app.infra.database import create_engine, create_session_factory, is_embedded
+from app.infra.database import (
+    create_engine,
+    create_read_engine,
+    create_session_factory,
+    is_embedded,
+)
 from app.infra.rate_limit import RateLimiter
 from app.infra.redis import RedisGateway, create_redis
 from app.infra.request_gate import RequestGate
@@ -69,6 +74,7 @@ class Resources:
         prefix = settings.cache_key_prefix
         rate_limiter = RateLimiter(redis, prefix=prefix, fail_open=settings.rate_limit_fail_open)
         sessions = create_session_factory(engine)
+        reads = create_read_engine(engine, settings)
         cache = UserCache(redis, settings)
         passwords = PasswordService(settings)
         keys = token_signer(settings, sessions)
@@ -81,7 +87,7 @@ class Resources:
             # Outlives every access token issued before the revocation (plus verify leeway).
             revoked_ttl_seconds=settings.access_token_ttl_seconds + 60,
         )
-        session_state = SessionStateReader(sessions)
+        session_state = SessionStateReader(reads)
         throttle = LoginThrottleService(sessions, settings)
         login_sessions = SessionService(sessions, tokens, session_cache, session_state, settings)
         gate = RequestGate(
@@ -110,7 +116,7 @@ class Resources:
             tokens=tokens,
             keys=keys,
             gate=gate,
-            users=UserService(sessions, cache, passwords, login_sessions),
+            users=UserService(sessions, reads, cache, passwords, login_sessions),
             auth=AuthService(sessions, passwords, tokens, login_sessions, throttle),
             login_sessions=login_sessions,
             session_keeper=SessionCacheKeeper(login_sessions, settings.session_cache_lease_seconds),

@@ -25,6 +25,7 @@ from app.errors import (
 )
 from app.infra import pgbouncer
 from app.infra.embedded import require_embedded_extra
+from app.infra.pool_ping import ping_idle_connections
 from app.observability.metrics import DB_ERRORS
 from app.observability.pool_metrics import InstrumentedPool, instrument_pool, instrument_queries
 from app.settings import Settings
@@ -124,12 +125,22 @@ def create_engine(settings: Settings, *, pooled: bool = True) -> AsyncEngine:
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
         pool_recycle=settings.db_pool_recycle_seconds,
-        pool_pre_ping=settings.db_pool_pre_ping,
         echo=settings.db_echo,
     )
+    if settings.db_pool_pre_ping:
+        ping_idle_connections(engine.sync_engine.pool)
     instrument_pool(engine.sync_engine.pool, settings)
     instrument_queries(engine.sync_engine, slow_query_ms=settings.db_slow_query_ms)
     return engine
+
+
+def create_read_engine(engine: AsyncEngine, settings: Settings) -> AsyncEngine:
+    """The engine's pool, for reads of one statement: in autocommit each is one round trip,
+    where a transaction would add a BEGIN and a ROLLBACK. Behind PgBouncer with a statement
+    timeout the deadline is set per transaction (SET LOCAL), so reads keep their transaction."""
+    if settings.db_pgbouncer_transaction_mode and settings.db_statement_timeout_ms:
+        return engine
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -7,18 +7,23 @@ import uuid
 from datetime import UTC, datetime
 from typing import Final
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import bindparam, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.models import UserSession
 
 # Bounded memory: a full memo is dropped whole (it only ever saves a lookup).
 _REVOKED_CAPACITY: Final = 100_000
+# Built once: its cache key is worked out on the first execution only.
+_STATE = select(UserSession.user_id, UserSession.revoked_at, UserSession.expires_at).where(
+    UserSession.id == bindparam("session_id")
+)
 
 
 class SessionStateReader:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
+    def __init__(self, reads: AsyncEngine) -> None:
+        # One statement, no transaction (see create_read_engine).
+        self._reads = reads
         self._revoked: set[uuid.UUID] = set()
 
     def known_revoked(self, session_id: uuid.UUID) -> bool:
@@ -32,11 +37,8 @@ class SessionStateReader:
     async def is_active(self, session_id: uuid.UUID, user_id: uuid.UUID) -> bool:
         """True while the session exists for this user, is not revoked and has not expired;
         a session found unusable is remembered as revoked."""
-        query = select(UserSession.user_id, UserSession.revoked_at, UserSession.expires_at).where(
-            UserSession.id == session_id
-        )
-        async with self._sessions() as session:
-            row = (await session.execute(query)).one_or_none()
+        async with self._reads.connect() as connection:
+            row = (await connection.execute(_STATE, {"session_id": session_id})).one_or_none()
         active = (
             row is not None
             and row.user_id == user_id

@@ -8,9 +8,9 @@ import uuid
 from datetime import UTC, datetime
 
 import orjson
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import bindparam, delete, select, tuple_
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.errors import (
     ConflictError,
@@ -44,8 +44,11 @@ def serialize_user(user: User) -> bytes:
 
 
 # What a read returns, selected as plain columns: a read needs no ORM entity, identity map
-# or change tracking, which cost a cache miss more than its query does.
-_READ_COLUMNS = tuple(getattr(User, name) for name in UserRead.model_fields)
+# or change tracking, which cost a cache miss more than its query does. Built once: the
+# statement's cache key is worked out on its first execution only.
+_READ_ONE = select(*(getattr(User, name) for name in UserRead.model_fields)).where(
+    User.id == bindparam("user_id")
+)
 
 
 def _encode_cursor(user: User) -> str:
@@ -82,11 +85,14 @@ class UserService:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
+        reads: AsyncEngine,
         cache: UserCache,
         passwords: PasswordService,
         login_sessions: SessionService,
     ) -> None:
         self._sessions = sessions
+        # Single-statement reads: no session, no transaction (see create_read_engine).
+        self._reads = reads
         self._cache = cache
         self._passwords = passwords
         self._login_sessions = login_sessions
@@ -111,9 +117,8 @@ class UserService:
         `cached` is the cache lookup when the caller already made it."""
 
         async def load() -> bytes | None:
-            async with self._sessions() as session:
-                result = await session.execute(select(*_READ_COLUMNS).where(User.id == user_id))
-                row = result.first()
+            async with self._reads.connect() as connection:
+                row = (await connection.execute(_READ_ONE, {"user_id": user_id})).first()
             if row is None:
                 return None
             return UserRead.model_validate(row._asdict()).model_dump_json().encode()

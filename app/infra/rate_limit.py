@@ -1,8 +1,10 @@
-"""Fixed-window rate limits kept in Redis, counted atomically by one Lua script."""
+"""Fixed-window rate limits kept in Redis: one counter per caller and window, counted and
+given its expiry in one round trip."""
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Final
 
@@ -13,20 +15,10 @@ from app.infra.redis import RedisGateway, RedisUnavailableError
 from app.observability.metrics import RateLimitScope
 from app.settings import Rate
 
-# INCR and PEXPIRE in one script: two separate commands could leave a key without expiry
-# if the client died between them, locking the caller out for good.
-_COUNT_SCRIPT: Final = """
-local current = redis.call('INCR', KEYS[1])
-if current == 1 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  ttl = tonumber(ARGV[1])
-end
-return {current, ttl}
-"""
+# A window's counter outlives the window by this much: a replica whose clock runs a little
+# behind still finds (and does not recreate) the counter of a window that just ended for
+# the others.
+_EXPIRY_SLACK_MS: Final = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,45 +39,69 @@ class RateLimitDecision:
         return headers
 
 
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The counter of the current window: its key, its end (ms since the epoch) and the
+    milliseconds left in it."""
+
+    key: str
+    end_ms: int
+    left_ms: int
+
+
 class RateLimiter:
+    """Windows are aligned to multiples of the period, so a window's counter has a name of
+    its own: INCR creates it and PEXPIREAT gives it the window's end. Two plain commands
+    instead of a script, and a counter that somehow kept no expiry (a client dead between
+    the two) can never lock its caller out: the next window counts in a new key."""
+
     def __init__(self, redis: RedisGateway, *, prefix: str, fail_open: bool) -> None:
         self._redis = redis
         self._prefix = f"{prefix}:rl:"
         self._fail_open = fail_open
-        self._script = redis.client.register_script(_COUNT_SCRIPT)
 
-    def _key(self, scope: RateLimitScope, identity: str) -> str:
-        return f"{self._prefix}{scope}:{identity}"
+    def window(self, scope: RateLimitScope, identity: str, rate: Rate) -> Window:
+        period_ms = rate.period_seconds * 1000
+        now_ms = int(time.time() * 1000)
+        index = now_ms // period_ms
+        end_ms = (index + 1) * period_ms
+        return Window(f"{self._prefix}{scope}:{identity}:{index}", end_ms, end_ms - now_ms)
 
     async def hit(
         self, scope: RateLimitScope, identity: str, rate: Rate
     ) -> RateLimitDecision | None:
         """Count one request; None when Redis is unavailable and the policy is fail-open."""
-        key = self._key(scope, identity)
-        window_ms = rate.period_seconds * 1000
+        window = self.window(scope, identity, rate)
+
+        async def count() -> list[object]:
+            async with self._redis.client.pipeline(transaction=False) as pipe:
+                self.queue_hit(pipe, window)
+                results: list[object] = await pipe.execute()
+                return results
+
         try:
-            counted = await self._redis.call(
-                "rate_limit", lambda: self._script(keys=[key], args=[window_ms])
-            )
+            counted = await self._redis.call("rate_limit", count)
         except RedisUnavailableError as error:
             if self._fail_open:
                 return None
             raise DependencyUnavailableError(
                 "The rate limiter cannot reach its store and is configured to fail closed."
             ) from error
-        return self.decision(counted, rate)
-
-    def queue_hit(self, pipe: Pipeline, scope: RateLimitScope, identity: str, rate: Rate) -> None:
-        """Queue one count on a pipeline the caller executes (EVAL, not EVALSHA: a pipeline
-        with registered scripts first asks SCRIPT EXISTS, a round trip of its own)."""
-        pipe.eval(_COUNT_SCRIPT, 1, self._key(scope, identity), rate.period_seconds * 1000)
+        return self.decision(counted[0], window, rate)
 
     @staticmethod
-    def decision(counted: list[int], rate: Rate) -> RateLimitDecision:
-        count, ttl_ms = int(counted[0]), int(counted[1])
+    def queue_hit(pipe: Pipeline, window: Window) -> None:
+        """Queue one count (two commands, the count's reply first) on a pipeline the caller
+        executes."""
+        pipe.incr(window.key)
+        pipe.pexpireat(window.key, window.end_ms + _EXPIRY_SLACK_MS)
+
+    @staticmethod
+    def decision(count: object, window: Window, rate: Rate) -> RateLimitDecision:
+        counted = int(count)  # type: ignore[call-overload]
         return RateLimitDecision(
-            allowed=count <= rate.limit,
+            allowed=counted <= rate.limit,
             limit=rate.limit,
-            remaining=max(0, rate.limit - count),
-            reset_seconds=max(1, math.ceil(ttl_ms / 1000)),
+            remaining=max(0, rate.limit - counted),
+            reset_seconds=max(1, math.ceil(window.left_ms / 1000)),
         )

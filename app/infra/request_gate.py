@@ -55,13 +55,18 @@ class RequestGate:
         if self._state.known_revoked(session_id):
             raise _revoked()
 
+        window = self._limiter.window("api", str(claims.subject), rate) if rate else None
+        keys = self._cache.state_keys(session_id)
+        if prefetch is not None:
+            keys.append(prefetch)
+
         async def run() -> list[object]:
+            # One MGET (session entry, lease and the read's cache entry share a hash tag, so
+            # one slot even on a cluster) and the rate-limit count: three commands.
             async with self._redis.client.pipeline(transaction=False) as pipe:
-                self._cache.queue_state(pipe, session_id)
-                if rate is not None:
-                    self._limiter.queue_hit(pipe, "api", str(claims.subject), rate)
-                if prefetch is not None:
-                    pipe.get(prefetch)
+                pipe.mget(keys)
+                if window is not None:
+                    self._limiter.queue_hit(pipe, window)
                 results: list[object] = await pipe.execute()
                 return results
 
@@ -69,7 +74,8 @@ class RequestGate:
             results = await self._redis.call("revocation", run)
         except RedisUnavailableError:
             return await self._admit_from_database(claims, rate)
-        cached = SessionCache.state(results[0], results[1])
+        values: list[bytes | None] = results[0]  # type: ignore[assignment]
+        cached = SessionCache.state(values[0], values[1])
         if cached == "revoked":
             self._state.remember_revoked(session_id)
             raise _revoked()
@@ -79,9 +85,13 @@ class RequestGate:
             await self._cache.refill(session_id, active=active)
             if not active:
                 raise _revoked()
-        decision = RateLimiter.decision(results[2], rate) if rate is not None else None  # type: ignore[arg-type]
-        value = results[-1] if prefetch is not None else None
-        return Admission(decision, value, prefetch is not None)  # type: ignore[arg-type]
+        decision = (
+            RateLimiter.decision(results[1], window, rate)
+            if window is not None and rate is not None
+            else None
+        )
+        value = values[2] if prefetch is not None else None
+        return Admission(decision, value, prefetch is not None)
 
     async def _admit_from_database(self, claims: TokenClaims, rate: Rate | None) -> Admission:
         record_session_lookup("redis_unavailable")

@@ -20,8 +20,6 @@ import uuid
 from collections.abc import Iterable
 from typing import Final, Literal
 
-from redis.asyncio.client import Pipeline
-
 from app.infra.redis import RedisGateway, RedisUnavailableError
 
 ACTIVE: Final = b"a"
@@ -57,11 +55,9 @@ class SessionCache:
         # Longer than any access token issued before the revocation can live.
         self._revoked_ttl = revoked_ttl_seconds
 
-    def queue_state(self, pipe: Pipeline, session_id: uuid.UUID) -> None:
-        """Queue the two reads admission needs (separate GETs: they may live on different
-        cluster slots)."""
-        pipe.get(self.keys.session(session_id))
-        pipe.get(self.keys.lease)
+    def state_keys(self, session_id: uuid.UUID) -> list[str]:
+        """The keys admission reads, in the order `state` takes their values."""
+        return [self.keys.session(session_id), self.keys.lease]
 
     @staticmethod
     def state(entry: object, lease: object) -> CachedState:

@@ -9,6 +9,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+import redis.asyncio as aioredis
 from sqlalchemy import event, text
 
 from tests.conftest import AppHarness
@@ -87,3 +88,26 @@ async def test_a_connection_idle_past_the_window_is_tested_and_replaced_when_dea
     async with engine.connect() as connection:
         replaced = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
     assert replaced != pid
+
+
+async def _command_counts(redis_client: aioredis.Redis) -> dict[str, int]:
+    stats = await redis_client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+
+
+async def test_cached_read_costs_three_redis_commands_in_one_round_trip(
+    harness: AppHarness, redis_client: aioredis.Redis
+) -> None:
+    """Session state, lease and the cached user in one MGET, the rate-limit count in INCRBY
+    and PEXPIREAT: no script, no separate GETs."""
+    user, headers = await harness.user_with_token("three-commands@example.com")
+    await _read(harness, user["id"], headers)  # loads the user into the cache
+    before = await _command_counts(redis_client)
+    for _ in range(4):
+        await _read(harness, user["id"], headers)
+    after = await _command_counts(redis_client)
+    used = {name: after[name] - before.get(name, 0) for name in after}
+    used = {name: calls for name, calls in used.items() if calls and name != "info"}
+    # The lease keeper renews the lease now and then (SET): everything else is the reads'.
+    used.pop("set", None)
+    assert used == {"mget": 4, "incrby": 4, "pexpireat": 4}, used

@@ -104,9 +104,10 @@ async def test_cold_then_warm_read(traced: AppHarness, spans: InMemorySpanExport
     (lookup,) = [span for span in warm if span.name == "cache.get user"]
     assert lookup.attributes is not None and lookup.attributes["cache.hit"] is True
     # The cached read rides in the admission pipeline: one Redis round trip, no SQL.
-    (pipeline,) = _named(warm, "GET")
-    # The session entry, the cache lease and the user: three GETs in one pipeline.
-    assert pipeline.name.split().count("GET") >= 3, pipeline.name
+    (pipeline,) = _named(warm, "MGET")
+    # The session entry, the cache lease and the user in one MGET, the rate-limit count
+    # beside it: one pipeline.
+    assert pipeline.name.split() == ["MGET", "INCRBY", "PEXPIREAT"], pipeline.name
     assert not _named(warm, "SELECT")
     assert len([s for s in warm if s.kind is SpanKind.CLIENT]) == 1
 

@@ -147,6 +147,8 @@ def serving(
     full_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PROMETHEUS_"))},
         "BIND": f"127.0.0.1:{port}",
+        # The service's metrics port too: the default one may be taken by another server.
+        "METRICS_PORT": str(free_port()),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "PYTHONPATH": str(REPO),
         **env,

@@ -139,7 +139,7 @@ def _lifespan(settings: Settings, span_processor: SpanProcessor | None) -> Any:
         provider = start_tracing(settings, span_processor)
         resources = Resources.open(settings)
         if provider is not None:
-            instrument_clients(resources.engine, resources.redis.client, provider)
+            instrument_clients(resources.engine, provider)
         app.state.resources = resources
         resources.start()
         app.state.migrations = shipped_migrations()

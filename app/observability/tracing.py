@@ -95,9 +95,15 @@ def _children_follow_parent(sampler: Sampler) -> bool:
 class ServiceTracerProvider(TracerProvider):
     """The SDK provider, knowing whether an unsampled request can skip its child spans."""
 
+    _judged: tuple[Sampler, bool] | None = None
+
     @property
     def children_follow_parent(self) -> bool:
-        return _children_follow_parent(self.sampler)
+        # Asked on every request: judged once per sampler.
+        judged = self._judged
+        if judged is None or judged[0] is not self.sampler:
+            judged = self._judged = (self.sampler, _children_follow_parent(self.sampler))
+        return judged[1]
 
 
 def request_context(
@@ -228,12 +234,17 @@ def start_tracing(
     return provider
 
 
-def instrument_clients(engine: AsyncEngine, redis_client: Any, provider: TracerProvider) -> None:
+def instrument_clients(engine: AsyncEngine, provider: TracerProvider) -> None:
     # The SQLAlchemy engine only: instrumenting asyncpg as well would duplicate every span.
     SQLAlchemyInstrumentor().instrument(
         engine=engine.sync_engine, tracer_provider=provider, enable_commenter=False
     )
-    RedisInstrumentor().instrument_client(redis_client, tracer_provider=provider)
+    # Redis at the class level: instrument_client() wraps each new pipeline object as it is
+    # made (a proxy per request, sampled or not), this wraps the methods once. It traces every
+    # Redis client of the process; the service's is the only one. A second call is a no-op.
+    instrumentor = RedisInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument(tracer_provider=provider)
 
 
 def flush_tracing(provider: TracerProvider | None, timeout_millis: int = 5000) -> None:

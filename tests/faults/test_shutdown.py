@@ -165,29 +165,26 @@ async def test_worker_killed_is_replaced_and_metrics_stay_right(
             workers = worker_pids(service.process.pid)
             assert len(workers) == 2, workers
             victim = min(workers)
+            started_before = _startups(service)
             ledger.phase = "crash"
             killed = time.monotonic()
             os.kill(victim, signal.SIGKILL)
 
             async def replaced() -> bool:
-                # A new worker process exists and has started its app (its lifespan
-                # wrote its live gauges).
+                # A new worker process exists and its app finished starting (uvicorn logs
+                # that after the lifespan set the worker's gauges). A metrics file of the
+                # new pid is no such sign: the first metric it creates writes the file, with
+                # every gauge still at 0, before the lifespan has begun.
                 now = worker_pids(service.process.pid)
-                return (
-                    len(now) == 2
-                    and victim not in now
-                    and all(
-                        (service.metrics_dir / f"gauge_livesum_{pid}.db").exists() for pid in now
-                    )
-                )
+                return len(now) == 2 and victim not in now and _startups(service) > started_before
 
             recovery = await wait_for(replaced, timeout=30, interval=0.05)
-            # The new worker has served its start-up; give it a moment under load.
+            # Give the new worker a moment under load.
             await asyncio.sleep(1)
             ledger.phase = "steady"
             await asyncio.sleep(2.5)
             await load.stop()
-            samples = await fetch_metrics(probe, service.metrics_url)
+            samples = await _settled_metrics(probe, service.metrics_url)
             ready = await probe.get(f"{base}/readyz")
             files = sorted(os.listdir(service.metrics_dir))
             pids_now = worker_pids(service.process.pid)
@@ -227,3 +224,32 @@ async def test_worker_killed_is_replaced_and_metrics_stay_right(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+def _startups(service: RunningService) -> int:
+    """Worker apps that finished their lifespan start-up so far (one log line each)."""
+    return service.logs().count('"event":"Application startup complete."')
+
+
+async def _settled_metrics(
+    probe: httpx.AsyncClient, metrics_url: str
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """A scrape taken once the workers have recorded every request they answered.
+
+    A worker counts a request after its last byte is sent, so the client can have the
+    response before the counter moves; on a busy machine the gap outlasts the client's
+    next step. Requests in progress (a live-worker gauge) reach 0 in the same step that
+    counts them: two scrapes in a row with nothing in progress and the same total are the
+    end state."""
+    previous = None
+    for _ in range(100):
+        samples = await fetch_metrics(probe, metrics_url)
+        state = (
+            metric(samples, "http_requests_inprogress"),
+            metric(samples, "http_requests_total"),
+        )
+        if state[0] == 0 and state == previous:
+            return samples
+        previous = state
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"requests still in progress after the load stopped: {previous}")

@@ -28,7 +28,9 @@ async def test_exhausted_pool_times_out_fast_with_503(make_harness: Callable[...
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
     assert response.headers["content-type"] == "application/problem+json"
-    assert _value("user_service_db_pool_checkout_timeouts_total") == timeouts_before + 1
+    # The app's background work (the session-cache lease keeper, the key ring) checks out
+    # connections too and times out as well while the only one is held: at least this one.
+    assert _value("user_service_db_pool_checkout_timeouts_total") >= timeouts_before + 1
     assert _value("user_service_db_pool_checkout_wait_seconds_count") > waits_before
     # The slow bucket got the 0.3 s wait: the histogram saw a real wait, not only zeros.
     assert _value("user_service_db_pool_checkout_wait_seconds_sum") >= 0.3

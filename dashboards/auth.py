@@ -9,11 +9,13 @@ signed", next to the introspection load other services put on us.
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import dashboard
+from collections.abc import Sequence
+
+from grafana_foundation_sdk.builders import dashboard, timeseries
 
 from dashboards import selectors as sel
 from dashboards.layout import Board, new_dashboard
-from dashboards.panels import Query, Step, stat_panel, timeseries_panel
+from dashboards.panels import Query, Step, rate_by_panel, stat_panel, timeseries_panel
 
 UID = "user-service-auth"
 TITLE = "user-service / Authentication"
@@ -35,14 +37,6 @@ SESSIONS_ACTIVE = "user_service_sessions_active"
 SESSION_DB_LOOKUPS = "user_service_session_db_lookups_total"
 
 
-def _series(metric: str, extra: str = "") -> str:
-    return f"{metric}{{{sel.SERIES}{extra}}}"
-
-
-def _rate_by(metric: str, by: str, extra: str = "") -> str:
-    return f"sum by ({by}) ({sel.rate(metric, sel.SERIES + extra)})"
-
-
 def _keys(board: Board) -> None:
     board.row("Signing keys and rotation")
     board.add(
@@ -52,7 +46,7 @@ def _keys(board: Board) -> None:
             "Above 1.5x the rotation period fires UserServiceSigningKeyRotationOverdue: the "
             "rotation CronJob has not run, or could not activate the next key.",
             "s",
-            [Query(f"max({_series(ACTIVE_AGE)})", "age")],
+            [Query(f"max({sel.series(ACTIVE_AGE)})", "age")],
             thresholds=[Step(None, "green")],
         ),
         width=6,
@@ -64,7 +58,7 @@ def _keys(board: Board) -> None:
             "a rotation scheduled fires UserServiceSigningKeyNextMissing: the next rotation would "
             "have nothing safe to activate.",
             "short",
-            [Query(f"min({_series(NEXT_PRESENT)})", "next key")],
+            [Query(f"min({sel.series(NEXT_PRESENT)})", "next key")],
             thresholds=[Step(None, "red"), Step(1, "green")],
         ),
         width=6,
@@ -75,7 +69,7 @@ def _keys(board: Board) -> None:
             "SIGNING_KEY_ROTATION_PERIOD_SECONDS from the chart's keys.rotation (0: no scheduled "
             "rotation, keys rotate only by hand).",
             "s",
-            [Query(f"max({_series(ROTATION_PERIOD)})", "period")],
+            [Query(f"max({sel.series(ROTATION_PERIOD)})", "period")],
         ),
         width=6,
     )
@@ -86,7 +80,7 @@ def _keys(board: Board) -> None:
             "Normally below SIGNING_KEY_REFRESH_SECONDS; a growing lag means the database is "
             "unreachable and that pod still signs with the keys it had.",
             "s",
-            [Query(f"time() - min({_series(RELOADED)})", "lag")],
+            [Query(f"time() - min({sel.series(RELOADED)})", "lag")],
             thresholds=[Step(None, "green"), Step(60, "orange"), Step(300, "red")],
         ),
         width=6,
@@ -98,17 +92,18 @@ def _keys(board: Board) -> None:
             "(signing), retired (published until tokens it signed expire), deleted. One active "
             "key; during a rotation the old one turns retired.",
             "short",
-            [Query(f"max by (state) ({_series(KEYS)})", "{{state}}")],
+            [Query(f"max by (state) ({sel.series(KEYS)})", "{{state}}")],
         ),
         width=12,
     )
     board.add(
-        timeseries_panel(
+        rate_by_panel(
             "Key reload failures",
             "Reloads of the signing keys that failed, per pod. The keys already loaded stay in "
             "use; a lasting failure delays the pods' view of a rotation.",
             "ops",
-            [Query(_rate_by(RELOAD_FAILURES, "pod"), "{{pod}}")],
+            RELOAD_FAILURES,
+            "pod",
         ),
         width=12,
     )
@@ -117,24 +112,26 @@ def _keys(board: Board) -> None:
 def _verification(board: Board) -> None:
     board.row("Verification by other services")
     board.add(
-        timeseries_panel(
+        rate_by_panel(
             "JWKS requests by result",
             "Fetches of /.well-known/jwks.json: ok, not_modified (the consumer's ETag matched), "
             "unavailable (no key loaded yet). Consumers caching for the announced max-age keep "
             "this low and steady.",
             "reqps",
-            [Query(_rate_by(JWKS, "result"), "{{result}}")],
+            JWKS,
+            "result",
         ),
         width=8,
     )
     board.add(
-        timeseries_panel(
+        rate_by_panel(
             "Tokens with an unknown kid",
             "Tokens presented with a key id this service does not publish (never existed, "
             "deleted, or none at all). A spike fires UserServiceUnknownKidTokens: forged tokens, "
             "or a key deleted too early.",
             "reqps",
-            [Query(_rate_by(UNKNOWN_KID, "pod"), "{{pod}}")],
+            UNKNOWN_KID,
+            "pod",
         ),
         width=8,
     )
@@ -160,12 +157,13 @@ def _verification(board: Board) -> None:
 def _introspection(board: Board) -> None:
     board.row("Introspection")
     board.add(
-        timeseries_panel(
+        rate_by_panel(
             "Introspection requests by result",
             "POST /api/v1/auth/introspect by answer: active, inactive (revoked, expired, forged), "
             "unauthorized (client credentials wrong), rate_limited (RATE_LIMIT_INTROSPECTION).",
             "reqps",
-            [Query(_rate_by(INTROSPECTION, "result"), "{{result}}")],
+            INTROSPECTION,
+            "result",
         ),
         width=8,
     )
@@ -177,7 +175,7 @@ def _introspection(board: Board) -> None:
             "s",
             [
                 Query(
-                    f"histogram_quantile({q}, sum by (le) ({sel.rate(INTROSPECTION_DURATION)}))",
+                    sel.quantile(q, INTROSPECTION_DURATION),
                     f"p{int(q * 100)}",
                 )
                 for q in (0.5, 0.95, 0.99)
@@ -192,19 +190,26 @@ def _introspection(board: Board) -> None:
             "reqps",
             [
                 Query(
-                    _rate_by(INTROSPECTION, "result", ', result=~"unauthorized|rate_limited"'),
+                    sel.rate_by(INTROSPECTION, "result", ', result=~"unauthorized|rate_limited"'),
                     "{{result}}",
                 ),
-                Query(_rate_by(RATE_LIMITED, "scope", ', scope="introspection"'), "429 {{scope}}"),
+                Query(
+                    sel.rate_by(RATE_LIMITED, "scope", ', scope="introspection"'), "429 {{scope}}"
+                ),
             ],
         ),
         width=8,
     )
 
 
-def _events(pattern: str) -> str:
-    matchers = f'{sel.SERIES}, event=~"{pattern}"'
-    return f"sum by (event) ({sel.rate(AUTH, matchers)})"
+def _events_panel(
+    title: str, description: str, events: str, thresholds: Sequence[Step] = ()
+) -> timeseries.Panel:
+    """Auth events per second, one line per event of the `events` regex."""
+    query = sel.rate_by(AUTH, "event", f', event=~"{events}"')
+    return timeseries_panel(
+        title, description, "ops", [Query(query, "{{event}}")], thresholds=thresholds
+    )
 
 
 def _sessions(board: Board) -> None:
@@ -216,29 +221,27 @@ def _sessions(board: Board) -> None:
             "each worker (the largest count is shown). A sudden drop with no logout spike is "
             "a mass revocation (password resets, an admin revoke-all).",
             "short",
-            [Query(f"max({SESSIONS_ACTIVE}{{{sel.SERIES}}})", "sessions")],
+            [Query(f"max({sel.series(SESSIONS_ACTIVE)})", "sessions")],
         ),
         width=6,
     )
     board.add(
-        timeseries_panel(
+        _events_panel(
             "Logins, refreshes and logouts",
             "Session lifecycle per second: login_success opens a session, refresh_success "
             "rotates one, logout closes one. refresh_grace counts a replaced refresh token sent "
             "again within REFRESH_REUSE_GRACE_SECONDS by the same client (two tabs): normal.",
-            "ops",
-            [Query(_events("login_success|refresh_success|refresh_grace|logout"), "{{event}}")],
+            "login_success|refresh_success|refresh_grace|logout",
         ),
         width=9,
     )
     board.add(
-        timeseries_panel(
+        _events_panel(
             "Revoked and invalid tokens refused",
             "revoked_token_rejected: a token of a revoked session came back (after a logout, "
             "password change or revoke-all this is expected for a while). invalid_token_"
             "rejected rising after a deploy: a signing key, issuer or audience mismatch.",
-            "ops",
-            [Query(_events("revoked_token_rejected|invalid_token_rejected"), "{{event}}")],
+            "revoked_token_rejected|invalid_token_rejected",
         ),
         width=9,
     )
@@ -247,27 +250,25 @@ def _sessions(board: Board) -> None:
 def _attacks(board: Board) -> None:
     board.row("Attacks")
     board.add(
-        timeseries_panel(
+        _events_panel(
             "Refresh token reuse (session revoked)",
             "A refresh token already rotated came back outside the grace window or from "
             "another client: someone holds a copy. The session is revoked and a security "
             "event with its session id is logged (app.security, refresh_token_reuse). Any "
             "sustained rate is worth a look; see the runbook.",
-            "ops",
-            [Query(_events("refresh_reuse"), "{{event}}")],
+            "refresh_reuse",
             thresholds=[Step(None, "green"), Step(0.01, "red")],
         ),
         width=12,
     )
     board.add(
-        timeseries_panel(
+        _events_panel(
             "Throttled logins (per account) vs failures",
             "login_throttled: attempts refused with 429 because one account failed too often "
             "(LOGIN_THROTTLE_*), whatever the address. Throttled logins spread over many "
             "accounts with failures far above successes is password spraying; one account "
             "throttled now and then is a user who forgot a password (runbook).",
-            "ops",
-            [Query(_events("login_throttled|login_failure|login_success"), "{{event}}")],
+            "login_throttled|login_failure|login_success",
         ),
         width=12,
     )

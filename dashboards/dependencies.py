@@ -10,7 +10,7 @@ from grafana_foundation_sdk.builders import dashboard
 
 from dashboards import selectors as sel
 from dashboards.layout import Board, new_dashboard
-from dashboards.panels import Query, Step, timeseries_panel
+from dashboards.panels import Query, Step, rate_by_panel, timeseries_panel
 
 UID = "user-service-dependencies"
 TITLE = "user-service / Dependencies and tuning"
@@ -40,18 +40,6 @@ ERROR = ', result="error"'
 BYPASS = ', result="bypass"'
 
 
-def _gauge(metric: str, by: str = "pod") -> str:
-    return f"sum by ({by}) ({metric}{{{sel.SERIES}}})"
-
-
-def _rate_by(metric: str, by: str, extra: str = "") -> str:
-    return f"sum by ({by}) ({sel.rate(metric, sel.SERIES + extra)})"
-
-
-def _quantile(q: float, bucket: str, by: str = "le") -> str:
-    return f"histogram_quantile({q}, sum by ({by}) ({sel.rate(bucket, sel.SERIES)}))"
-
-
 def _first_screen(board: Board) -> None:
     """Which dependency is at fault, without scrolling: readiness per dependency, the Redis
     breaker, and every dependency's errors on one graph."""
@@ -63,7 +51,7 @@ def _first_screen(board: Board) -> None:
             "ready (UserServiceDatabaseUnreachable), schema 0 = migrations pending, redis 0 = "
             "Redis unreachable (the pod stays ready and degrades).",
             "bool_yes_no",
-            [Query(f"min by (dependency) ({DEPENDENCY_UP}{{{sel.SERIES}}})", "{{dependency}}")],
+            [Query(f"min by (dependency) ({sel.series(DEPENDENCY_UP)})", "{{dependency}}")],
             maximum=1,
         ),
         width=8,
@@ -75,7 +63,7 @@ def _first_screen(board: Board) -> None:
             "(cache bypassed, limits degraded) for REDIS_BREAKER_COOLDOWN seconds between "
             "probes. Non-zero for minutes fires UserServiceRedisUnavailable.",
             "short",
-            [Query(f"max by (pod) ({BREAKER}{{{sel.SERIES}}})", "{{pod}}")],
+            [Query(f"max by (pod) ({sel.series(BREAKER)})", "{{pod}}")],
             thresholds=[Step(None, "green"), Step(1, "red")],
         ),
         width=8,
@@ -88,9 +76,9 @@ def _first_screen(board: Board) -> None:
             "overview is the dependency at fault; flat lines with 5xx point at the code.",
             "ops",
             [
-                Query(_rate_by(DB_ERRORS, "kind"), "database {{kind}}"),
+                Query(sel.rate_by(DB_ERRORS, "kind"), "database {{kind}}"),
                 Query(f"sum({sel.rate(CHECKOUT_TIMEOUTS)})", "pool checkout timeouts"),
-                Query(_rate_by(REDIS_ERRORS, "component"), "redis {{component}}"),
+                Query(sel.rate_by(REDIS_ERRORS, "component"), "redis {{component}}"),
             ],
         ),
         width=8,
@@ -107,9 +95,9 @@ def _pool(board: Board) -> None:
             "queue for connections: expect checkout waits, then timeouts and 5xx.",
             "short",
             [
-                Query(_gauge(CHECKED_OUT), "{{pod}} checked out"),
-                Query(_gauge(POOL_SIZE), "{{pod}} pool size"),
-                Query(_gauge(POOL_MAX), "{{pod}} max (size + overflow)"),
+                Query(sel.sum_by("pod", CHECKED_OUT), "{{pod}} checked out"),
+                Query(sel.sum_by("pod", POOL_SIZE), "{{pod}} pool size"),
+                Query(sel.sum_by("pod", POOL_MAX), "{{pod}} max (size + overflow)"),
             ],
         ),
         width=8,
@@ -121,7 +109,7 @@ def _pool(board: Board) -> None:
             "fires UserServiceDBPoolSaturated: find slow queries first, grow the pool only "
             "within the Postgres max_connections budget.",
             "percentunit",
-            [Query(f"{_gauge(CHECKED_OUT)} / {_gauge(POOL_MAX)}", "{{pod}}")],
+            [Query(f"{sel.sum_by('pod', CHECKED_OUT)} / {sel.sum_by('pod', POOL_MAX)}", "{{pod}}")],
             maximum=1,
             thresholds=[Step(None, "green"), Step(0.7, "orange"), Step(0.9, "red")],
         ),
@@ -134,7 +122,7 @@ def _pool(board: Board) -> None:
             "overflow in use most of the time means the pool size is too small for the load "
             "(each overflow connection is opened and closed per use, costing latency).",
             "short",
-            [Query(_gauge(OVERFLOW), "{{pod}}")],
+            [Query(sel.sum_by("pod", OVERFLOW), "{{pod}}")],
         ),
         width=8,
     )
@@ -146,34 +134,36 @@ def _pool(board: Board) -> None:
             "checkout timeouts.",
             "s",
             [
-                Query(_quantile(0.95, CHECKOUT_WAIT), "p95"),
-                Query(_quantile(0.99, CHECKOUT_WAIT), "p99"),
+                Query(sel.quantile(0.95, CHECKOUT_WAIT), "p95"),
+                Query(sel.quantile(0.99, CHECKOUT_WAIT), "p99"),
             ],
             thresholds=[Step(None, "green"), Step(0.05, "orange"), Step(1, "red")],
         ),
         width=8,
     )
     board.add(
-        timeseries_panel(
+        rate_by_panel(
             "Checkout timeouts",
             "Checkouts per second that gave up after DB_POOL_TIMEOUT; each is a failed request. "
             "Any sustained non-zero value means the pool is exhausted (UserServiceDBPool"
             "CheckoutTimeouts).",
             "ops",
-            [Query(_rate_by(CHECKOUT_TIMEOUTS, "pod"), "{{pod}}")],
+            CHECKOUT_TIMEOUTS,
+            "pod",
             thresholds=[Step(None, "green"), Step(0.01, "red")],
         ),
         width=8,
     )
     board.add(
-        timeseries_panel(
+        rate_by_panel(
             "Database errors by kind",
             "Failures requests saw: timeout (statement or connect), unavailable (connection "
             "refused/lost), statement_timeout (query exceeded DB_STATEMENT_TIMEOUT_MS). "
             "'unavailable' means the database is down or unreachable; 'statement_timeout' "
             "means a slow query or a lock.",
             "ops",
-            [Query(_rate_by(DB_ERRORS, "kind"), "{{kind}}")],
+            DB_ERRORS,
+            "kind",
         ),
         width=8,
     )
@@ -190,11 +180,11 @@ def _queries(board: Board) -> None:
             "s",
             [
                 Query(
-                    _quantile(0.95, f"{QUERY_DURATION}_bucket", "operation, le"),
+                    sel.quantile(0.95, f"{QUERY_DURATION}_bucket", "operation, le"),
                     "{{operation}} p95",
                 ),
                 Query(
-                    _quantile(0.99, f"{QUERY_DURATION}_bucket", "operation, le"),
+                    sel.quantile(0.99, f"{QUERY_DURATION}_bucket", "operation, le"),
                     "{{operation}} p99",
                 ),
             ],
@@ -203,13 +193,14 @@ def _queries(board: Board) -> None:
         width=12,
     )
     board.add(
-        timeseries_panel(
+        rate_by_panel(
             "Query rate by operation",
             "Statements per second by operation. Queries per request rising after a deploy is "
             "an N+1; SELECTs rising while requests do not means the cache stopped absorbing "
             "reads.",
             "ops",
-            [Query(_rate_by(f"{QUERY_DURATION}_count", "operation"), "{{operation}}")],
+            f"{QUERY_DURATION}_count",
+            "operation",
         ),
         width=12,
     )
@@ -217,7 +208,7 @@ def _queries(board: Board) -> None:
 
 def _cache(board: Board) -> None:
     board.row("Cache and Redis")
-    lookups = _rate_by(CACHE, "pod")
+    lookups = sel.rate_by(CACHE, "pod")
     board.add(
         timeseries_panel(
             "Cache hit ratio",
@@ -227,7 +218,7 @@ def _cache(board: Board) -> None:
             "percentunit",
             [
                 Query(
-                    f"{_rate_by(CACHE, 'pod', HIT)} / {_rate_by(CACHE, 'pod', HIT_OR_MISS)}",
+                    f"{sel.rate_by(CACHE, 'pod', HIT)} / {sel.rate_by(CACHE, 'pod', HIT_OR_MISS)}",
                     "{{pod}}",
                 )
             ],
@@ -237,13 +228,14 @@ def _cache(board: Board) -> None:
         width=8,
     )
     board.add(
-        timeseries_panel(
+        rate_by_panel(
             "Cache lookups by result",
             "Lookups per second by result: hit, miss, error (Redis failed), bypass (breaker "
             "open, or CACHE_ENABLED=false). Errors or bypasses mean Redis is unhealthy and reads "
             "fall through to the database.",
             "ops",
-            [Query(_rate_by(CACHE, "result"), "{{result}}")],
+            CACHE,
+            "result",
         ),
         width=8,
     )
@@ -254,8 +246,8 @@ def _cache(board: Board) -> None:
             "UserServiceCacheErrors; 100% bypass with the breaker open is Redis down.",
             "percentunit",
             [
-                Query(f"{_rate_by(CACHE, 'pod', ERROR)} / {lookups}", "{{pod}} error"),
-                Query(f"{_rate_by(CACHE, 'pod', BYPASS)} / {lookups}", "{{pod}} bypass"),
+                Query(f"{sel.rate_by(CACHE, 'pod', ERROR)} / {lookups}", "{{pod}} error"),
+                Query(f"{sel.rate_by(CACHE, 'pod', BYPASS)} / {lookups}", "{{pod}} bypass"),
             ],
             maximum=1,
             thresholds=[Step(None, "green"), Step(0.05, "red")],
@@ -263,14 +255,15 @@ def _cache(board: Board) -> None:
         width=8,
     )
     board.add(
-        timeseries_panel(
+        rate_by_panel(
             "Redis errors by component",
             "Failed or timed-out Redis commands by caller: cache, rate_limit, revocation "
             "(session state), readiness, lock. Errors in revocation mean session state is read "
             "from PostgreSQL instead (slower, still exact); in rate_limit, limits fail open "
             "or closed per RATE_LIMIT_FAIL_OPEN; in cache, reads fall through to the database.",
             "ops",
-            [Query(_rate_by(REDIS_ERRORS, "component"), "{{component}}")],
+            REDIS_ERRORS,
+            "component",
         ),
         width=8,
     )
@@ -283,7 +276,7 @@ def _cache(board: Board) -> None:
             "flapping; see the runbook's Redis failover section.",
             "short",
             [
-                Query(f"max by (mode) ({REDIS_TOPOLOGY}{{{sel.SERIES}}})", "mode: {{mode}}"),
+                Query(f"max by (mode) ({sel.series(REDIS_TOPOLOGY)})", "mode: {{mode}}"),
                 Query(
                     f"sum by (pod) (increase({MASTER_CHANGES}{{{sel.SERIES}}}[{sel.RATE}]))",
                     "{{pod}} master changes",
@@ -297,25 +290,27 @@ def _cache(board: Board) -> None:
 def _auth(board: Board) -> None:
     board.row("Rate limiting and authentication")
     board.add(
-        timeseries_panel(
+        rate_by_panel(
             "Rate-limit rejections by scope",
             "Requests answered 429 per second. 'login' rising with login_failure is password "
             "guessing being throttled (working as intended); 'api' rising for normal clients "
             "means RATE_LIMIT_API is too low for them.",
             "reqps",
-            [Query(_rate_by(RATE_LIMITED, "scope"), "{{scope}}")],
+            RATE_LIMITED,
+            "scope",
         ),
         width=8,
     )
     board.add(
-        timeseries_panel(
+        rate_by_panel(
             "Authentication outcomes",
             "Auth events per second. login_failure far above login_success is credential "
             "stuffing; refresh_reuse means a stolen refresh token was replayed (the session is "
             "revoked; details on the Authentication dashboard); invalid_token_rejected rising "
             "after a deploy means a JWT secret, issuer or audience mismatch.",
             "ops",
-            [Query(_rate_by(AUTH, "event"), "{{event}}")],
+            AUTH,
+            "event",
         ),
         width=8,
     )
@@ -326,7 +321,7 @@ def _auth(board: Board) -> None:
             "PASSWORD_HASH_CONCURRENCY. Rising p95 under login load means CPU saturation: logins "
             "queue and slow down other routes too.",
             "s",
-            [Query(_quantile(0.95, HASH_DURATION, "operation, le"), "{{operation}} p95")],
+            [Query(sel.quantile(0.95, HASH_DURATION, "operation, le"), "{{operation}} p95")],
         ),
         width=8,
     )

@@ -6,7 +6,7 @@ dependencies dashboard to ask why.
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import dashboard
+from grafana_foundation_sdk.builders import dashboard, stat, timeseries
 from grafana_foundation_sdk.models.common import BigValueTextMode
 from grafana_foundation_sdk.models.dashboard import DynamicConfigValue
 
@@ -31,6 +31,11 @@ RED = DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": "
 DURATION_BUCKET = "http_request_duration_seconds_bucket"
 AVAILABILITY = "user_service:slo_availability_objective"
 LATENCY = "user_service:slo_latency_objective"
+# Each objective's ratio of bad requests, recorded per window (the record name ends in it).
+RATIOS = {
+    AVAILABILITY: "user_service:http_request_error_ratio:rate",
+    LATENCY: "user_service:http_request_slow_ratio:rate",
+}
 
 
 def _requests_by(by: str, extra: str = "") -> str:
@@ -46,96 +51,92 @@ def _error_ratio_by(by: str) -> str:
 
 
 def _quantile(q: float, by: str) -> str:
-    return f"histogram_quantile({q}, sum by ({by}) ({sel.rate(DURATION_BUCKET, sel.HTTP)}))"
-
-
-def _budget_remaining(ratio_record: str, objective_record: str) -> str:
-    return f"1 - {ratio_record}{{{sel.RECORDED}}} / (1 - {sel.objective(objective_record)})"
+    return sel.quantile(q, DURATION_BUCKET, by, sel.HTTP)
 
 
 def _burn_rate(ratio_record: str, objective_record: str) -> str:
     return f"{ratio_record}{{{sel.RECORDED}}} / (1 - {sel.objective(objective_record)})"
 
 
+def _budget_panel(title: str, description: str, window: str, objective: str) -> stat.Panel:
+    """Share of the budget still unspent over `window`, from the SLO's ratio record."""
+    return stat_panel(
+        title,
+        description,
+        "percentunit",
+        [Query(f"1 - {_burn_rate(RATIOS[objective] + window, objective)}", "{{namespace}}")],
+        thresholds=[Step(None, "red"), Step(0.25, "orange"), Step(0.5, "green")],
+        decimals=1,
+    )
+
+
+def _burn_panel(title: str, description: str, window: str, objective: str) -> stat.Panel:
+    return stat_panel(
+        title,
+        description,
+        "suffix:x",
+        [Query(_burn_rate(RATIOS[objective] + window, objective), "{{namespace}}")],
+        thresholds=[Step(None, "green"), Step(1, "orange"), Step(6, "red")],
+        decimals=2,
+    )
+
+
+def _objective_panel(title: str, description: str, objective: str) -> stat.Panel:
+    return stat_panel(
+        title, description, "percentunit", [Query(f"max({objective})", "objective")], decimals=2
+    )
+
+
+def _burn_by_window_panel(title: str, description: str, objective: str) -> timeseries.Panel:
+    """The burn rate over each window the alerts use."""
+    return timeseries_panel(
+        title,
+        description,
+        "suffix:x",
+        [
+            Query(_burn_rate(RATIOS[objective] + w, objective), f"{w} {{{{namespace}}}}")
+            for w in ("5m", "30m", "1h", "6h")
+        ],
+        thresholds=[Step(None, "green"), Step(6, "orange"), Step(14.4, "red")],
+    )
+
+
 def _first_screen(board: Board) -> None:
     """What a paged SRE needs without scrolling (1920x1080): is the SLO burning, how fast,
     is an alert firing, and which dependency is at fault."""
     board.row("Is the SLO burning, and which dependency is at fault?")
-    board.add(
-        stat_panel(
+    for panel in (
+        _budget_panel(
             "Availability budget remaining (30d)",
             "Share of the 30-day error budget still unspent. Below 25% freeze risky changes; "
             "at or below 0% the objective is already missed for this window.",
-            "percentunit",
-            [
-                Query(
-                    _budget_remaining(
-                        "user_service:http_request_error_ratio:rate30d", AVAILABILITY
-                    ),
-                    "{{namespace}}",
-                )
-            ],
-            thresholds=[Step(None, "red"), Step(0.25, "orange"), Step(0.5, "green")],
-            decimals=1,
+            "30d",
+            AVAILABILITY,
         ),
-        width=4,
-        height=5,
-    )
-    board.add(
-        stat_panel(
+        _budget_panel(
             "Latency budget remaining (30d)",
             "Share of the 30-day latency budget (requests slower than 250 ms) still unspent. "
             "Below 25%: find the slow route before tuning anything else.",
-            "percentunit",
-            [
-                Query(
-                    _budget_remaining("user_service:http_request_slow_ratio:rate30d", LATENCY),
-                    "{{namespace}}",
-                )
-            ],
-            thresholds=[Step(None, "red"), Step(0.25, "orange"), Step(0.5, "green")],
-            decimals=1,
+            "30d",
+            LATENCY,
         ),
-        width=4,
-        height=5,
-    )
-    board.add(
-        stat_panel(
+        _burn_panel(
             "Availability burn rate (1h)",
             "How many times faster than sustainable the availability budget burns over the "
             "last hour. 1 spends exactly the budget in 30 days; 14.4 (with the 5m window also "
             "above) pages.",
-            "suffix:x",
-            [
-                Query(
-                    _burn_rate("user_service:http_request_error_ratio:rate1h", AVAILABILITY),
-                    "{{namespace}}",
-                )
-            ],
-            thresholds=[Step(None, "green"), Step(1, "orange"), Step(6, "red")],
-            decimals=2,
+            "1h",
+            AVAILABILITY,
         ),
-        width=4,
-        height=5,
-    )
-    board.add(
-        stat_panel(
+        _burn_panel(
             "Latency burn rate (1h)",
             "Burn rate of the latency budget over the last hour; 14.4 pages, above 1 the "
             "budget runs out before the month does.",
-            "suffix:x",
-            [
-                Query(
-                    _burn_rate("user_service:http_request_slow_ratio:rate1h", LATENCY),
-                    "{{namespace}}",
-                )
-            ],
-            thresholds=[Step(None, "green"), Step(1, "orange"), Step(6, "red")],
-            decimals=2,
+            "1h",
+            LATENCY,
         ),
-        width=4,
-        height=5,
-    )
+    ):
+        board.add(panel, width=4, height=5)
     board.add(
         stat_panel(
             "Firing alerts (this service)",
@@ -162,7 +163,7 @@ def _first_screen(board: Board) -> None:
             "schema at the shipped migration, Redis reachable. 0 is the dependency at fault; "
             "the dependencies dashboard has its pool, latency and error panels.",
             "short",
-            [Query(f"min by (dependency) ({DEPENDENCY_UP}{{{sel.SERIES}}})", "{{dependency}}")],
+            [Query(f"min by (dependency) ({sel.series(DEPENDENCY_UP)})", "{{dependency}}")],
             thresholds=[Step(None, "red"), Step(1, "green")],
             text_mode=BigValueTextMode.VALUE_AND_NAME,
             decimals=0,
@@ -215,8 +216,7 @@ def _first_screen(board: Board) -> None:
             "percentunit",
             [
                 Query(
-                    f"max(sum by (pod) ({POOL_CHECKED_OUT}{{{sel.SERIES}}}) / "
-                    f"sum by (pod) ({POOL_MAX}{{{sel.SERIES}}}))",
+                    f"max({sel.sum_by('pod', POOL_CHECKED_OUT)} / {sel.sum_by('pod', POOL_MAX)})",
                     "in use",
                 )
             ],
@@ -233,7 +233,7 @@ def _first_screen(board: Board) -> None:
             "limits per RATE_LIMIT_FAIL_OPEN) until the cooldown passes. Above 0 Redis is at "
             "fault; see the runbook's Redis section.",
             "short",
-            [Query(f"sum({BREAKER}{{{sel.SERIES}}})", "open")],
+            [Query(f"sum({sel.series(BREAKER)})", "open")],
             thresholds=[Step(None, "green"), Step(1, "red")],
             decimals=0,
         ),
@@ -321,63 +321,42 @@ def _latency(board: Board) -> None:
 def _slo(board: Board) -> None:
     board.row("SLOs (30-day windows, from recording rules)")
     board.add(
-        stat_panel(
+        _objective_panel(
             "Availability objective",
             "Target share of requests not answered 5xx, from the chart's slo.availability."
             "objective. If this shows No data the rule file is not loaded and no SLO alert "
             "can fire.",
-            "percentunit",
-            [Query(f"max({AVAILABILITY})", "objective")],
-            decimals=2,
+            AVAILABILITY,
         ),
         width=4,
         height=5,
     )
     board.add(
-        stat_panel(
+        _objective_panel(
             "Latency objective (< 250 ms)",
             "Target share of requests served within 250 ms, from slo.latency.objective. No data "
             "means the rule file is not loaded.",
-            "percentunit",
-            [Query(f"max({LATENCY})", "objective")],
-            decimals=2,
+            LATENCY,
         ),
         width=4,
         height=5,
     )
-    windows = ("5m", "30m", "1h", "6h")
     board.add(
-        timeseries_panel(
+        _burn_by_window_panel(
             "Availability burn rate by window",
             "Burn rate over the windows the alerts use. Fast page: 1h and 5m both above 14.4; "
             "slow page: 6h and 30m above 6. Short windows spiking alone is a blip; long ones "
             "climbing is a real burn.",
-            "suffix:x",
-            [
-                Query(
-                    _burn_rate(f"user_service:http_request_error_ratio:rate{w}", AVAILABILITY),
-                    f"{w} {{{{namespace}}}}",
-                )
-                for w in windows
-            ],
-            thresholds=[Step(None, "green"), Step(6, "orange"), Step(14.4, "red")],
+            AVAILABILITY,
         ),
         width=12,
     )
     board.add(
-        timeseries_panel(
+        _burn_by_window_panel(
             "Latency burn rate by window",
             "Burn rate of the latency budget over the alerting windows (thresholds 14.4 and 6 as "
             "for availability). A steady climb after a deploy points at the new code path.",
-            "suffix:x",
-            [
-                Query(
-                    _burn_rate(f"user_service:http_request_slow_ratio:rate{w}", LATENCY),
-                    f"{w} {{{{namespace}}}}",
-                )
-                for w in windows
-            ],
-            thresholds=[Step(None, "green"), Step(6, "orange"), Step(14.4, "red")],
+            LATENCY,
         ),
         width=12,
     )
@@ -406,7 +385,7 @@ def _capacity(board: Board) -> None:
             [
                 Query(f"sum(up{{{sel.TARGETS}}})", "pods up"),
                 Query(f"count(up{{{sel.TARGETS}}})", "pods scraped"),
-                Query(f"sum(user_service_worker_processes{{{sel.SERIES}}})", "workers alive"),
+                Query(f"sum({sel.series('user_service_worker_processes')})", "workers alive"),
             ],
         ),
         width=8,
@@ -420,7 +399,7 @@ def _capacity(board: Board) -> None:
             "short",
             [
                 Query(
-                    f"count by (version, git_commit) ({variables.BUILD_INFO}{{{sel.SERIES}}})",
+                    f"count by (version, git_commit) ({sel.series(variables.BUILD_INFO)})",
                     "{{version}} ({{git_commit}})",
                 )
             ],

@@ -27,6 +27,8 @@ from grafana_foundation_sdk.models.dashboard import Threshold, ThresholdsMode
 from grafana_foundation_sdk.models.heatmap import HeatmapColorMode, HeatmapColorScale
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
+from dashboards import selectors as sel
+
 # Every query goes to the datasource the viewer picked in the `datasource` variable.
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
 
@@ -109,6 +111,25 @@ def timeseries_panel(
             common_builders.GraphThresholdsStyleConfig().mode(GraphThresholdsStyleMode.DASHED)
         )
     return panel
+
+
+def rate_by_panel(
+    title: str,
+    description: str,
+    unit: str,
+    metric: str,
+    by: str,
+    *,
+    thresholds: Sequence[Step] = (),
+) -> timeseries.Panel:
+    """A counter's per-second rate, one line per value of its label `by`."""
+    return timeseries_panel(
+        title,
+        description,
+        unit,
+        [Query(sel.rate_by(metric, by), f"{{{{{by}}}}}")],
+        thresholds=thresholds,
+    )
 
 
 def stat_panel(

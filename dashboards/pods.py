@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from grafana_foundation_sdk.builders import timeseries
+
 from dashboards.layout import Board
 from dashboards.panels import Query, Step, timeseries_panel
 
@@ -39,43 +41,38 @@ _CONTAINERS: Final = f'{_POD}, container!="", container!="POD"'
 _HPA: Final = 'namespace=~"$namespace", horizontalpodautoscaler=~"$job"'
 
 
-def _limit(resource: str) -> str:
-    return f'sum by (pod) (kube_pod_container_resource_limits{{{_POD}, resource="{resource}"}})'
+def _against_limit(title: str, description: str, used: str, resource: str) -> timeseries.Panel:
+    """What the pod's containers use (`used`, summed by pod) over their `resource` limit."""
+    limit = f'sum by (pod) (kube_pod_container_resource_limits{{{_POD}, resource="{resource}"}})'
+    return timeseries_panel(
+        title,
+        description,
+        "percentunit",
+        [Query(f"{used} / {limit}", "{{pod}}")],
+        thresholds=[Step(None, "green"), Step(0.8, "orange"), Step(0.95, "red")],
+    )
 
 
 def add_pod_panels(board: Board) -> None:
     board.row("Pods (cluster metrics: cAdvisor, kube-state-metrics)")
     board.add(
-        timeseries_panel(
+        _against_limit(
             PANELS[0],
             "CPU used over the CPU limit, per pod. Near 100% the container is throttled: "
             "latency rises on every route at once and gunicorn workers may miss their timeout.",
-            "percentunit",
-            [
-                Query(
-                    "sum by (pod) (rate(container_cpu_usage_seconds_total"
-                    f"{{{_CONTAINERS}}}[$__rate_interval])) / {_limit('cpu')}",
-                    "{{pod}}",
-                )
-            ],
-            thresholds=[Step(None, "green"), Step(0.8, "orange"), Step(0.95, "red")],
+            "sum by (pod) (rate(container_cpu_usage_seconds_total"
+            f"{{{_CONTAINERS}}}[$__rate_interval]))",
+            "cpu",
         ),
         width=6,
     )
     board.add(
-        timeseries_panel(
+        _against_limit(
             PANELS[1],
             "Working-set memory over the memory limit, per pod. At 100% the kernel OOM-kills "
             "the container (see the next panel); a steady climb between deploys is a leak.",
-            "percentunit",
-            [
-                Query(
-                    f"sum by (pod) (container_memory_working_set_bytes{{{_CONTAINERS}}}) / "
-                    f"{_limit('memory')}",
-                    "{{pod}}",
-                )
-            ],
-            thresholds=[Step(None, "green"), Step(0.8, "orange"), Step(0.95, "red")],
+            f"sum by (pod) (container_memory_working_set_bytes{{{_CONTAINERS}}})",
+            "memory",
         ),
         width=6,
     )

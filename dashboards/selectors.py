@@ -33,6 +33,26 @@ def rate(metric: str, matchers: str = SERIES, window: str = RATE) -> str:
     return f"rate({metric}{{{matchers}}}[{window}])"
 
 
+def series(metric: str, extra: str = "") -> str:
+    """`metric{SERIES extra}`: the raw series; `extra` adds matchers (`, label="value"`)."""
+    return f"{metric}{{{SERIES}{extra}}}"
+
+
+def sum_by(by: str, metric: str) -> str:
+    """A gauge summed per `by` (per pod: over that pod's workers)."""
+    return f"sum by ({by}) ({series(metric)})"
+
+
+def rate_by(metric: str, by: str, extra: str = "") -> str:
+    """A counter's per-second rate summed per `by`."""
+    return f"sum by ({by}) ({rate(metric, SERIES + extra)})"
+
+
+def quantile(q: float, bucket: str, by: str = "le", matchers: str = SERIES) -> str:
+    """Quantile `q` of a histogram's `_bucket` series; `by` keeps `le` and any other label."""
+    return f"histogram_quantile({q}, sum by ({by}) ({rate(bucket, matchers)}))"
+
+
 def objective(record: str) -> str:
     """The objective as a scalar: max() tolerates a second copy of the record (two releases)."""
     return f"scalar(max({record}))"

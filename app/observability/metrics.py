@@ -8,6 +8,8 @@ right when gunicorn runs several workers with PROMETHEUS_MULTIPROC_DIR set.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Final, Literal, get_args
 
 from prometheus_client import Counter, Gauge, Histogram, values
@@ -33,6 +35,24 @@ if values.ValueClass is not values.MutexValue:
 
 
 PREFIX: Final = "user_service"
+# How a gauge combines its workers' values (the live* modes forget a dead worker's).
+GaugeMode = Literal["max", "livesum", "livemin", "livemax"]
+
+
+def _gauge(name: str, documentation: str, labels: Sequence[str] = (), *, mode: GaugeMode) -> Gauge:
+    """A gauge of the service; `mode` says how the workers' values combine (multiprocess)."""
+    return Gauge(f"{PREFIX}_{name}", documentation, labels, multiprocess_mode=mode)
+
+
+def _counter(name: str, documentation: str, labels: Sequence[str] = ()) -> Counter:
+    return Counter(f"{PREFIX}_{name}", documentation, labels)
+
+
+def _histogram(
+    name: str, documentation: str, labels: Sequence[str] = (), *, buckets: Sequence[float]
+) -> Histogram:
+    return Histogram(f"{PREFIX}_{name}", documentation, labels, buckets=buckets)
+
 
 # The latency objective's threshold (seconds) must be one of these bucket bounds.
 HTTP_LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -71,120 +91,122 @@ RateLimitScope = Literal["login", "api", "introspection"]
 # Why admission read a session's state from PostgreSQL instead of the Redis cache.
 SessionLookupReason = Literal["redis_unavailable", "cache_miss", "lease_missing"]
 Dependency = Literal["database", "redis", "schema"]
+DbErrorKind = Literal["timeout", "unavailable", "statement_timeout"]
+HashOperation = Literal["hash", "verify"]
 
-BUILD_INFO: Final = Gauge(
-    f"{PREFIX}_build_info",
+BUILD_INFO: Final = _gauge(
+    "build_info",
     "Always 1; labels carry the running version and git commit.",
     ["version", "git_commit"],
-    multiprocess_mode="max",
+    mode="max",
 )
-WORKER_PROCESSES: Final = Gauge(
-    f"{PREFIX}_worker_processes",
+WORKER_PROCESSES: Final = _gauge(
+    "worker_processes",
     "Worker processes alive in this pod (1 per worker).",
-    multiprocess_mode="livesum",
+    mode="livesum",
 )
 
-DB_POOL_SIZE: Final = Gauge(
-    f"{PREFIX}_db_pool_size_connections",
+DB_POOL_SIZE: Final = _gauge(
+    "db_pool_size_connections",
     "Configured pool size (persistent connections), summed over live workers.",
-    multiprocess_mode="livesum",
+    mode="livesum",
 )
-DB_POOL_MAX: Final = Gauge(
-    f"{PREFIX}_db_pool_max_connections",
+DB_POOL_MAX: Final = _gauge(
+    "db_pool_max_connections",
     "Pool size plus max overflow: the most connections the workers may open.",
-    multiprocess_mode="livesum",
+    mode="livesum",
 )
-DB_POOL_CHECKED_OUT: Final = Gauge(
-    f"{PREFIX}_db_pool_checked_out_connections",
+DB_POOL_CHECKED_OUT: Final = _gauge(
+    "db_pool_checked_out_connections",
     "Connections currently checked out of the pool.",
-    multiprocess_mode="livesum",
+    mode="livesum",
 )
-DB_POOL_OVERFLOW: Final = Gauge(
-    f"{PREFIX}_db_pool_overflow_connections",
+DB_POOL_OVERFLOW: Final = _gauge(
+    "db_pool_overflow_connections",
     "Overflow connections in use beyond the pool size (never negative).",
-    multiprocess_mode="livesum",
+    mode="livesum",
 )
-DB_POOL_CHECKOUT_WAIT: Final = Histogram(
-    f"{PREFIX}_db_pool_checkout_wait_seconds",
+DB_POOL_CHECKOUT_WAIT: Final = _histogram(
+    "db_pool_checkout_wait_seconds",
     "Time a request waited to check a connection out of the pool.",
     buckets=SHORT_WAIT_BUCKETS,
 )
-DB_POOL_CHECKOUT_TIMEOUTS: Final = Counter(
-    f"{PREFIX}_db_pool_checkout_timeouts",
+DB_POOL_CHECKOUT_TIMEOUTS: Final = _counter(
+    "db_pool_checkout_timeouts",
     "Checkouts that gave up after DB_POOL_TIMEOUT.",
 )
-DB_QUERY_DURATION: Final = Histogram(
-    f"{PREFIX}_db_query_duration_seconds",
+DB_QUERY_DURATION: Final = _histogram(
+    "db_query_duration_seconds",
     "Duration of SQL statements by operation.",
     ["operation"],
     buckets=SHORT_WAIT_BUCKETS,
 )
-DB_ERRORS: Final = Counter(
-    f"{PREFIX}_db_errors",
+DB_ERRORS: Final = _counter(
+    "db_errors",
     "Database failures seen by requests, by kind (timeout, unavailable, statement_timeout).",
     ["kind"],
 )
 
-CACHE_REQUESTS: Final = Counter(
-    f"{PREFIX}_cache_requests",
+CACHE_REQUESTS: Final = _counter(
+    "cache_requests",
     "Cache lookups by result: hit, miss, error (Redis failed), bypass (breaker open or off).",
     ["cache", "result"],
 )
-REDIS_ERRORS: Final = Counter(
-    f"{PREFIX}_redis_errors",
+REDIS_ERRORS: Final = _counter(
+    "redis_errors",
     "Redis commands that failed or timed out, by the component that sent them.",
     ["component"],
 )
 # Redis topology (standalone, sentinel, cluster) and the failovers a worker followed.
-REDIS_TOPOLOGY: Final = Gauge(
-    f"{PREFIX}_redis_topology",
+REDIS_TOPOLOGY: Final = _gauge(
+    "redis_topology",
     "Always 1; the label names how the service reaches Redis.",
     ["mode"],
-    multiprocess_mode="max",
+    mode="max",
 )
-REDIS_MASTER_CHANGES: Final = Counter(
-    f"{PREFIX}_redis_master_changes_total",
+REDIS_MASTER_CHANGES: Final = _counter(
+    "redis_master_changes_total",
     "Times a worker found Redis's master at a new address (a Sentinel or Cluster failover).",
 )
-REDIS_BREAKER_OPEN: Final = Gauge(
-    f"{PREFIX}_redis_breaker_open",
+REDIS_BREAKER_OPEN: Final = _gauge(
+    "redis_breaker_open",
     "1 while the Redis circuit breaker is open in a worker (summed over workers).",
-    multiprocess_mode="livesum",
+    mode="livesum",
 )
 
-AUTH_EVENTS: Final = Counter(
-    f"{PREFIX}_auth_events",
+AUTH_EVENTS: Final = _counter(
+    "auth_events",
     "Authentication outcomes by event.",
     ["event"],
 )
-SESSION_DB_LOOKUPS: Final = Counter(
-    f"{PREFIX}_session_db_lookups",
+SESSION_DB_LOOKUPS: Final = _counter(
+    "session_db_lookups",
     "Admissions that read session state from PostgreSQL, by reason (redis_unavailable: the "
     "fallback while Redis is down; cache_miss and lease_missing: refills).",
     ["reason"],
 )
-SESSIONS_ACTIVE: Final = Gauge(
-    f"{PREFIX}_sessions_active",
+SESSIONS_ACTIVE: Final = _gauge(
+    "sessions_active",
     "Live (not revoked, not expired) sessions in PostgreSQL, counted every 15 s.",
-    multiprocess_mode="livemax",
+    mode="livemax",
 )
-RATE_LIMIT_REJECTIONS: Final = Counter(
-    f"{PREFIX}_rate_limit_rejections",
+RATE_LIMIT_REJECTIONS: Final = _counter(
+    "rate_limit_rejections",
     "Requests answered 429 by the rate limiter, by scope.",
     ["scope"],
 )
-PASSWORD_HASH_DURATION: Final = Histogram(
-    f"{PREFIX}_password_hash_duration_seconds",
+PASSWORD_HASH_DURATION: Final = _histogram(
+    "password_hash_duration_seconds",
     "Time spent hashing or verifying a password (Argon2id, in a worker thread).",
     ["operation"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 
-DEPENDENCY_UP: Final = Gauge(
-    f"{PREFIX}_dependency_up",
+DEPENDENCY_UP: Final = _gauge(
+    "dependency_up",
     "1 when the last readiness check found the dependency usable, else 0 (min over workers).",
     ["dependency"],
-    multiprocess_mode="livemin",
+    mode="livemin",
 )
 
 
@@ -214,21 +236,21 @@ def record_dependency(dependency: Dependency, up: bool) -> None:
 
 def initialise_label_sets() -> None:
     """Create every known label combination at 0, so rate() and dashboards never see gaps."""
-    for result in ("hit", "miss", "error", "bypass"):
-        CACHE_REQUESTS.labels(cache="user", result=result)
-    for component in ("cache", "rate_limit", "revocation", "readiness", "lock"):
-        REDIS_ERRORS.labels(component=component)
-    for event in get_args(AuthEvent):
-        AUTH_EVENTS.labels(event=event)
-    for reason in get_args(SessionLookupReason):
-        SESSION_DB_LOOKUPS.labels(reason=reason)
-    for scope in get_args(RateLimitScope):
-        RATE_LIMIT_REJECTIONS.labels(scope=scope)
-    for kind in ("timeout", "unavailable", "statement_timeout"):
-        DB_ERRORS.labels(kind=kind)
-    for operation in ("hash", "verify"):
-        PASSWORD_HASH_DURATION.labels(operation=operation)
-    initialise_key_label_sets()
+    known: tuple[tuple[Callable[..., object], str, tuple[str, ...]], ...] = (
+        (partial(CACHE_REQUESTS.labels, cache="user"), "result", get_args(CacheResult)),
+        (REDIS_ERRORS.labels, "component", get_args(RedisComponent)),
+        (AUTH_EVENTS.labels, "event", get_args(AuthEvent)),
+        (SESSION_DB_LOOKUPS.labels, "reason", get_args(SessionLookupReason)),
+        (RATE_LIMIT_REJECTIONS.labels, "scope", get_args(RateLimitScope)),
+        (DB_ERRORS.labels, "kind", get_args(DbErrorKind)),
+        (PASSWORD_HASH_DURATION.labels, "operation", get_args(HashOperation)),
+        (SIGNING_KEYS.labels, "state", get_args(KeyStateLabel)),
+        (JWKS_REQUESTS.labels, "result", get_args(JwksResult)),
+        (INTROSPECTION_REQUESTS.labels, "result", get_args(IntrospectionResult)),
+    )
+    for labels, name, label_values in known:
+        for value in label_values:
+            labels(**{name: value})
 
 
 # Signing keys, JWKS and introspection.
@@ -236,52 +258,52 @@ KeyStateLabel = Literal["next", "active", "retired", "deleted"]
 JwksResult = Literal["ok", "not_modified", "unavailable"]
 IntrospectionResult = Literal["active", "inactive", "unauthorized", "rate_limited"]
 
-SIGNING_KEY_ACTIVE_AGE: Final = Gauge(
-    f"{PREFIX}_signing_key_active_age_seconds",
+SIGNING_KEY_ACTIVE_AGE: Final = _gauge(
+    "signing_key_active_age_seconds",
     "Seconds since the signing key in use was activated (-1: no active key).",
-    multiprocess_mode="livemax",
+    mode="livemax",
 )
-SIGNING_KEY_NEXT_PRESENT: Final = Gauge(
-    f"{PREFIX}_signing_key_next_present",
+SIGNING_KEY_NEXT_PRESENT: Final = _gauge(
+    "signing_key_next_present",
     "1 when a next key is published, ready for the coming rotation.",
-    multiprocess_mode="livemin",
+    mode="livemin",
 )
-SIGNING_KEYS: Final = Gauge(
-    f"{PREFIX}_signing_keys",
+SIGNING_KEYS: Final = _gauge(
+    "signing_keys",
     "Signing keys by lifecycle state, as this worker last loaded them.",
     ["state"],
-    multiprocess_mode="livemax",
+    mode="livemax",
 )
-SIGNING_KEY_RELOAD_TIMESTAMP: Final = Gauge(
-    f"{PREFIX}_signing_key_reload_timestamp_seconds",
+SIGNING_KEY_RELOAD_TIMESTAMP: Final = _gauge(
+    "signing_key_reload_timestamp_seconds",
     "When the worker that reloaded its keys longest ago last did so (epoch seconds).",
-    multiprocess_mode="livemin",
+    mode="livemin",
 )
-SIGNING_KEY_RELOAD_FAILURES: Final = Counter(
-    f"{PREFIX}_signing_key_reload_failures",
+SIGNING_KEY_RELOAD_FAILURES: Final = _counter(
+    "signing_key_reload_failures",
     "Key reloads from the database that failed (the keys already loaded stay in use).",
 )
-SIGNING_KEY_ROTATION_PERIOD: Final = Gauge(
-    f"{PREFIX}_signing_key_rotation_period_seconds",
+SIGNING_KEY_ROTATION_PERIOD: Final = _gauge(
+    "signing_key_rotation_period_seconds",
     "Configured period of scheduled key rotation (0: none scheduled).",
-    multiprocess_mode="livemax",
+    mode="livemax",
 )
-TOKENS_UNKNOWN_KID: Final = Counter(
-    f"{PREFIX}_tokens_unknown_kid",
+TOKENS_UNKNOWN_KID: Final = _counter(
+    "tokens_unknown_kid",
     "Tokens presented with a kid that is not published (unknown, deleted, or none).",
 )
-JWKS_REQUESTS: Final = Counter(
-    f"{PREFIX}_jwks_requests",
+JWKS_REQUESTS: Final = _counter(
+    "jwks_requests",
     "JWKS requests by result: ok, not_modified (ETag matched), unavailable (no key yet).",
     ["result"],
 )
-INTROSPECTION_REQUESTS: Final = Counter(
-    f"{PREFIX}_introspection_requests",
+INTROSPECTION_REQUESTS: Final = _counter(
+    "introspection_requests",
     "Introspection requests by result.",
     ["result"],
 )
-INTROSPECTION_DURATION: Final = Histogram(
-    f"{PREFIX}_introspection_duration_seconds",
+INTROSPECTION_DURATION: Final = _histogram(
+    "introspection_duration_seconds",
     "Time to answer an authenticated introspection request.",
     buckets=SHORT_WAIT_BUCKETS,
 )
@@ -289,12 +311,3 @@ INTROSPECTION_DURATION: Final = Histogram(
 
 def record_introspection(result: IntrospectionResult) -> None:
     INTROSPECTION_REQUESTS.labels(result=result).inc()
-
-
-def initialise_key_label_sets() -> None:
-    for state in get_args(KeyStateLabel):
-        SIGNING_KEYS.labels(state=state)
-    for jwks_result in get_args(JwksResult):
-        JWKS_REQUESTS.labels(result=jwks_result)
-    for result in get_args(IntrospectionResult):
-        INTROSPECTION_REQUESTS.labels(result=result)

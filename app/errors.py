@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict, Unpack
 
 import orjson
 from starlette.types import Send
@@ -106,23 +106,27 @@ def problem_type(slug: str) -> str:
     return f"{PROBLEM_TYPE_BASE}{slug}"
 
 
+class Problem(TypedDict):
+    """The members every problem has (RFC 9457 plus our request id)."""
+
+    status: int
+    slug: str
+    title: str
+    detail: str
+    instance: str
+    request_id: str
+
+
 def problem_body(
-    *,
-    status: int,
-    slug: str,
-    title: str,
-    detail: str,
-    instance: str,
-    request_id: str,
-    extra: dict[str, Any] | None = None,
+    *, extra: dict[str, Any] | None = None, **problem: Unpack[Problem]
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "type": problem_type(slug),
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "instance": instance,
-        "request_id": request_id,
+        "type": problem_type(problem["slug"]),
+        "title": problem["title"],
+        "status": problem["status"],
+        "detail": problem["detail"],
+        "instance": problem["instance"],
+        "request_id": problem["request_id"],
     }
     if extra:
         body.update(extra)
@@ -130,31 +134,14 @@ def problem_body(
 
 
 async def send_problem(
-    send: Send,
-    *,
-    status: int,
-    slug: str,
-    title: str,
-    detail: str,
-    instance: str,
-    request_id: str,
-    headers: tuple[tuple[bytes, bytes], ...] = (),
+    send: Send, *, headers: tuple[tuple[bytes, bytes], ...] = (), **problem: Unpack[Problem]
 ) -> None:
     """Answer with a problem straight from ASGI middleware, where no handler runs."""
-    body = orjson.dumps(
-        problem_body(
-            status=status,
-            slug=slug,
-            title=title,
-            detail=detail,
-            instance=instance,
-            request_id=request_id,
-        )
-    )
+    body = orjson.dumps(problem_body(**problem))
     await send(
         {
             "type": "http.response.start",
-            "status": status,
+            "status": problem["status"],
             "headers": [
                 (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
                 (b"content-length", str(len(body)).encode()),

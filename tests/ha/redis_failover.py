@@ -1,6 +1,7 @@
-"""The Redis master failover under load that the Sentinel and Cluster tests share: warm the
-cache, kill the master, wait for the promotion and for the service to write to the new
-master, then gather what the tests assert on."""
+"""The Redis master failover under load that the Sentinel and Cluster tests share: a fresh
+database and the service on the topology, warm the cache, kill the master, wait for the
+promotion and for the service to write to the new master, then gather what the tests assert
+on."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from tests.faults.tools import Ledger, fetch_metrics, wait_for
+from tests.faults.conftest import service_env
+from tests.faults.tools import Ledger, check_rows, fetch_metrics, wait_for
 from tests.ha.under_load import kill_into_phase, load_and_probe
-from tests.support.service import RunningService
+from tests.support.database import drop_database, fresh_database
+from tests.support.service import RunningService, running_service
 
 
 @dataclass
@@ -85,6 +88,59 @@ async def fail_over_redis_under_load(
     finally:
         await successor.aclose()
     return RedisFailover(killed, promoted_at, served, ready, samples, still_valid)
+
+
+@dataclass
+class FailoverRun:
+    """What a Sentinel or Cluster test asserts on: the client's ledger, the failover, the
+    service's log and the rows checked in PostgreSQL."""
+
+    ledger: Ledger
+    failover: RedisFailover
+    logs: str
+    rows: int
+
+
+async def run_redis_failover(
+    run: str,
+    redis_env: dict[str, str],
+    *,
+    password: str,
+    replica_port: int,
+    cache_keys: str,
+    kill_master: Callable[[], None],
+    replica_promoted: Callable[[], bool],
+) -> FailoverRun:
+    """A fresh database and the service on the Redis topology `redis_env` names (its servers
+    behind `password`, a breaker quick to open and retry), through the master failover."""
+    database = f"user_service_{run.replace('-', '_')}"
+    url = await asyncio.to_thread(fresh_database, database)
+    ledger = Ledger(run)
+    try:
+        env = service_env(
+            url,
+            run,
+            REDIS_URL="",
+            **redis_env,
+            REDIS_PASSWORD=password,
+            REDIS_BREAKER_FAILURES="2",
+            REDIS_BREAKER_COOLDOWN="0.5",
+        )
+        with running_service(env) as service:
+            failover = await fail_over_redis_under_load(
+                ledger,
+                service,
+                replica_port=replica_port,
+                password=password,
+                cache_keys=cache_keys,
+                kill_master=kill_master,
+                replica_promoted=replica_promoted,
+            )
+            logs = service.logs()
+        rows = await check_rows(database, ledger)
+    finally:
+        await asyncio.to_thread(drop_database, database)
+    return FailoverRun(ledger, failover, logs, rows)
 
 
 def assert_no_request_lost(ledger: Ledger, failover: RedisFailover, logs: str) -> None:

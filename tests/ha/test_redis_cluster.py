@@ -3,15 +3,11 @@ takes over, and the service follows the new slot map with no restart."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
-from tests.faults.conftest import service_env
-from tests.faults.tools import Ledger, check_rows, metric
+from tests.faults.tools import metric
 from tests.ha.redis_cluster import PASSWORD, RedisCluster
-from tests.ha.redis_failover import assert_no_request_lost, fail_over_redis_under_load
-from tests.support.database import drop_database, fresh_database
-from tests.support.service import running_service
+from tests.ha.redis_failover import assert_no_request_lost, run_redis_failover
 
 RUN = "ha-cluster"
 # Every key of the service shares this hash tag: one slot, so one master holds them all.
@@ -19,39 +15,21 @@ PREFIX = "{ha-cluster}"
 
 
 async def test_cluster_master_failed_over_under_load(fault_report: Callable[..., None]) -> None:
-    database = "user_service_ha_cluster"
-    url = await asyncio.to_thread(fresh_database, database)
-    ledger = Ledger(RUN)
-    try:
-        with RedisCluster().running() as cluster:
-            env = service_env(
-                url,
-                RUN,
-                REDIS_URL="",
-                REDIS_CLUSTER_NODES=cluster.nodes_setting,
-                REDIS_PASSWORD=PASSWORD,
-                CACHE_KEY_PREFIX=PREFIX,
-                REDIS_BREAKER_FAILURES="2",
-                REDIS_BREAKER_COOLDOWN="0.5",
-            )
-            master = cluster.master_of(f"{PREFIX}:user:x")
-            replica = cluster.replica_of(master)
-            with running_service(env) as service:
-                failover = await fail_over_redis_under_load(
-                    ledger,
-                    service,
-                    replica_port=replica,
-                    password=PASSWORD,
-                    cache_keys=f"{PREFIX}:user:*",
-                    kill_master=lambda: cluster.kill(master),
-                    replica_promoted=lambda: (
-                        cluster.role(replica) == "master" and cluster.state_ok(replica)
-                    ),
-                )
-                logs = service.logs()
-        rows = await check_rows(database, ledger)
-    finally:
-        await asyncio.to_thread(drop_database, database)
+    with RedisCluster().running() as cluster:
+        master = cluster.master_of(f"{PREFIX}:user:x")
+        replica = cluster.replica_of(master)
+        run = await run_redis_failover(
+            RUN,
+            {"REDIS_CLUSTER_NODES": cluster.nodes_setting, "CACHE_KEY_PREFIX": PREFIX},
+            password=PASSWORD,
+            replica_port=replica,
+            cache_keys=f"{PREFIX}:user:*",
+            kill_master=lambda: cluster.kill(master),
+            replica_promoted=lambda: (
+                cluster.role(replica) == "master" and cluster.state_ok(replica)
+            ),
+        )
+    ledger, failover, logs, rows = run.ledger, run.failover, run.logs, run.rows
 
     assert_no_request_lost(ledger, failover, logs)
     assert metric(failover.samples, "user_service_redis_topology", mode="cluster") == 1

@@ -3,50 +3,31 @@ service follows the new master with no restart; sessions and tokens are unaffect
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
-from tests.faults.conftest import service_env
-from tests.faults.tools import Ledger, check_rows, metric
-from tests.ha.redis_failover import assert_no_request_lost, fail_over_redis_under_load
+from tests.faults.tools import metric
+from tests.ha.redis_failover import assert_no_request_lost, run_redis_failover
 from tests.ha.redis_sentinel import MASTER_NAME, PASSWORD, SENTINEL_PASSWORD, SentinelSet
-from tests.support.database import drop_database, fresh_database
-from tests.support.service import running_service
 
 RUN = "ha-sentinel"
 
 
 async def test_sentinel_master_killed_under_load(fault_report: Callable[..., None]) -> None:
-    database = "user_service_ha_sentinel"
-    url = await asyncio.to_thread(fresh_database, database)
-    ledger = Ledger(RUN)
-    try:
-        with SentinelSet().running() as sentinels:
-            env = service_env(
-                url,
-                RUN,
-                REDIS_URL="",
-                REDIS_SENTINELS=sentinels.sentinels_setting,
-                REDIS_SENTINEL_MASTER=MASTER_NAME,
-                REDIS_SENTINEL_PASSWORD=SENTINEL_PASSWORD,
-                REDIS_PASSWORD=PASSWORD,
-                REDIS_BREAKER_FAILURES="2",
-                REDIS_BREAKER_COOLDOWN="0.5",
-            )
-            with running_service(env) as service:
-                failover = await fail_over_redis_under_load(
-                    ledger,
-                    service,
-                    replica_port=sentinels.replica_port,
-                    password=PASSWORD,
-                    cache_keys=f"faults:{RUN}:user:*",
-                    kill_master=lambda: sentinels.kill(sentinels.master_port),
-                    replica_promoted=lambda: sentinels.role(sentinels.replica_port) == "master",
-                )
-                logs = service.logs()
-        rows = await check_rows(database, ledger)
-    finally:
-        await asyncio.to_thread(drop_database, database)
+    with SentinelSet().running() as sentinels:
+        run = await run_redis_failover(
+            RUN,
+            {
+                "REDIS_SENTINELS": sentinels.sentinels_setting,
+                "REDIS_SENTINEL_MASTER": MASTER_NAME,
+                "REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD,
+            },
+            password=PASSWORD,
+            replica_port=sentinels.replica_port,
+            cache_keys=f"faults:{RUN}:user:*",
+            kill_master=lambda: sentinels.kill(sentinels.master_port),
+            replica_promoted=lambda: sentinels.role(sentinels.replica_port) == "master",
+        )
+    ledger, failover, logs, rows = run.ledger, run.failover, run.logs, run.rows
 
     assert_no_request_lost(ledger, failover, logs)
     assert metric(failover.samples, "user_service_redis_master_changes_total") >= 1

@@ -5,7 +5,8 @@
 #   scripts/requirements/embedded.txt  + SQLite and the in-process Redis (`make run` without them)
 #   scripts/requirements/dev.txt       + every extra (tests, lint, load tests, deploy checks, ...)
 #   scripts/requirements/loadtest.txt  the load-test image (loadtests/Dockerfile): what the gate
-#                                      imports, at the versions of dev.txt
+#                                      imports
+# Every package a lock shares with dev.txt is at dev.txt's version.
 # Run it (`make lock`) after changing a dependency in pyproject.toml and commit the result;
 # tests/test_lock.py fails while a pin in pyproject.toml and the lock disagree.
 set -euo pipefail
@@ -33,11 +34,12 @@ compile() {  # name, source (pyproject.toml, or - for stdin), uv options...
 }
 
 mkdir -p scripts/requirements
-compile runtime pyproject.toml
-compile embedded pyproject.toml --extra embedded
 compile dev pyproject.toml --all-extras
-# The load-test image: the gate's packages at pyproject.toml's pins, and everything they pull
-# in at dev.txt's versions, so the image runs exactly what the tests ran.
+# The other locks hold every package they share with dev.txt at its version, so the image,
+# `make run` and the load-test image run exactly what the tests ran.
+compile runtime pyproject.toml --constraint scripts/requirements/dev.txt
+compile embedded pyproject.toml --extra embedded --constraint scripts/requirements/dev.txt
+# The load-test image: the gate's packages at pyproject.toml's pins and what they pull in.
 "$PYTHON" - locust prometheus-client matplotlib <<'PY' | compile loadtest - --constraint scripts/requirements/dev.txt
 import sys, tomllib
 

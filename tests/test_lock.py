@@ -94,14 +94,21 @@ def test_the_image_and_the_test_command_install_from_the_lock() -> None:
 GATE = ("locust", "prometheus-client", "matplotlib")
 
 
-def test_the_load_test_lock_is_the_gate_at_the_dev_locks_versions() -> None:
-    locked, _ = _lock("loadtest")
+@pytest.mark.parametrize("lock", ["runtime", "embedded", "loadtest"])
+def test_every_lock_runs_what_the_tests_run(lock: str) -> None:
+    """A package shared with dev.txt is at dev.txt's version: the image, `make run` and the
+    load-test image never run a version the tests did not."""
+    locked, _ = _lock(lock)
     dev, _ = _lock("dev")
+    assert {n: (v, dev.get(n)) for n, v in locked.items() if dev.get(n) != v} == {}
+
+
+def test_the_load_test_lock_is_the_gate_and_what_it_pulls_in() -> None:
+    locked, _ = _lock("loadtest")
     pinned = {**RUNTIME, **_extras(*PROJECT["optional-dependencies"])}
     assert {name: locked.get(name) for name in GATE} == {name: pinned[name] for name in GATE}
-    # Transitive packages too (so it is a lock, not a copy of three pins), each as dev.txt has it.
+    # Transitive packages too: a lock, not a copy of three pins.
     assert len(locked) > len(GATE)
-    assert {n: (v, dev.get(n)) for n, v in locked.items() if dev.get(n) != v} == {}
     # None of the service: the image runs the gate only.
     assert not {"fastapi", "sqlalchemy", "asyncpg"} & set(locked)
 

@@ -25,9 +25,10 @@ from app.errors import (
 )
 from app.infra import pgbouncer
 from app.infra.embedded import require_embedded_extra
+from app.infra.pool import ServicePool
 from app.infra.pool_ping import ping_idle_connections
 from app.observability.metrics import DB_ERRORS
-from app.observability.pool_metrics import InstrumentedPool, instrument_pool, instrument_queries
+from app.observability.pool_metrics import instrument_pool, instrument_queries
 from app.settings import Settings
 
 EMBEDDED_DATABASE_PATH = Path(".data") / "user-service.sqlite3"
@@ -120,7 +121,7 @@ def create_engine(settings: Settings, *, pooled: bool = True) -> AsyncEngine:
     engine = _engine(
         settings,
         url,
-        poolclass=InstrumentedPool,
+        poolclass=ServicePool,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,

@@ -165,6 +165,9 @@ async def test_worker_killed_is_replaced_and_metrics_stay_right(
             workers = worker_pids(service.process.pid)
             assert len(workers) == 2, workers
             victim = min(workers)
+            # Both apps have started (readiness needed only one), so the next start-up
+            # logged can only be the replacement's.
+            await wait_for(lambda: _true(_startups(service) == len(workers)), timeout=30)
             started_before = _startups(service)
             ledger.phase = "crash"
             killed = time.monotonic()

@@ -1,7 +1,9 @@
-"""Disruptions: `kubectl drain` against the PodDisruptionBudget, and a SIGKILLed pod."""
+"""Disruptions: `kubectl drain` against the PodDisruptionBudget, a SIGKILLed pod, and the lone
+pod an autoscaled Deployment runs right after install."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -94,3 +96,56 @@ def test_sigkilled_pod_is_restarted_and_leaves_the_service(
         cluster.wait_until("the killed container to be restarted and ready", restarted, timeout=180)
     print(f"\nSIGKILL: endpoint unready {unready_after:.1f}s after the kill")
     assert unready_after < 15
+
+
+def test_budget_protects_the_lone_pod_before_the_autoscaler_syncs(
+    cluster: Cluster, release: Release
+) -> None:
+    """With autoscaling on the Deployment has no replicas field: right after install it runs
+    the API default of one pod until the HPA's first sync. The budget must not let an
+    eviction take that pod. The HPA is set aside so the Deployment stays at one pod."""
+    namespace, name = release.namespace, release.fullname
+    hpa = cluster.get("horizontalpodautoscaler", name, namespace=namespace)
+    cluster.kubectl("-n", namespace, "delete", "horizontalpodautoscaler", name)
+    try:
+        cluster.kubectl("-n", namespace, "scale", "deployment", name, "--replicas=1")
+
+        def settled() -> bool:
+            # The scaled-away pod fully gone, and the disruption controller has seen it.
+            pdb = cluster.get("poddisruptionbudget", name, namespace=namespace)
+            status = pdb.get("status", {})
+            return (
+                len(release.pods("api")) == 1
+                and status.get("observedGeneration") == pdb["metadata"]["generation"]
+                and status.get("expectedPods") == 1
+                and status.get("currentHealthy") == 1
+            )
+
+        cluster.wait_until("one pod and a budget that has seen it", settled, timeout=180)
+        (lone,) = release.app_pods()
+        eviction = {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": lone["metadata"]["name"], "namespace": namespace},
+        }
+        evicted = cluster.kubectl(
+            "create",
+            "--raw",
+            f"/api/v1/namespaces/{namespace}/pods/{lone['metadata']['name']}/eviction",
+            "-f",
+            "-",
+            input=json.dumps(eviction),
+            check=False,
+        )
+        assert evicted.returncode != 0, "the lone pod was evicted"
+        assert "disruption budget" in evicted.stderr, evicted.stderr
+    finally:
+        for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields", "generation"):
+            hpa["metadata"].pop(key, None)
+        hpa.pop("status", None)
+        cluster.apply(json.dumps(hpa), namespace=namespace)
+        cluster.wait_until(
+            "the autoscaler to bring back two ready pods",
+            lambda: sum(map(ready, release.app_pods())) == 2,
+            timeout=180,
+        )

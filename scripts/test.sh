@@ -28,10 +28,12 @@ if [ -f scripts/image.sh ]; then
   bash scripts/image.sh ensure-tools || log "buildah unavailable: the image tests will skip"
 fi
 if [ "$(id -u)" -eq 0 ]; then
-  # The cluster tests' Kubernetes, CoreDNS, containerd and etcd: built or fetched once into a
-  # cache outside the checkout (the first time takes a while on a small machine).
+  # The cluster tests' Kubernetes, CoreDNS, containerd, etcd and Prometheus: built or fetched
+  # once into a cache outside the checkout (the first time takes a while on a small machine).
   cluster_started=$(date +%s)
   bash scripts/cluster/build.sh >/dev/null
+  # Prometheus with Kubernetes discovery, built from its Go module (Debian's lacks it).
+  bash scripts/cluster/build-prometheus.sh >/dev/null
   log "cluster binaries ready in $(( $(date +%s) - cluster_started ))s"
 fi
 log "set-up took $(( $(date +%s) - started ))s"

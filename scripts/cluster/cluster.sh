@@ -393,8 +393,12 @@ cmd_up() {
   wait_for containerd 30 ctr --address "$run/containerd.sock" version
   import_archive "$BIN/pause.tar"
   import_archive "$BIN/coredns.tar"
+  # --containerd: the kubelet's cAdvisor finds containers' names, pods and namespaces through
+  # containerd's socket, which is not at the default path here; without it /metrics/cadvisor
+  # has no container-level series for the dashboards' Pods row.
   start kubelet kubelet --config "$run/kubelet.yaml" --kubeconfig "$run/kubelet.kubeconfig" \
-    --root-dir "$run/kubelet" --hostname-override "$node_name" --node-ip "$node_ip"
+    --root-dir "$run/kubelet" --hostname-override "$node_name" --node-ip "$node_ip" \
+    --containerd "$run/containerd.sock"
   start kube-proxy kube-proxy --config "$run/kube-proxy.yaml"
   start relay-postgres python3 "$here/relay.py" "$node_ip" 5432 127.0.0.1 5432
   start redis redis-server --bind "$node_ip" --port 6379 --save "" --appendonly no --protected-mode no

@@ -8,14 +8,16 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.dashboards.traffic import INTROSPECTION_CLIENT
+
 from . import kube
 from .kube import Cluster
 from .release import Release, restricted_namespace
 
 # The shared release goes through install, rollout and disruptions in this order (a SIGKILL
-# before the probe checks would show up as a restart); the modules with releases of their
-# own come after.
-ORDER = ["test_install", "test_rollout", "test_disruption", "test_gitops"]
+# before the probe checks would show up as a restart), then Prometheus watches it; the
+# modules with releases of their own come after.
+ORDER = ["test_install", "test_rollout", "test_disruption", "test_prometheus", "test_gitops"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -50,7 +52,9 @@ def release(cluster: Cluster) -> Iterator[Release]:
     """`helm install` into a restricted namespace; its output (NOTES) is on `install_output`."""
     restricted_namespace(cluster, "users")
     installed = Release(cluster, name="users", namespace="users", redis_db=1)
-    installed.install()
+    # A service client, as another service verifying tokens has: the dashboards'
+    # introspection panels need its traffic.
+    installed.install(introspection={"clients": [":".join(INTROSPECTION_CLIENT)]})
     try:
         yield installed
     finally:

@@ -7,6 +7,7 @@ queries Grafana will run.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -67,3 +68,18 @@ def substitute(expr: str, values: Mapping[str, str], rate_interval: str) -> str:
         return values[name]
 
     return re.sub(r"\$\{(\w+)\}|\$(\w+)", replace, expr)
+
+
+def grafana_regex(values: list[str]) -> str:
+    """A multi-value variable as Grafana formats it for a Prometheus regex matcher: regex
+    metacharacters escaped with a doubled backslash, since PromQL strings unescape once."""
+    escaped = [re.sub(r"([\\.+*?()|\[\]{}^$])", r"\\\\\1", v) for v in values]
+    return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
+
+
+def has_data(result: list[dict[str, Any]]) -> bool:
+    """At least one real number in a query's result: NaN-only results draw nothing in Grafana
+    ("No data")."""
+    points = [s["value"] for s in result if "value" in s]
+    points += [p for s in result for p in s.get("values", [])]
+    return any(not math.isnan(float(value)) for _, value in points)

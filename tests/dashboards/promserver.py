@@ -1,8 +1,10 @@
-"""A throw-away Prometheus (Debian's binary) on a free loopback port, scraping one target.
+"""A throw-away Prometheus on a free loopback port: Debian's binary scraping one target, or
+any binary with a configuration of the caller's (the cluster tests' Kubernetes discovery).
 
-The scrape config adds the target labels a ServiceMonitor would (namespace, pod) and names
-the job as the chart's ServiceMonitor relabels it (`user-service`), so the dashboards and rules
-are exercised with the label set they meet in a cluster; it scrapes the metrics port.
+The one-target scrape config adds the target labels a ServiceMonitor would (namespace, pod)
+and names the job as the chart's ServiceMonitor relabels it (`user-service`), so the
+dashboards and rules are exercised with the label set they meet in a cluster; it scrapes the
+metrics port.
 """
 
 from __future__ import annotations
@@ -97,9 +99,16 @@ def running_prometheus(target: str, rule_file: Path) -> Iterator[PrometheusServe
     binary = shutil.which("prometheus")
     if binary is None:
         raise RuntimeError("prometheus missing: run scripts/install-promtool.sh")
+    with prometheus_with_config(binary, config(target, rule_file)) as server:
+        yield server
+
+
+@contextmanager
+def prometheus_with_config(binary: str, settings: dict[str, Any]) -> Iterator[PrometheusServer]:
+    """`binary` serving `settings` (a prometheus.yml as a dict) until the block ends."""
     workdir = Path(tempfile.mkdtemp(prefix="us-dash-prom-"))
     config_path = workdir / "prometheus.yml"
-    config_path.write_text(yaml.safe_dump(config(target, rule_file)), encoding="utf-8")
+    config_path.write_text(yaml.safe_dump(settings), encoding="utf-8")
     log_path = workdir / "prometheus.log"
     port = free_port()
     with log_path.open("wb") as log:

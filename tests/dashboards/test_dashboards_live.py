@@ -8,12 +8,9 @@ and each recorded series through the HTTP API.
 
 from __future__ import annotations
 
-import math
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 import redis
@@ -25,6 +22,8 @@ from tests.dashboards.panel_queries import (
     RULES,
     PanelQuery,
     dashboards,
+    grafana_regex,
+    has_data,
     panels,
     queries,
     substitute,
@@ -77,13 +76,6 @@ class Proof:
     statuses: dict[int, int]
 
 
-def _regex(values: list[str]) -> str:
-    """A multi-value variable as Grafana formats it for a Prometheus regex matcher: regex
-    metacharacters escaped with a doubled backslash, since PromQL strings unescape once."""
-    escaped = [re.sub(r"([\\.+*?()|\[\]{}^$])", r"\\\\\1", v) for v in values]
-    return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
-
-
 def _label_values(prometheus: promserver.PrometheusServer, label: str, match: str) -> list[str]:
     values: list[str] = prometheus.api(f"label/{label}/values", **{"match[]": match})
     return values
@@ -93,10 +85,10 @@ def _resolve_variables(prometheus: promserver.PrometheusServer) -> dict[str, str
     """Fill the variables from the same label_values() lookups the dashboards define."""
     jobs = _label_values(prometheus, "job", "user_service_build_info")
     assert jobs == [promserver.JOB]
-    job = _regex(jobs)
+    job = grafana_regex(jobs)
     namespaces = _label_values(prometheus, "namespace", f'user_service_build_info{{job=~"{job}"}}')
     assert namespaces == [promserver.NAMESPACE]
-    namespace = _regex(namespaces)
+    namespace = grafana_regex(namespaces)
     pods = _label_values(
         prometheus, "pod", f'user_service_build_info{{job=~"{job}", namespace=~"{namespace}"}}'
     )
@@ -109,8 +101,8 @@ def _resolve_variables(prometheus: promserver.PrometheusServer) -> dict[str, str
         "datasource": "prometheus",
         "job": job,
         "namespace": namespace,
-        "pod": _regex(pods),
-        "handler": _regex(sorted(handlers)),
+        "pod": grafana_regex(pods),
+        "handler": grafana_regex(sorted(handlers)),
     }
 
 
@@ -143,13 +135,6 @@ def proof() -> Iterator[Proof]:
             yield Proof(prometheus, start, at, variables, dict(traffic.statuses))
 
 
-def _has_data(result: list[dict[str, Any]]) -> bool:
-    """At least one real number: NaN-only results draw nothing in Grafana ("No data")."""
-    points = [s["value"] for s in result if "value" in s]
-    points += [p for s in result for p in s.get("values", [])]
-    return any(not math.isnan(float(value)) for _, value in points)
-
-
 def _panel_ids() -> list[str]:
     return [f"{q.dashboard}:{q.panel}:{q.ref_id}" for q in queries()]
 
@@ -169,14 +154,14 @@ def test_panel_query_returns_data(proof: Proof, query: PanelQuery) -> None:
     result = proof.prometheus.query_range(expr, proof.start, proof.at, step="2s")
     if (query.dashboard, query.panel) in ALLOWED_EMPTY:
         return
-    assert _has_data(result), f"{query.panel} ({query.ref_id}) shows no data:\n{expr}\n{result}"
+    assert has_data(result), f"{query.panel} ({query.ref_id}) shows no data:\n{expr}\n{result}"
 
 
 def test_the_check_catches_a_panel_without_data(proof: Proof) -> None:
     """The same check on a pod that does not exist must fail, or the proof proves nothing."""
     query = next(q for q in queries() if q.panel == "Request rate by route")
     expr = substitute(query.expr, {**proof.variables, "pod": "no-such-pod"}, RATE_INTERVAL)
-    assert not _has_data(proof.prometheus.query_range(expr, proof.start, proof.at, step="2s"))
+    assert not has_data(proof.prometheus.query_range(expr, proof.start, proof.at, step="2s"))
 
 
 def _records() -> list[str]:
@@ -185,9 +170,9 @@ def _records() -> list[str]:
 
 
 @pytest.mark.parametrize("record", _records())
-def test_recording_rule_has_data(proof: Proof, record: str) -> None:
+def test_recording_rulehas_data(proof: Proof, record: str) -> None:
     result = proof.prometheus.query(record, proof.at)
-    assert _has_data(result), f"{record} recorded nothing"
+    assert has_data(result), f"{record} recorded nothing"
     if not record.startswith("user_service:slo_"):
         labels = result[0]["metric"]
         assert (

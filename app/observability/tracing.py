@@ -59,7 +59,24 @@ def build_resource(settings: Settings) -> Resource:
         if value := os.environ.get(variable):
             attributes[attribute] = value
     # Resource.create also merges OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME.
-    return Resource.create(attributes)
+    created = Resource.create(attributes)
+    return _ProcessResource(created.attributes, created.schema_url)
+
+
+class _ProcessResource(Resource):
+    """The process's resource, hashed once. The OTLP encoder groups every exported span by
+    its resource, and the SDK's hash JSON-encodes all the attributes each time: at sampling
+    1.0 that was a dump per span. A resource is immutable, so its hash never changes."""
+
+    _hash: int | None = None
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = super().__hash__()
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return super().__eq__(other)
 
 
 def _otlp_exporter() -> SpanExporter:

@@ -114,7 +114,10 @@ async def test_database_slow_statements_time_out_with_504(
     the statement timeout, reads served from the cache go on, readiness stays up (the
     database answers), and once the lock goes everything succeeds again."""
     ledger = Ledger("slow")
-    with _proxied_service(fault_database, "slow") as (_proxy, service):
+    # Each of the load's 4 users may hold a connection for a whole statement timeout, all on
+    # one worker: a pool of 4 (2 + overflow 2) lets each request reach its statement, so the
+    # test sees the statement timeout, never a pool wait's 503 (the pool test covers that).
+    with _proxied_service(fault_database, "slow", DB_MAX_OVERFLOW="2") as (_proxy, service):
         probe = httpx.AsyncClient()
         locker = await asyncpg.connect(database_dsn(fault_database))
         try:

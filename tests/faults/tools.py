@@ -440,7 +440,8 @@ class ReadinessRouter:
         self.period = period
         self.instances: list[str] = []
         self.ready: dict[str, bool] = {}
-        self.first_unready: dict[str, float] = {}
+        # When a probe of each instance found it unready, every time one did.
+        self.unready_seen: dict[str, list[float]] = {}
         self._client = httpx.AsyncClient(timeout=1.0)
         self._task: asyncio.Task[None] | None = None
 
@@ -459,10 +460,14 @@ class ReadinessRouter:
                     ok = response.status_code == 200
                 except httpx.HTTPError:
                     ok = False
-                if self.ready.get(base) and not ok:
-                    self.first_unready.setdefault(base, time.monotonic())
+                if not ok:
+                    self.unready_seen.setdefault(base, []).append(time.monotonic())
                 self.ready[base] = ok
             await asyncio.sleep(self.period)
+
+    def first_unready_after(self, base: str, moment: float) -> float | None:
+        """When a probe first found `base` unready at or after `moment` (None: none did)."""
+        return next((t for t in self.unready_seen.get(base, []) if t >= moment), None)
 
     async def __aenter__(self) -> ReadinessRouter:
         self._task = asyncio.create_task(self._probe())

@@ -11,9 +11,11 @@ from typing import Any
 
 import asyncpg
 import httpx
+import redis.asyncio as aioredis
 
 from tests.faults.conftest import service_env
 from tests.faults.tools import (
+    SHARED_REDIS,
     Ledger,
     LoadClient,
     Outcome,
@@ -80,8 +82,12 @@ async def _switch(ledger: Ledger, phase: str, action: Callable[[], Any]) -> floa
     return changed
 
 
-async def _cached_user(client: httpx.AsyncClient, base: str) -> tuple[str, dict[str, str]]:
-    """Sign up and log in a user, read it once (filling the cache); return its URL and auth."""
+async def _cached_user(
+    client: httpx.AsyncClient, base: str, run: str
+) -> tuple[str, dict[str, str]]:
+    """Sign up and log in a user and read it until its entry is in Redis (a read answered
+    while the breaker was open, or whose store timed out, leaves none); return its URL and
+    auth."""
     email = f"cached-{uuid.uuid4().hex[:8]}@faults.example.com"
     password = "cached-user-password"
     created = await client.post(f"{base}/api/v1/users", json={"email": email, "password": password})
@@ -92,7 +98,17 @@ async def _cached_user(client: httpx.AsyncClient, base: str) -> tuple[str, dict[
     assert login.status_code == 200, login.text
     headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
     url = f"{base}/api/v1/users/{created.json()['id']}"
-    assert (await client.get(url, headers=headers)).status_code == 200
+    key = f"faults:{run}:user:{created.json()['id']}"  # CACHE_KEY_PREFIX of service_env
+    store = aioredis.Redis.from_url(SHARED_REDIS)
+    try:
+
+        async def cached() -> bool:
+            assert (await client.get(url, headers=headers)).status_code == 200
+            return bool(await store.exists(key))
+
+        await wait_for(cached, timeout=10, interval=0.2)
+    finally:
+        await store.aclose()
     return url, headers
 
 
@@ -125,7 +141,7 @@ async def test_database_slow_statements_time_out_with_504(
                 # A user nobody writes to, read once so that it is cached: the load's own
                 # users are updated (invalidated) all the time, so whether one of their
                 # reads lands on a warm entry during the lock is down to timing.
-                cached_url, cached_headers = await _cached_user(probe, service.base_url)
+                cached_url, cached_headers = await _cached_user(probe, service.base_url, "slow")
                 await asyncio.sleep(2)
                 transaction = locker.transaction()
 

@@ -20,6 +20,7 @@ from app.api import auth, health, introspection, sessions, users, wellknown
 from app.api.body_limit import BodySizeLimitMiddleware
 from app.api.compression import FastGZipMiddleware
 from app.api.deps import RATE_LIMIT_HEADERS
+from app.api.draining import CloseWhileDrainingMiddleware
 from app.api.openapi import install_docs
 from app.api.trusted_host import TrustedHostMiddleware
 from app.errors import PROBLEM_MEDIA_TYPE, DomainError, problem_body
@@ -238,6 +239,7 @@ def create_app(
         metrics=HttpMetrics() if settings.metrics_enabled else None,
         tracing=tracing,
     )
+    app.add_middleware(CloseWhileDrainingMiddleware, state=app.state)
     if settings.metrics_enabled:
         # Outermost: a scrape on the metrics port touches nothing else.
         app.add_middleware(MetricsPortMiddleware, port=settings.metrics_port)

@@ -128,6 +128,21 @@ async def _prepare(probe: SessionProbe, run: str) -> tuple[str, Pair, list[Pair]
     return me.json()["id"], changer[0], changer[1:]
 
 
+async def _sessions_under_load(
+    load: LoadClient, probe: SessionProbe, run: str
+) -> tuple[str, Pair, list[Pair]]:
+    """The load running and the probe's sessions open (see _prepare), every one seen alive
+    (and cached so), and the first three logged out, all before the fault."""
+    await load.prepare()
+    prepared = await _prepare(probe, run)
+    load.start()
+    await asyncio.sleep(1)
+    assert await probe.check() == (15, 15)
+    for pair in probe.live[:3]:
+        await probe.logout(pair)
+    return prepared
+
+
 def _server_errors(ledger: Ledger) -> list[str]:
     return [
         f"{o.op} {o.phase}: {o.status or o.error} {o.detail}"
@@ -157,14 +172,7 @@ async def test_redis_killed_for_10s_and_restarted_empty_under_load(
             probe = SessionProbe(client, base)
             keys = redis.Redis(port=server.port)
             try:
-                await load.prepare()
-                changer_id, changer, changer_others = await _prepare(probe, run)
-                load.start()
-                await asyncio.sleep(1)
-                # Every session seen alive (and cached so) before the fault.
-                assert await probe.check() == (15, 15)
-                for pair in probe.live[:3]:
-                    await probe.logout(pair)
+                changer_id, changer, changer_others = await _sessions_under_load(load, probe, run)
                 before = await fetch_metrics(client, service.metrics_url)
 
                 ledger.phase = "redis-down"
@@ -264,13 +272,7 @@ async def test_redis_frozen_with_sigstop_under_load(
             probe = SessionProbe(client, base)
             assert server.process is not None
             try:
-                await load.prepare()
-                changer_id, changer, changer_others = await _prepare(probe, run)
-                load.start()
-                await asyncio.sleep(1)
-                assert await probe.check() == (15, 15)
-                for pair in probe.live[:3]:
-                    await probe.logout(pair)
+                changer_id, changer, changer_others = await _sessions_under_load(load, probe, run)
 
                 # Frozen: connections stay open, nothing answers, the cached "active"
                 # entries of the sessions revoked below stay in its memory.

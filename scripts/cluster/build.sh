@@ -2,6 +2,9 @@
 # Builds or fetches every binary and image of the local test cluster into a cache outside the checkout.
 #
 # Usage: scripts/cluster/build.sh        prints the directory holding the binaries (stdout only)
+#        scripts/cluster/build.sh go     builds only what is compiled from Go and prints nothing:
+#                                        scripts/test.sh starts it first thing, in the background,
+#                                        and a later build.sh waits for it instead of building twice
 #
 # Kubernetes (one multi-call binary: kube-apiserver, kube-controller-manager, kube-scheduler,
 # kubelet, kube-proxy), the pause process and CoreDNS are built from pinned Go modules;
@@ -36,18 +39,33 @@ die() { printf '[cluster-build] error: %s\n' "$*" >&2; exit 1; }
 # A short digest of files' contents: a change to the Go sources gives a new cache directory.
 digest() { cat "$@" | sha256sum | cut -c1-12; }
 
+# How every Go piece is compiled. A cold build's CPU is almost all compiling (~2500 packages
+# for Kubernetes, the link is seconds); -dwarf=false spares the compiler the debug
+# information that the linker's -w throws away anyway (about a tenth of that CPU). Part of
+# each piece's cache key, so a change here rebuilds.
+readonly GO_GCFLAGS="all=-dwarf=false"
+readonly GO_LDFLAGS="-s -w"
+
 go_build() { # DIR OUT PACKAGE [LDFLAGS]
   local dir=$1 out=$2 pkg=$3 ldflags=${4:-}
   (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOTOOLCHAIN=auto \
-    go build -trimpath -ldflags "-s -w $ldflags" -o "$out.partial" "$pkg")
+    go build -trimpath -gcflags "$GO_GCFLAGS" -ldflags "$GO_LDFLAGS $ldflags" -o "$out.partial" "$pkg")
   mv -f "$out.partial" "$out"
 }
 
-build_kube() {
-  local key dir started
-  key=$(digest "$here"/kube/go.mod "$here"/kube/go.sum "$here"/kube/*.go "$here"/kube/pause/*.go)
-  dir=$cache/kube-$KUBE_VERSION-$key
-  if [[ -x $dir/kube && -x $dir/pause ]]; then echo "$dir"; return; fi
+kube_dir() {
+  echo "$cache/kube-$KUBE_VERSION-$(digest "$here"/kube/go.mod "$here"/kube/go.sum "$here"/kube/*.go \
+    "$here"/kube/pause/*.go <(echo "$GO_GCFLAGS $GO_LDFLAGS"))"
+}
+coredns_dir() {
+  echo "$cache/coredns-$COREDNS_VERSION-$(digest "$here"/coredns/go.mod "$here"/coredns/go.sum \
+    "$here"/coredns/*.go <(echo "$GO_GCFLAGS $GO_LDFLAGS"))"
+}
+kube_built() { [[ -x $1/kube && -x $1/pause ]]; }
+coredns_built() { [[ -x $1/coredns ]]; }
+
+build_kube() { # DIR
+  local dir=$1 started
   command -v go >/dev/null || die "go is needed to build Kubernetes $KUBE_VERSION"
   mkdir -p "$dir"
   local minor=${KUBE_VERSION#v1.}
@@ -60,21 +78,35 @@ build_kube() {
   go_build "$here/kube" "$dir/kube" . "$ldflags"
   go_build "$here/kube" "$dir/pause" ./pause
   log "Kubernetes built in $((SECONDS - started)) s"
-  echo "$dir"
 }
 
-build_coredns() {
-  local key dir started
-  key=$(digest "$here"/coredns/go.mod "$here"/coredns/go.sum "$here"/coredns/*.go)
-  dir=$cache/coredns-$COREDNS_VERSION-$key
-  if [[ -x $dir/coredns ]]; then echo "$dir"; return; fi
+build_coredns() { # DIR
+  local dir=$1 started
   command -v go >/dev/null || die "go is needed to build CoreDNS $COREDNS_VERSION"
   mkdir -p "$dir"
   started=$SECONDS
   log "building CoreDNS $COREDNS_VERSION"
   go_build "$here/coredns" "$dir/coredns" .
   log "CoreDNS built in $((SECONDS - started)) s"
-  echo "$dir"
+}
+
+# Builds Kubernetes and CoreDNS unless cached; sets KUBE and COREDNS to their directories.
+# One build.sh at a time compiles (a lock in the cache): another one, such as the one
+# scripts/test.sh started in the background, is waited for and its result reused. The two
+# build one after the other: side by side, they compiled what they share (the standard
+# library, dependencies at the same version) twice.
+go_pieces() {
+  KUBE=$(kube_dir)
+  COREDNS=$(coredns_dir)
+  kube_built "$KUBE" && coredns_built "$COREDNS" && return
+  exec 8>"$cache/.go-build.lock"
+  if ! flock -n 8; then
+    log "waiting for the build.sh already compiling the cluster's Go pieces (for example the one scripts/test.sh started early)"
+    flock 8
+  fi
+  kube_built "$KUBE" || build_kube "$KUBE"
+  coredns_built "$COREDNS" || build_coredns "$COREDNS"
+  exec 8>&-
 }
 
 # apt options for the private configuration: its own sources, lists and cache under $cache/apt.
@@ -133,10 +165,11 @@ image_archive() { # NAME:TAG BINARY ENTRYPOINT-PATH OUT
 }
 
 main() {
+  [[ $# == 0 || $* == go ]] || die "unknown arguments: $* (usage: build.sh [go])"
   mkdir -p "$cache/debs"
-  local kube coredns bin line name version suite sha dir f
-  kube=$(build_kube)
-  coredns=$(build_coredns)
+  go_pieces
+  [[ ${1:-} == go ]] && return
+  local kube=$KUBE coredns=$COREDNS bin line name version suite sha dir f
   bin=$cache/bin-$(printf '%s\n' "$kube" "$coredns" "${DEBS[@]}" | sha256sum | cut -c1-12)
   if [[ -f $bin/.done ]]; then
     log "cluster binaries cached in $bin"

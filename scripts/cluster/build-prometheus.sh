@@ -24,6 +24,11 @@ log() { printf '[prometheus-build] %s\n' "$*" >&2; }
 
 key=$(printf '%s\n' "$MODULE_VERSION" "$TAGS" | sha256sum | cut -c1-12)
 dir=$cache/prometheus-$RELEASE-$key
+mkdir -p "$cache"
+# One build at a time: a second caller (the set-up and a test run started by hand) waits for
+# the first and then finds the binary.
+exec 9>"$cache/.prometheus-build.lock"
+flock 9
 if [[ -x $dir/prometheus ]]; then
   log "Prometheus $RELEASE cached in $dir"
   echo "$dir"
@@ -32,7 +37,7 @@ fi
 command -v go >/dev/null || { log "error: go is needed to build Prometheus $RELEASE"; exit 1; }
 started=$SECONDS
 log "building Prometheus $RELEASE from its Go module (Kubernetes discovery only)"
-partial=$(mktemp -d "${dir}.partial.XXXXXX" 2>/dev/null || { mkdir -p "$cache" && mktemp -d "${dir}.partial.XXXXXX"; })
+partial=$(mktemp -d "${dir}.partial.XXXXXX")
 trap 'rm -rf "$partial"' EXIT
 v=github.com/prometheus/common/version
 CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOTOOLCHAIN=auto GOBIN=$partial \

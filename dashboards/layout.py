@@ -86,6 +86,7 @@ def new_dashboard(title: str, uid: str, description: str, tags: list[str]) -> da
         .with_variable(variables.datasource())
         .with_variable(variables.job())
         .with_variable(variables.namespace())
+        .with_variable(variables.service())
         .with_variable(variables.pod())
         # Every dashboard tagged user-service (overview, dependencies, authentication, and
         # any added later), keeping the time range and variables, and the runbook.

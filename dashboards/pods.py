@@ -36,9 +36,8 @@ PANELS: Final = (
 
 _POD: Final = 'namespace=~"$namespace", pod=~"$pod"'
 _CONTAINERS: Final = f'{_POD}, container!="", container!="POD"'
-# kube-prometheus-stack names the scrape job after the Service, which the chart names like
-# the HPA: the job variable picks this release's HPA too.
-_HPA: Final = 'namespace=~"$namespace", horizontalpodautoscaler=~"$job"'
+# The chart names the HPA like the Service its pods are scraped through.
+_HPA: Final = 'namespace=~"$namespace", horizontalpodautoscaler=~"$service"'
 
 
 def _against_limit(title: str, description: str, used: str, resource: str) -> timeseries.Panel:

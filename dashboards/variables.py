@@ -1,4 +1,4 @@
-"""Dashboard variables: datasource, job, namespace, pod (and route for HTTP panels).
+"""Dashboard variables: datasource, job, namespace, service, pod (and route for HTTP panels).
 
 Options come from `user_service_build_info`, which every pod exports from start-up, so the
 pickers are filled before the first request arrives.
@@ -48,6 +48,17 @@ def namespace() -> dashboard.QueryVariable:
         "namespace",
         "Namespace",
         f'label_values({BUILD_INFO}{{job=~"$job"}}, namespace)',
+    )
+
+
+def service() -> dashboard.QueryVariable:
+    # The Service the scrape found the pods through (the Prometheus Operator's `service`
+    # target label). The chart names its HPA like its Service, while `job` is relabelled to
+    # one name for every release: this is how panels find the release's HPA.
+    return _query(
+        "service",
+        "Service",
+        f'label_values({BUILD_INFO}{{job=~"$job", namespace=~"$namespace"}}, service)',
     )
 
 

@@ -13,6 +13,7 @@ kube-prometheus-stack does, for the container series of the Pods row.
 from __future__ import annotations
 
 import base64
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -116,7 +117,7 @@ def _wait_for_targets(monitored: promserver.PrometheusServer, release: Release) 
 
 def _resolve_variables(prometheus: promserver.PrometheusServer, release: Release) -> dict[str, str]:
     """The variables from the dashboards' own label_values() lookups, checked against the
-    cluster: one job, the release's namespace, exactly its pods."""
+    cluster: one job, the release's namespace, its Service (named like its HPA), its pods."""
 
     def label_values(label: str, match: str) -> list[str]:
         values: list[str] = prometheus.api(f"label/{label}/values", **{"match[]": match})
@@ -128,7 +129,10 @@ def _resolve_variables(prometheus: promserver.PrometheusServer, release: Release
     namespaces = label_values("namespace", f'user_service_build_info{{job=~"{job}"}}')
     assert namespaces == [release.namespace]
     namespace = grafana_regex(namespaces)
-    pods = label_values("pod", f'user_service_build_info{{job=~"{job}", namespace=~"{namespace}"}}')
+    scoped = f'user_service_build_info{{job=~"{job}", namespace=~"{namespace}"}}'
+    services = label_values("service", scoped)
+    assert services == [release.fullname]
+    pods = label_values("pod", scoped)
     assert set(pods) >= {p["metadata"]["name"] for p in release.app_pods()}
     handlers = label_values("handler", f'http_requests_total{{job=~"{job}"}}')
     assert "/api/v1/users/me" in handlers, handlers
@@ -136,6 +140,7 @@ def _resolve_variables(prometheus: promserver.PrometheusServer, release: Release
         "datasource": "prometheus",
         "job": job,
         "namespace": namespace,
+        "service": grafana_regex(services),
         "pod": grafana_regex(sorted(pods)),
         "handler": grafana_regex(sorted(handlers)),
     }
@@ -214,6 +219,21 @@ def test_cadvisor_series_name_the_release_pods(monitored: Monitored, metric: str
     result = monitored.prometheus.query(f"{metric}{{{selector}}}", monitored.at)
     pods = {sample["metric"]["pod"] for sample in result}
     assert pods >= {p["metadata"]["name"] for p in monitored.release.app_pods()}, result
+
+
+def test_the_service_variable_names_the_release_hpa(monitored: Monitored) -> None:
+    """The HPA panel selects `horizontalpodautoscaler` by the service variable: it must be the
+    name of the HPA the chart created (kube-state-metrics labels its series with that name)."""
+    release = monitored.release
+    hpas = [
+        item["metadata"]["name"]
+        for item in release.cluster.get("hpa", namespace=release.namespace)["items"]
+        if item["metadata"].get("labels", {}).get("app.kubernetes.io/instance") == release.name
+    ]
+    assert hpas, "the release has no HorizontalPodAutoscaler"
+    # The variable is a PromQL string's regex: its doubled backslashes are one in the regex.
+    pattern = re.compile(monitored.variables["service"].replace("\\\\", "\\"))
+    assert all(pattern.fullmatch(name) for name in hpas), (monitored.variables["service"], hpas)
 
 
 def test_chart_rules_load_and_evaluate(monitored: Monitored) -> None:

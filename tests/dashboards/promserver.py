@@ -1,7 +1,8 @@
 """A throw-away Prometheus on a free loopback port: Debian's binary scraping one target, or
 any binary with a configuration of the caller's (the cluster tests' Kubernetes discovery).
 
-The one-target scrape config adds the target labels a ServiceMonitor would (namespace, pod)
+The one-target scrape config adds the target labels a ServiceMonitor would (namespace, service,
+pod)
 and names the job as the chart's ServiceMonitor relabels it (`user-service`), so the
 dashboards and rules are exercised with the label set they meet in a cluster; it scrapes the
 metrics port.
@@ -28,6 +29,7 @@ from tests.support.service import free_port
 JOB = "user-service"
 NAMESPACE = "dashtest"
 POD = "user-service-dashtest-0"
+SERVICE = "user-service-dashtest"
 
 
 @dataclass
@@ -73,7 +75,10 @@ def config(target: str, rule_file: Path) -> dict[str, Any]:
                 "job_name": JOB,
                 "metrics_path": "/metrics",
                 "static_configs": [
-                    {"targets": [target], "labels": {"namespace": NAMESPACE, "pod": POD}}
+                    {
+                        "targets": [target],
+                        "labels": {"namespace": NAMESPACE, "service": SERVICE, "pod": POD},
+                    }
                 ],
             }
         ],

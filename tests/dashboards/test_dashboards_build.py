@@ -107,7 +107,7 @@ def test_queries_select_by_the_shared_variables() -> None:
             name, matchers = match.groups()
             if name in CLUSTER_METRICS:
                 assert 'namespace=~"$namespace"' in matchers, f"{query.panel}: {name}"
-                assert 'pod=~"$pod"' in matchers or 'horizontalpodautoscaler=~"$job"' in (
+                assert 'pod=~"$pod"' in matchers or 'horizontalpodautoscaler=~"$service"' in (
                     matchers
                 ), f"{query.panel}: {name} not narrowed to this service"
                 continue

@@ -89,9 +89,10 @@ def _resolve_variables(prometheus: promserver.PrometheusServer) -> dict[str, str
     namespaces = _label_values(prometheus, "namespace", f'user_service_build_info{{job=~"{job}"}}')
     assert namespaces == [promserver.NAMESPACE]
     namespace = grafana_regex(namespaces)
-    pods = _label_values(
-        prometheus, "pod", f'user_service_build_info{{job=~"{job}", namespace=~"{namespace}"}}'
-    )
+    scoped = f'user_service_build_info{{job=~"{job}", namespace=~"{namespace}"}}'
+    services = _label_values(prometheus, "service", scoped)
+    assert services == [promserver.SERVICE]
+    pods = _label_values(prometheus, "pod", scoped)
     assert pods == [promserver.POD]
     handlers = _label_values(
         prometheus, "handler", f'http_requests_total{{job=~"{job}", namespace=~"{namespace}"}}'
@@ -101,6 +102,7 @@ def _resolve_variables(prometheus: promserver.PrometheusServer) -> dict[str, str
         "datasource": "prometheus",
         "job": job,
         "namespace": namespace,
+        "service": grafana_regex(services),
         "pod": grafana_regex(pods),
         "handler": grafana_regex(sorted(handlers)),
     }

@@ -27,12 +27,11 @@ import yaml
 from dashboards.pods import CLUSTER_METRICS
 from dashboards.pods import PANELS as PODS_PANELS
 from tests.dashboards import promserver
+from tests.dashboards.grafana_queries import assert_panel_has_data, variable_options
 from tests.dashboards.panel_queries import (
     PanelQuery,
-    grafana_regex,
     has_data,
     queries,
-    substitute,
 )
 from tests.dashboards.traffic import Traffic
 
@@ -44,9 +43,6 @@ BUILD_SCRIPT = REPO / "scripts" / "cluster" / "build-prometheus.sh"
 JOB = "user-service"
 TRAFFIC_SECONDS = 20
 SCRAPE_INTERVAL = "2s"
-# Grafana's $__rate_interval is at least four scrape intervals; this leaves several samples
-# in each window.
-RATE_INTERVAL = "15s"
 # The Pods row divides cAdvisor's series by kube-state-metrics' (limits, restarts, HPA), and
 # kube-state-metrics is not part of this cluster (its module is not on the Go module proxy).
 # Those panels are checked below with their cAdvisor half only.
@@ -118,32 +114,13 @@ def _wait_for_targets(monitored: promserver.PrometheusServer, release: Release) 
 def _resolve_variables(prometheus: promserver.PrometheusServer, release: Release) -> dict[str, str]:
     """The variables from the dashboards' own label_values() lookups, checked against the
     cluster: one job, the release's namespace, its Service (named like its HPA), its pods."""
-
-    def label_values(label: str, match: str) -> list[str]:
-        values: list[str] = prometheus.api(f"label/{label}/values", **{"match[]": match})
-        return values
-
-    jobs = label_values("job", "user_service_build_info")
-    assert jobs == [JOB]
-    job = grafana_regex(jobs)
-    namespaces = label_values("namespace", f'user_service_build_info{{job=~"{job}"}}')
-    assert namespaces == [release.namespace]
-    namespace = grafana_regex(namespaces)
-    scoped = f'user_service_build_info{{job=~"{job}", namespace=~"{namespace}"}}'
-    services = label_values("service", scoped)
-    assert services == [release.fullname]
-    pods = label_values("pod", scoped)
-    assert set(pods) >= {p["metadata"]["name"] for p in release.app_pods()}
-    handlers = label_values("handler", f'http_requests_total{{job=~"{job}"}}')
-    assert "/api/v1/users/me" in handlers, handlers
-    return {
-        "datasource": "prometheus",
-        "job": job,
-        "namespace": namespace,
-        "service": grafana_regex(services),
-        "pod": grafana_regex(sorted(pods)),
-        "handler": grafana_regex(sorted(handlers)),
-    }
+    options = variable_options(prometheus)
+    assert options.jobs == [JOB]
+    assert options.namespaces == [release.namespace]
+    assert options.services == [release.fullname]
+    assert set(options.pods) >= {p["metadata"]["name"] for p in release.app_pods()}
+    assert "/api/v1/users/me" in options.handlers, options.handlers
+    return options.all_selected()
 
 
 @pytest.fixture(scope="module")
@@ -200,12 +177,14 @@ def _panel_ids() -> list[str]:
 
 @pytest.mark.parametrize("query", queries(), ids=_panel_ids())
 def test_dashboard_query_returns_data(monitored: Monitored, query: PanelQuery) -> None:
-    expr = substitute(query.expr, monitored.variables, RATE_INTERVAL)
-    # A range query over the traffic, as Grafana draws the panel (raises on a query error).
-    result = monitored.prometheus.query_range(expr, monitored.start, monitored.at, step="2s")
-    if (query.dashboard, query.panel) in WITHOUT_KUBE_STATE_METRICS:
-        return
-    assert has_data(result), f"{query.panel} ({query.ref_id}) shows no data:\n{expr}\n{result}"
+    assert_panel_has_data(
+        monitored.prometheus,
+        query,
+        monitored.variables,
+        monitored.start,
+        monitored.at,
+        may_be_empty=(query.dashboard, query.panel) in WITHOUT_KUBE_STATE_METRICS,
+    )
 
 
 @pytest.mark.parametrize("metric", sorted(m for m in CLUSTER_METRICS if m.startswith("container_")))

@@ -18,11 +18,11 @@ import yaml
 
 from dashboards.pods import PANELS as PODS_PANELS
 from tests.dashboards import promserver
+from tests.dashboards.grafana_queries import RATE_INTERVAL, assert_panel_has_data, variable_options
 from tests.dashboards.panel_queries import (
     RULES,
     PanelQuery,
     dashboards,
-    grafana_regex,
     has_data,
     panels,
     queries,
@@ -36,9 +36,6 @@ from tests.support.service import running_service
 DATABASE = "user_service_dash_test"
 REDIS_URL = redis_url(4)
 TRAFFIC_SECONDS = 40
-# Grafana derives $__rate_interval from the scrape interval (1s here); 15s keeps several
-# samples in every window.
-RATE_INTERVAL = "15s"
 
 # Panels that only show data during a fault: (dashboard uid, panel title) -> why.
 # Counters the app pre-creates at 0 return a 0 series, which is data, so they need no entry.
@@ -76,36 +73,15 @@ class Proof:
     statuses: dict[int, int]
 
 
-def _label_values(prometheus: promserver.PrometheusServer, label: str, match: str) -> list[str]:
-    values: list[str] = prometheus.api(f"label/{label}/values", **{"match[]": match})
-    return values
-
-
 def _resolve_variables(prometheus: promserver.PrometheusServer) -> dict[str, str]:
     """Fill the variables from the same label_values() lookups the dashboards define."""
-    jobs = _label_values(prometheus, "job", "user_service_build_info")
-    assert jobs == [promserver.JOB]
-    job = grafana_regex(jobs)
-    namespaces = _label_values(prometheus, "namespace", f'user_service_build_info{{job=~"{job}"}}')
-    assert namespaces == [promserver.NAMESPACE]
-    namespace = grafana_regex(namespaces)
-    scoped = f'user_service_build_info{{job=~"{job}", namespace=~"{namespace}"}}'
-    services = _label_values(prometheus, "service", scoped)
-    assert services == [promserver.SERVICE]
-    pods = _label_values(prometheus, "pod", scoped)
-    assert pods == [promserver.POD]
-    handlers = _label_values(
-        prometheus, "handler", f'http_requests_total{{job=~"{job}", namespace=~"{namespace}"}}'
-    )
-    assert "/api/v1/users/me" in handlers, handlers
-    return {
-        "datasource": "prometheus",
-        "job": job,
-        "namespace": namespace,
-        "service": grafana_regex(services),
-        "pod": grafana_regex(pods),
-        "handler": grafana_regex(sorted(handlers)),
-    }
+    options = variable_options(prometheus)
+    assert options.jobs == [promserver.JOB]
+    assert options.namespaces == [promserver.NAMESPACE]
+    assert options.services == [promserver.SERVICE]
+    assert options.pods == [promserver.POD]
+    assert "/api/v1/users/me" in options.handlers, options.handlers
+    return options.all_selected()
 
 
 def _wait_for_first_scrape(prometheus: promserver.PrometheusServer, timeout: float = 30) -> None:
@@ -151,12 +127,14 @@ def test_traffic_covered_successes_client_errors_and_limits(proof: Proof) -> Non
 
 @pytest.mark.parametrize("query", queries(), ids=_panel_ids())
 def test_panel_query_returns_data(proof: Proof, query: PanelQuery) -> None:
-    expr = substitute(query.expr, proof.variables, RATE_INTERVAL)
-    # A range query over the traffic, as Grafana draws the panel (raises on a query error).
-    result = proof.prometheus.query_range(expr, proof.start, proof.at, step="2s")
-    if (query.dashboard, query.panel) in ALLOWED_EMPTY:
-        return
-    assert has_data(result), f"{query.panel} ({query.ref_id}) shows no data:\n{expr}\n{result}"
+    assert_panel_has_data(
+        proof.prometheus,
+        query,
+        proof.variables,
+        proof.start,
+        proof.at,
+        may_be_empty=(query.dashboard, query.panel) in ALLOWED_EMPTY,
+    )
 
 
 def test_the_check_catches_a_panel_without_data(proof: Proof) -> None:

@@ -409,7 +409,8 @@ def test_native_sleep_action_needs_1_30(helm: Helm) -> None:
         )
 
 
-def test_notes_render(helm: Helm) -> None:
+def _install_notes(helm: Helm, *sets: str) -> str:
+    """The NOTES a client-side dry-run install prints with every value file (and `--set`s)."""
     if helm.run("version", "--short").stdout.startswith("v3."):
         pytest.skip("Helm 3's install --dry-run=client still asks a cluster for its version")
     from .chart import CHART_DIR
@@ -422,8 +423,13 @@ def test_notes_render(helm: Helm) -> None:
         "--namespace",
         NAMESPACE,
         *[arg for path in value_files("everything") for arg in ("--values", str(path))],
+        *[arg for item in sets for arg in ("--set", item)],
     )
-    notes = result.stdout.split("NOTES:", 1)[1]
+    return result.stdout.split("NOTES:", 1)[1]
+
+
+def test_notes_render(helm: Helm) -> None:
+    notes = _install_notes(helm)
     assert "helm test user-service" in notes
     assert "grafana_dashboard=1" in notes
     assert "Load test (release gate)" in notes and "--logs" in notes
@@ -433,25 +439,9 @@ def test_notes_render(helm: Helm) -> None:
 
 
 def test_notes_say_how_long_seeding_waits_at_the_login_limit(helm: Helm) -> None:
-    if helm.run("version", "--short").stdout.startswith("v3."):
-        pytest.skip("Helm 3's install --dry-run=client still asks a cluster for its version")
-    from .chart import CHART_DIR
-
     def notes(users: str, rate: str) -> str:
-        result = helm.run(
-            "install",
-            RELEASE,
-            str(CHART_DIR),
-            "--dry-run=client",
-            "--namespace",
-            NAMESPACE,
-            *[arg for path in value_files("everything") for arg in ("--values", str(path))],
-            "--set",
-            f"loadtest.users={users}",
-            "--set",
-            f"config.RATE_LIMIT_LOGIN={rate}",
-        )
-        return " ".join(result.stdout.split("NOTES:", 1)[1].split())
+        shown = _install_notes(helm, f"loadtest.users={users}", f"config.RATE_LIMIT_LOGIN={rate}")
+        return " ".join(shown.split())
 
     # 20 logins at 10 a minute: the first 10 go at once, the next 10 wait one window.
     assert "logs 20 of them in" in notes("20", "10/minute")

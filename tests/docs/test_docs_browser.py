@@ -20,20 +20,13 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.wait import WebDriverWait
 
+from tests.support.chromium import OFFLINE_HEADLESS_FLAGS
 from tests.support.service import REPO, RunningService
 
 ARTEFACTS = REPO / "build" / "docs"
 PASSWORD = "correct horse battery"
-# No network but the service: no background fetches, updates, sync or QUIC probing.
 CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+    *OFFLINE_HEADLESS_FLAGS,
     "--disable-dev-shm-usage",
     "--window-size=1400,1100",
 )

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from loadtests.seed import create_admin
+from tests.support.chromium import OFFLINE_HEADLESS_FLAGS
 from tests.support.database import drop_database, fresh_database
 from tests.support.isolation import redis_url
 from tests.support.service import RunningService, running_service
@@ -260,14 +261,7 @@ def test_report_first_screen_is_the_verdict(service: RunningService, tmp_path: P
         shot = subprocess.run(
             [
                 chromium,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
+                *OFFLINE_HEADLESS_FLAGS,
                 f"--user-data-dir={profile}",
                 "--window-size=1920,1080",
                 "--hide-scrollbars",

@@ -8,10 +8,9 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
-from redis.asyncio.client import Pipeline
-
 from app.errors import DependencyUnavailableError
 from app.infra.redis import RedisGateway, RedisUnavailableError
+from app.infra.redis_round_trip import Command
 from app.observability.metrics import RateLimitScope
 from app.settings import Rate
 
@@ -73,14 +72,10 @@ class RateLimiter:
         """Count one request; None when Redis is unavailable and the policy is fail-open."""
         window = self.window(scope, identity, rate)
 
-        async def count() -> list[object]:
-            async with self._redis.client.pipeline(transaction=False) as pipe:
-                self.queue_hit(pipe, window)
-                results: list[object] = await pipe.execute()
-                return results
-
         try:
-            counted = await self._redis.call("rate_limit", count)
+            counted = await self._redis.call(
+                "rate_limit", lambda: self._redis.batch(self.hit_commands(window))
+            )
         except RedisUnavailableError as error:
             if self._fail_open:
                 return None
@@ -90,11 +85,12 @@ class RateLimiter:
         return self.decision(counted[0], window, rate)
 
     @staticmethod
-    def queue_hit(pipe: Pipeline, window: Window) -> None:
-        """Queue one count (two commands, the count's reply first) on a pipeline the caller
-        executes."""
-        pipe.incr(window.key)
-        pipe.pexpireat(window.key, window.end_ms + _EXPIRY_SLACK_MS)
+    def hit_commands(window: Window) -> list[Command]:
+        """One count: two commands for one round trip, the count's reply first."""
+        return [
+            ("INCRBY", window.key, 1),
+            ("PEXPIREAT", window.key, window.end_ms + _EXPIRY_SLACK_MS),
+        ]
 
     @staticmethod
     def decision(count: object, window: Window, rate: Rate) -> RateLimitDecision:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar, cast
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar, cast
 
 import structlog
 from redis.asyncio import Redis
@@ -12,6 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from app.infra.embedded import require_embedded_extra
+from app.infra.redis_round_trip import Command, RoundTrip
 from app.infra.redis_topology import connect_cluster, connect_sentinel, connect_standalone
 from app.observability.metrics import REDIS_BREAKER_OPEN, RedisComponent, record_redis_error
 from app.settings import Settings
@@ -66,6 +67,7 @@ class RedisGateway:
         self.client = client
         self.breaker = breaker
         self.embedded = embedded
+        self._round_trip = RoundTrip(client) if RoundTrip.supports(client) else None
 
     async def call(self, component: RedisComponent, operation: Callable[[], Awaitable[T]]) -> T:
         if self.breaker.is_open:
@@ -82,6 +84,18 @@ class RedisGateway:
             raise RedisUnavailableError(type(error).__name__) from error
         self.breaker.record_success()
         return result
+
+    async def batch(self, commands: Sequence[Command]) -> list[Any]:
+        """`commands` in one round trip, as a non-transactional pipeline runs them; call it
+        inside `call`. Use the replies of reads and counts, not of commands a client library
+        would reshape (PEXPIREAT's 1 may come back as True)."""
+        if self._round_trip is not None:
+            return await self._round_trip.execute(commands)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            replies: list[Any] = await pipe.execute()
+            return replies
 
     async def get(self, component: RedisComponent, key: str) -> bytes | None:
         value = await self.call(component, lambda: self.client.get(key))

@@ -9,10 +9,10 @@ from typing import Any, cast
 import structlog
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.retry import Retry
 
 from app.observability.metrics import REDIS_MASTER_CHANGES, REDIS_TOPOLOGY
 from app.settings import Settings
@@ -27,6 +27,8 @@ def _connection_options(settings: Settings) -> dict[str, Any]:
         # One immediate retry, on connection errors only: it replaces a connection that died
         # with a Redis restart or failover, and a refused connect costs microseconds. Timeouts
         # are not retried (they would double the wait on a sick Redis); the breaker has those.
+        # The asyncio Retry: the synchronous one hands back the coroutine unawaited, so the
+        # async client never retried with it.
         "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         "health_check_interval": 30,
     }

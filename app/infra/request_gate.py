@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from app.errors import AuthenticationError, DependencyUnavailableError
 from app.infra.rate_limit import RateLimitDecision, RateLimiter
 from app.infra.redis import RedisGateway, RedisUnavailableError
+from app.infra.redis_round_trip import Command
 from app.infra.session_cache import SessionCache
 from app.infra.session_state import SessionStateReader
 from app.observability.metrics import record_auth, record_session_lookup
@@ -60,21 +61,16 @@ class RequestGate:
         if prefetch is not None:
             keys.append(prefetch)
 
-        async def run() -> list[object]:
-            # One MGET (session entry, lease and the read's cache entry share a hash tag, so
-            # one slot even on a cluster) and the rate-limit count: three commands.
-            async with self._redis.client.pipeline(transaction=False) as pipe:
-                pipe.mget(keys)
-                if window is not None:
-                    self._limiter.queue_hit(pipe, window)
-                results: list[object] = await pipe.execute()
-                return results
-
+        # One MGET (session entry, lease and the read's cache entry share a hash tag, so one
+        # slot even on a cluster) and the rate-limit count: three commands, one round trip.
+        commands: list[Command] = [("MGET", *keys)]
+        if window is not None:
+            commands += self._limiter.hit_commands(window)
         try:
-            results = await self._redis.call("revocation", run)
+            results = await self._redis.call("revocation", lambda: self._redis.batch(commands))
         except RedisUnavailableError:
             return await self._admit_from_database(claims, rate)
-        values: list[bytes | None] = results[0]  # type: ignore[assignment]
+        values: list[bytes | None] = results[0]
         cached = SessionCache.state(values[0], values[1])
         if cached == "revoked":
             self._state.remember_revoked(session_id)

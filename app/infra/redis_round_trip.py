@@ -1,0 +1,110 @@
+"""A few Redis commands in one write and one read, on a pooled connection of a single server.
+
+This is what a non-transactional pipeline does on the wire, without redis-py's Pipeline
+object: admission runs it on every authenticated request, and the Pipeline's own work
+(building and resetting the object, its command stack and response callbacks, the client
+library's per-call bookkeeping) cost about as much CPU as the round trip itself. The pool,
+the connections, their timeouts, health checks and retry policy are the client's own.
+
+A sampled request gets the span the Redis instrumentation would make for the same pipeline:
+named after the commands, with the sanitized statement and the server's address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.trace import SpanKind
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import Connection
+from redis.exceptions import ResponseError
+
+Command = tuple[str | bytes | int, ...]
+
+_tracer = trace.get_tracer("user-service.redis")
+_MAX_STATEMENT: Final = 1000
+
+
+def _statement(commands: Sequence[Command]) -> str:
+    # As the instrumentation sanitizes a pipeline: each command's name, "?" per argument.
+    lines = [" ".join([str(command[0]), *("?" * (len(command) - 1))]) for command in commands]
+    text = "\n".join(lines)
+    return text if len(text) <= _MAX_STATEMENT else text[: _MAX_STATEMENT - 3] + "..."
+
+
+class RoundTrip:
+    """Runs command batches on `client`'s pool; only for a plain single-server pool."""
+
+    def __init__(self, client: Redis) -> None:
+        pool = client.connection_pool
+        self._pool = pool
+        options = pool.connection_kwargs
+        # The server's attributes, as the instrumentation reads them from the pool: fixed.
+        self._attributes: dict[str, Any] = {
+            "db.system": "redis",
+            "db.redis.database_index": options.get("db") or 0,
+        }
+        if "path" in options:
+            self._attributes |= {"net.peer.name": options["path"], "net.transport": "other"}
+        else:
+            self._attributes |= {
+                "net.peer.name": options.get("host", "localhost"),
+                "net.peer.port": options.get("port", 6379),
+                "net.transport": "ip_tcp",
+            }
+
+    @staticmethod
+    def supports(client: Redis) -> bool:
+        """A standalone server's pool; Sentinel and Cluster clients keep their pipelines,
+        which follow failovers and slots."""
+        return type(getattr(client, "connection_pool", None)) is BlockingConnectionPool
+
+    async def execute(self, commands: Sequence[Command]) -> list[Any]:
+        """Every command's reply, in order; a Redis error reply is raised, as a pipeline
+        executed with raise_on_error does."""
+        if not is_instrumentation_enabled():
+            return await self._execute(commands)
+        name = " ".join(str(command[0]) for command in commands)
+        with _tracer.start_as_current_span(name, kind=SpanKind.CLIENT) as span:
+            if span.is_recording():
+                span.set_attributes(
+                    {
+                        "db.statement": _statement(commands),
+                        "db.redis.pipeline_length": len(commands),
+                        **self._attributes,
+                    }
+                )
+            return await self._execute(commands)
+
+    async def _execute(self, commands: Sequence[Command]) -> list[Any]:
+        connection: Connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            # The connection's retry policy (one retry on a dropped connection) with the
+            # pipeline's failure step: the connection is closed, and reopened by the retry.
+            # A send or read that fails or is cancelled midway closes the connection itself
+            # (the client library's own handling), so none goes back out of step.
+            replies: list[Any] = await connection.retry.call_with_retry(
+                lambda: self._send_and_read(connection, commands),
+                lambda _error: connection.disconnect(),
+            )
+            return replies
+        finally:
+            await self._pool.release(connection)
+
+    @staticmethod
+    async def _send_and_read(connection: Connection, commands: Sequence[Command]) -> list[Any]:
+        await connection.send_packed_command(connection.pack_commands(commands))
+        replies: list[Any] = []
+        error: ResponseError | None = None
+        for _ in commands:
+            # Every reply is read before an error reply is raised, as a pipeline does.
+            try:
+                replies.append(await connection.read_response())
+            except ResponseError as reply_error:
+                error = error or reply_error
+        if error is not None:
+            raise error
+        return replies

@@ -1,0 +1,102 @@
+"""The single-server round trip admission runs on every request, against the run's own
+redis-server: replies in order, and a connection that stays in step with its requests
+through an error reply, a dropped connection and a cancelled read."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from app.infra.redis_round_trip import RoundTrip
+from app.infra.redis_topology import connect_standalone
+from app.settings import Settings
+from tests.support.isolation import redis_url
+
+URL = redis_url(11)
+
+
+@pytest.fixture
+async def one_connection() -> AsyncIterator[tuple[RoundTrip, Redis]]:
+    """A RoundTrip over the service's own standalone client, with a pool of ONE connection
+    (so every call reuses it), and a separate client to look and interfere."""
+    settings = Settings(
+        APP_ENV="test",
+        DATABASE_URL="postgresql+asyncpg://unused@127.0.0.1/unused",
+        REDIS_URL=URL,
+        REDIS_MAX_CONNECTIONS=1,
+    )
+    client = connect_standalone(settings)
+    other = Redis.from_url(URL)
+    await other.flushdb()
+    assert RoundTrip.supports(client)
+    yield RoundTrip(client), other
+    await client.aclose()
+    await other.flushdb()
+    await other.aclose()
+
+
+async def test_replies_come_in_order(one_connection: tuple[RoundTrip, Redis]) -> None:
+    round_trip, other = one_connection
+    await other.set("present", b"value")
+    replies = await round_trip.execute(
+        [
+            ("MGET", "present", "absent"),
+            ("INCRBY", "counter", 1),
+            ("PEXPIREAT", "counter", 32503680000000),
+        ]
+    )
+    assert replies == [[b"value", None], 1, 1]
+    assert await other.pttl("counter") > 0
+
+
+async def test_an_error_reply_is_raised_after_every_reply_is_read(
+    one_connection: tuple[RoundTrip, Redis],
+) -> None:
+    round_trip, other = one_connection
+    await other.set("text", b"not a number")
+    with pytest.raises(ResponseError):
+        await round_trip.execute([("INCRBY", "text", 1), ("SET", "after", "written")])
+    # The command after the failing one still ran, and the next call on the same connection
+    # gets its own reply, not a leftover one.
+    assert await other.get("after") == b"written"
+    assert await round_trip.execute([("GET", "text")]) == [b"not a number"]
+
+
+async def test_a_dropped_connection_is_replaced_once(
+    one_connection: tuple[RoundTrip, Redis],
+) -> None:
+    round_trip, other = one_connection
+    assert await round_trip.execute([("INCRBY", "n", 1)]) == [1]
+    killed = await other.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    assert killed >= 1
+    assert await round_trip.execute([("INCRBY", "n", 1)]) == [2]
+
+
+async def test_a_cancelled_read_leaves_no_reply_behind(
+    one_connection: tuple[RoundTrip, Redis],
+) -> None:
+    round_trip, other = one_connection
+    await other.set("k", b"mine")
+    # BLPOP blocks in the server: the call is cancelled while its reply is outstanding.
+    blocked = asyncio.create_task(round_trip.execute([("BLPOP", "queue", 5)]))
+    for _ in range(1000):
+        if await _blocked_clients(other):
+            break
+        await asyncio.sleep(0.01)
+    assert await _blocked_clients(other), "BLPOP never blocked"
+    blocked.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await blocked
+    # Had the connection gone back to the pool in mid-request, this push would answer the
+    # abandoned BLPOP on it, and the GET below would read that reply instead of its own.
+    await other.rpush("queue", b"late")
+    assert await round_trip.execute([("GET", "k")]) == [b"mine"]
+
+
+async def _blocked_clients(client: Redis) -> int:
+    info = await client.info("clients")
+    return int(info["blocked_clients"])

@@ -27,6 +27,7 @@ from app.infra import pgbouncer
 from app.infra.embedded import require_embedded_extra
 from app.infra.pool import ServicePool
 from app.infra.pool_ping import ping_idle_connections
+from app.infra.row_read import DIRECT_READS
 from app.observability.metrics import DB_ERRORS
 from app.observability.pool_metrics import instrument_pool, instrument_queries
 from app.settings import Settings
@@ -141,7 +142,10 @@ def create_read_engine(engine: AsyncEngine, settings: Settings) -> AsyncEngine:
     timeout the deadline is set per transaction (SET LOCAL), so reads keep their transaction."""
     if settings.db_pgbouncer_transaction_mode and settings.db_statement_timeout_ms:
         return engine
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
+    # Straight to the driver (see row_read), except behind PgBouncer's transaction mode,
+    # where asyncpg's own statement handling is not the one configured for it.
+    direct = not settings.db_pgbouncer_transaction_mode
+    return engine.execution_options(isolation_level="AUTOCOMMIT", **{DIRECT_READS: direct})
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

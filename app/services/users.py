@@ -20,6 +20,7 @@ from app.errors import (
     PermissionDeniedError,
 )
 from app.infra.cache import Lookup, UserCache
+from app.infra.row_read import OneRowRead
 from app.models import User
 from app.schemas.user import UserCreate, UserPage, UserRead, UserUpdate
 from app.services.passwords import PasswordService
@@ -92,7 +93,7 @@ class UserService:
     ) -> None:
         self._sessions = sessions
         # Single-statement reads: no session, no transaction (see create_read_engine).
-        self._reads = reads
+        self._read_one = OneRowRead(reads, _READ_ONE)
         self._cache = cache
         self._passwords = passwords
         self._login_sessions = login_sessions
@@ -117,11 +118,10 @@ class UserService:
         `cached` is the cache lookup when the caller already made it."""
 
         async def load() -> bytes | None:
-            async with self._reads.connect() as connection:
-                row = (await connection.execute(_READ_ONE, {"user_id": user_id})).first()
+            row = await self._read_one.first(user_id=user_id)
             if row is None:
                 return None
-            return UserRead.model_validate(row._asdict()).model_dump_json().encode()
+            return UserRead.model_validate(dict(row)).model_dump_json().encode()
 
         payload = await self._cache.read_through(user_id, load, cached)
         if payload is None:

@@ -161,3 +161,35 @@ async def test_probes_are_not_traced(traced: AppHarness, spans: InMemorySpanExpo
     scrape = await traced.client.get("http://testserver:9464/metrics")
     assert scrape.status_code == 200 and b"user_service_build_info" in scrape.content
     assert not [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+
+
+async def test_the_uncached_read_has_the_client_span_of_an_executed_statement(
+    traced: AppHarness, spans: InMemorySpanExporter
+) -> None:
+    """The read's statement reaches the driver without Connection.execute: its span still
+    carries what the SQLAlchemy instrumentation records for every executed statement."""
+    _, headers = await traced.user_with_token("span-reader@example.com")
+    target = await traced.sign_up("span-read@example.com")
+    response, login = await _request_trace(
+        traced,
+        spans,
+        "POST",
+        "/api/v1/auth/token",
+        data={"username": "span-read@example.com", "password": PASSWORD},
+    )
+    assert response.status_code == 200
+    executed = _named(login, "SELECT")[0]
+    response, cold = await _request_trace(
+        traced, spans, "GET", f"/api/v1/users/{target['id']}", headers=headers
+    )
+    assert response.status_code == 200
+    (read,) = [s for s in _named(cold, "SELECT") if "FROM users" in str(s.attributes)]
+    assert read.name == executed.name
+    assert read.attributes is not None and executed.attributes is not None
+    assert set(read.attributes) == set(executed.attributes)
+    for key, value in executed.attributes.items():
+        if "statement" not in key and "query" not in key:
+            assert read.attributes[key] == value, key
+    statement = next(v for k, v in read.attributes.items() if "statement" in k or "query" in k)
+    assert str(statement).startswith("SELECT users.id, users.email")
+    assert _descends_from(read, _server_span(cold), cold)

@@ -25,14 +25,17 @@ from redis.exceptions import ResponseError
 Command = tuple[str | bytes | int, ...]
 
 _tracer = trace.get_tracer("user-service.redis")
-_MAX_STATEMENT: Final = 1000
+_MAX_LINE: Final = 1000
 
 
 def _statement(commands: Sequence[Command]) -> str:
-    # As the instrumentation sanitizes a pipeline: each command's name, "?" per argument.
-    lines = [" ".join([str(command[0]), *("?" * (len(command) - 1))]) for command in commands]
-    text = "\n".join(lines)
-    return text if len(text) <= _MAX_STATEMENT else text[: _MAX_STATEMENT - 3] + "..."
+    # As the instrumentation sanitizes a pipeline: a line per command, its name and "?" per
+    # argument, each line cut at 1000 characters.
+    lines = []
+    for command in commands:
+        line = " ".join([str(command[0]), *("?" * (len(command) - 1))])
+        lines.append(line if len(line) <= _MAX_LINE else line[: _MAX_LINE - 3] + "...")
+    return "\n".join(lines)
 
 
 class RoundTrip:

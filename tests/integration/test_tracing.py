@@ -108,6 +108,14 @@ async def test_cold_then_warm_read(traced: AppHarness, spans: InMemorySpanExport
     # The session entry, the cache lease and the user in one MGET, the rate-limit count
     # beside it: one pipeline.
     assert pipeline.name.split() == ["MGET", "INCRBY", "PEXPIREAT"], pipeline.name
+    # What the Redis instrumentation records for a pipeline: the sanitized statement and the
+    # server it went to.
+    attributes = dict(pipeline.attributes or {})
+    assert attributes["db.statement"] == "MGET ? ? ?\nINCRBY ? ?\nPEXPIREAT ? ?"
+    assert attributes["db.redis.pipeline_length"] == 3
+    assert attributes["db.system"] == "redis"
+    assert attributes["net.peer.name"] == "127.0.0.1"
+    assert isinstance(attributes["net.peer.port"], int)
     assert not _named(warm, "SELECT")
     assert len([s for s in warm if s.kind is SpanKind.CLIENT]) == 1
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The service against bare FastAPI baselines, in one run on this machine: throughput (wrk),
 # CPU, database transactions and Redis commands per request, logins, PATCH, and latency at a
-# constant offered rate (vegeta). Prints a table and the goal ratios.
+# constant offered rate (vegeta). Prints a table and the goal ratios; the rows the ratios
+# compare are measured in three interleaved passes and reported as medians.
 #
 # Usage: scripts/bench.sh [seconds-per-row] [connections]     (defaults 10 and 32)
 #        PROFILE=1 scripts/bench.sh   also writes a flame graph of the cached read under load

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from statistics import median
 
 from scripts.bench.load import Load
 
@@ -40,23 +41,62 @@ HEADER = (
 )
 
 
+def _median_row(rows: list[Row]) -> Row:
+    """One configuration measured in several passes: the median of each figure (errors are
+    summed, RSS is the last pass's)."""
+    seconds = sum(row.load.seconds for row in rows)
+    return Row(
+        name=rows[0].name,
+        load=Load(
+            requests=round(median(row.load.rps for row in rows) * seconds),
+            seconds=seconds,
+            p50_ms=median(row.load.p50_ms for row in rows),
+            p99_ms=median(row.load.p99_ms for row in rows),
+            errors=sum(row.load.errors for row in rows),
+        ),
+        cpu_us=median(row.cpu_us for row in rows),
+        cores=median(row.cores for row in rows),
+        xacts=median(row.xacts for row in rows),
+        redis=median(row.redis for row in rows),
+        rss_mb=rows[-1].rss_mb,
+    )
+
+
+def _spread(rows: list[Row]) -> str:
+    """How far apart the passes' req/s were, relative to their median."""
+    if len(rows) < 2:
+        return ""
+    rates = [row.load.rps for row in rows]
+    return f"{100 * (max(rates) - min(rates)) / median(rates):5.0f}%"
+
+
 def _verdict(value: float, goal: float, higher: bool = True) -> str:
     ok = value >= goal if higher else value <= goal
     return f"{'PASS' if ok else 'MISS'} (goal {'>=' if higher else '<='} {goal})"
 
 
 def print_report(
-    rows: list[Row], notes: list[str], constant: tuple[Load, list[float]] | None, mix: str
+    measured: list[Row],
+    notes: list[str],
+    constant: tuple[Load, list[float]] | None,
+    mix: str,
+    passes: int,
 ) -> None:
+    by_name: dict[str, list[Row]] = {}
+    for row in measured:
+        by_name.setdefault(row.name, []).append(row)
+    rows = [_median_row(group) for group in by_name.values()]
     rps = {row.name: row.load.rps for row in rows}
     cpu = {row.name: row.cpu_us for row in rows}
     load1, load5, load15 = os.getloadavg()
     print(f"\nworkload: {mix}")
     print("per request: CPU us = the gunicorn workers' own CPU time; DB tx = PostgreSQL")
     print("transactions; Redis = commands Redis processed. 2 workers, wrk -t2 on the same cores.")
-    print(f"\n{HEADER}")
+    print(f"rows measured in {passes} interleaved passes show each figure's median, and how")
+    print("far apart the passes' req/s were (spread).")
+    print(f"\n{HEADER} {'spread':>7}")
     for row in rows:
-        print(row.line())
+        print(f"{row.line()} {_spread(by_name[row.name]):>7}")
     print()
     for note in notes:
         print(f"- {note}")
@@ -68,7 +108,7 @@ def print_report(
         ("cache on / cache off", CACHED, UNCACHED, 1.5),
         ("cache off / bare ORM", UNCACHED, ORM, 1.2),
     ]
-    print("\nratios (one run)            req/s  CPU-us  verdict on req/s")
+    print("\nratios (one run, medians)   req/s  CPU-us  verdict on req/s")
     for label, top, bottom, goal in ratios:
         by_rps = rps[top] / rps[bottom]
         # The same ratio from CPU per request: steadier when the machine is shared.

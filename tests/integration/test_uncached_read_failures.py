@@ -103,14 +103,20 @@ async def test_a_read_the_network_never_answers_ends_at_the_client_deadline_with
 async def test_a_read_on_a_cut_connection_is_a_503_and_the_pool_recovers(
     make_harness: Callable[..., Any], proxy: TcpProxy, database_url: str
 ) -> None:
+    # No pre-ping, one connection and nothing else using it: the read, however late it
+    # comes on a busy machine, is the one that meets the dead connection.
     harness: AppHarness = await make_harness(
-        CACHE_ENABLED="false", DATABASE_URL=_through(proxy, database_url)
+        CACHE_ENABLED="false",
+        DATABASE_URL=_through(proxy, database_url),
+        DB_POOL_PRE_PING="false",
+        DB_POOL_SIZE=1,
+        DB_MAX_OVERFLOW=0,
     )
+    await harness.app.state.resources.session_keeper.stop()
     user, headers = await harness.user_with_token("cut-read@example.com")
     assert (await _read(harness, user["id"], headers)).status_code == 200
     before = _value("user_service_db_errors_total", kind="unavailable")
-    # Existing connections are reset; the next ones are accepted again at once. The read
-    # comes within the pre-ping's alive window: its one statement meets the dead connection.
+    # Existing connections are reset; the next ones are accepted again at once.
     proxy.set_mode("refuse")
     proxy.set_mode("pass")
     response = await _read(harness, user["id"], headers)
@@ -150,8 +156,13 @@ async def test_a_cancelled_read_gives_its_connection_back(
     user, headers = await harness.user_with_token("cancelled-read@example.com")
     async with _users_locked(harness):
         pending = asyncio.create_task(_read(harness, user["id"], headers))
-        await asyncio.sleep(0.5)  # the read waits on the lock, holding the only connection
+        # The read waits on the lock, holding the only connection.
+        for _ in range(100):
+            if _value("user_service_db_pool_checked_out_connections") == 1:
+                break
+            await asyncio.sleep(0.05)
         assert _value("user_service_db_pool_checked_out_connections") == 1
+        await asyncio.sleep(0.2)  # into the statement
         pending.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await pending

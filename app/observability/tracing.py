@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import MutableMapping
+from contextvars import Token
 from typing import Any
 
 import structlog
@@ -16,7 +17,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, Sampler
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import __version__
@@ -147,7 +148,7 @@ def record_span(tracer: trace.Tracer, name: str) -> Any:
         provider = trace.get_tracer_provider()
         if getattr(provider, "children_follow_parent", False):
             return _Unrecorded(span)
-    return tracer.start_as_current_span(name)
+    return _Current(tracer.start_span(name))
 
 
 class _Unrecorded:
@@ -163,13 +164,44 @@ class _Unrecorded:
         return None
 
 
+class _Current:
+    """`tracer.start_as_current_span` for a span already started, as a plain class: the SDK's
+    version stacks two generator-based context managers on every span. Same outcome: the
+    span is current inside the block, an exception is recorded on it with an ERROR status
+    (Exceptions only, as the SDK does) and propagates, and the span ends on the way out."""
+
+    __slots__ = ("_span", "_token")
+
+    def __init__(self, span: trace.Span) -> None:
+        self._span = span
+        self._token: Token[otel_context.Context] | None = None
+
+    def __enter__(self) -> trace.Span:
+        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+        return self._span
+
+    def __exit__(
+        self, _type: type[BaseException] | None, error: BaseException | None, _tb: object
+    ) -> None:
+        span = self._span
+        try:
+            if self._token is not None:
+                otel_context.detach(self._token)
+            if isinstance(error, Exception) and span.is_recording():
+                span.record_exception(error)
+                span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        finally:
+            span.end()
+
+
 _server_tracer = trace.get_tracer("user-service.http")
 
 
 def start_server_span(scope: MutableMapping[str, Any], template: str) -> trace.Span:
     """The request's SERVER span, named "<METHOD> <route template>" and continuing the
-    caller's trace when it sent one. Attributes beyond what a sampler may read are set only
-    on a span that records: an unsampled request pays for the sampling decision alone."""
+    caller's trace when it sent one. Every attribute goes in at the start: a sampled span
+    cleans and stores them in one pass (a later set_attributes takes the span's lock and
+    cleans them again), and an unsampled one drops the small dict unread."""
     method: str = scope["method"]
     parent = None
     headers: list[tuple[bytes, bytes]] = scope["headers"]
@@ -178,25 +210,26 @@ def start_server_span(scope: MutableMapping[str, Any], template: str) -> trace.S
         parent = propagate.extract(
             {name.decode("latin-1"): value.decode("latin-1") for name, value in headers}
         )
-    span = _server_tracer.start_span(
+    attributes: dict[str, Any] = {
+        "http.request.method": method,
+        "url.scheme": scope.get("scheme", "http"),
+        "url.path": scope["path"],
+    }
+    if template != "none":
+        attributes["http.route"] = template
+    if scope.get("http_version"):
+        attributes["network.protocol.version"] = scope["http_version"]
+    server = scope.get("server")
+    if server:
+        attributes["server.address"] = server[0]
+        if server[1] is not None:
+            attributes["server.port"] = server[1]
+    return _server_tracer.start_span(
         f"{method} {template}" if template != "none" else method,
         context=parent,
         kind=SpanKind.SERVER,
-        attributes={"http.request.method": method, "url.scheme": scope.get("scheme", "http")},
+        attributes=attributes,
     )
-    if span.is_recording():
-        attributes: dict[str, Any] = {"url.path": scope["path"]}
-        if template != "none":
-            attributes["http.route"] = template
-        if scope.get("http_version"):
-            attributes["network.protocol.version"] = scope["http_version"]
-        server = scope.get("server")
-        if server:
-            attributes["server.address"] = server[0]
-            if server[1] is not None:
-                attributes["server.port"] = server[1]
-        span.set_attributes(attributes)
-    return span
 
 
 def end_server_span(span: trace.Span, status: int, error: BaseException | None) -> None:

@@ -22,6 +22,8 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import Connection
 from redis.exceptions import ResponseError
 
+from app.observability.tracing import record_span
+
 Command = tuple[str | bytes | int, ...]
 
 _tracer = trace.get_tracer("user-service.redis")
@@ -71,7 +73,7 @@ class RoundTrip:
         if not is_instrumentation_enabled():
             return await self._execute(commands)
         name = " ".join(str(command[0]) for command in commands)
-        with _tracer.start_as_current_span(name, kind=SpanKind.CLIENT) as span:
+        with record_span(_tracer, name, SpanKind.CLIENT) as span:
             if span.is_recording():
                 span.set_attributes(
                     {

@@ -80,6 +80,21 @@ async def _request_trace(
     return response, _trace_of(list(spans.get_finished_spans()), trace_id)
 
 
+async def _login_trace(
+    harness: AppHarness, spans: InMemorySpanExporter, email: str
+) -> tuple[Any, list[ReadableSpan]]:
+    """A successful login's response and its trace's spans."""
+    response, trace = await _request_trace(
+        harness,
+        spans,
+        "POST",
+        "/api/v1/auth/token",
+        data={"username": email, "password": PASSWORD},
+    )
+    assert response.status_code == 200
+    return response, trace
+
+
 async def test_cold_then_warm_read(traced: AppHarness, spans: InMemorySpanExporter) -> None:
     _, headers = await traced.user_with_token("tracer@example.com")
     target = await traced.sign_up("traced@example.com")
@@ -122,14 +137,7 @@ async def test_cold_then_warm_read(traced: AppHarness, spans: InMemorySpanExport
 
 async def test_login_and_update_spans(traced: AppHarness, spans: InMemorySpanExporter) -> None:
     me = await traced.sign_up("spanner@example.com")
-    response, login = await _request_trace(
-        traced,
-        spans,
-        "POST",
-        "/api/v1/auth/token",
-        data={"username": "spanner@example.com", "password": PASSWORD},
-    )
-    assert response.status_code == 200
+    response, login = await _login_trace(traced, spans, "spanner@example.com")
     server = _server_span(login)
     assert [s for s in login if s.name == "password.verify" and _descends_from(s, server, login)]
     assert _named(login, "SELECT")
@@ -178,14 +186,7 @@ async def test_the_uncached_read_has_the_client_span_of_an_executed_statement(
     carries what the SQLAlchemy instrumentation records for every executed statement."""
     _, headers = await traced.user_with_token("span-reader@example.com")
     target = await traced.sign_up("span-read@example.com")
-    response, login = await _request_trace(
-        traced,
-        spans,
-        "POST",
-        "/api/v1/auth/token",
-        data={"username": "span-read@example.com", "password": PASSWORD},
-    )
-    assert response.status_code == 200
+    _, login = await _login_trace(traced, spans, "span-read@example.com")
     executed = _named(login, "SELECT")[0]
     response, cold = await _request_trace(
         traced, spans, "GET", f"/api/v1/users/{target['id']}", headers=headers

@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import structlog
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
@@ -90,29 +90,13 @@ def connect_sentinel(settings: Settings) -> Redis:
     return client
 
 
-class _SlotPipeline(ClusterPipeline):
-    """redis-py refuses MGET in a cluster pipeline, in case its keys span slots; the service's
-    keys all share one hash tag, and Redis itself would refuse a cross-slot MGET (CROSSSLOT)."""
-
-    def mget(self, keys: Any, *args: Any) -> Any:
-        return self.execute_command("MGET", *keys, *args)
-
-
-class _Cluster(RedisCluster):
-    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
-        if shard_hint:
-            return super().pipeline(transaction, shard_hint)
-        # redis-py types the attribute as abstract and sets it in __init__, as it does here.
-        return _SlotPipeline(self, transaction)  # type: ignore[abstract]
-
-
 def connect_cluster(settings: Settings) -> Redis:
     """A Redis Cluster client: it learns the slot map from the seed nodes, sends each command
     to the master of its key's slot, and on a failover (a refused connection, MOVED) reloads
     the map and retries. Every key of the service shares the hash tag in CACHE_KEY_PREFIX, so
     each Lua script and pipeline lands on one slot: one round trip, as with one server."""
     REDIS_TOPOLOGY.labels(mode="cluster").set(1)
-    client = _Cluster(
+    client = RedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in settings.redis_cluster_addresses],
         password=settings.redis_password_value or None,
         max_connections=settings.redis_max_connections,

@@ -91,16 +91,12 @@ def _vegeta_targets(base_url: str, targets: list[Target], path: Path) -> Path:
     return path
 
 
-def constant_rate(
-    base_url: str, targets: list[Target], work_dir: Path, seconds: int, rate: int
-) -> Load:
-    """An open-loop run: `rate` requests every second whatever the latency, so queueing
-    shows up in the percentiles instead of slowing the generator down."""
+def _attack(base_url: str, targets: list[Target], work_dir: Path, seconds: int, rate: str) -> Load:
     listing = _vegeta_targets(base_url, targets, work_dir / "vegeta-targets.jsonl")
     attack = subprocess.run(
         [
             *(vegeta_binary(), "attack", "-format=json", f"-targets={listing}"),
-            *(f"-rate={rate}/s", f"-duration={seconds}s", "-max-workers=256", "-timeout=10s"),
+            *(f"-duration={seconds}s", "-timeout=10s", *rate.split()),
         ],
         check=True,
         capture_output=True,
@@ -123,3 +119,20 @@ def constant_rate(
         p99_ms=float(summary["latencies"]["99th"]) / 1e6,
         errors=int(summary["requests"]) - ok,
     )
+
+
+def constant_rate(
+    base_url: str, targets: list[Target], work_dir: Path, seconds: int, rate: int
+) -> Load:
+    """An open-loop run: `rate` requests every second whatever the latency, so queueing
+    shows up in the percentiles instead of slowing the generator down."""
+    return _attack(base_url, targets, work_dir, seconds, f"-rate={rate}/s -max-workers=256")
+
+
+def vegeta_peak(
+    base_url: str, targets: list[Target], work_dir: Path, seconds: int, connections: int
+) -> Load:
+    """The peak the service reaches with vegeta itself as the client (`connections` workers,
+    each sending as soon as its last answer came): on shared cores vegeta costs more CPU per
+    request than wrk, so the rate the service can sustain beside it is lower than wrk's peak."""
+    return _attack(base_url, targets, work_dir, seconds, f"-rate=0 -max-workers={connections}")

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 import structlog
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from opentelemetry.sdk.trace import SpanProcessor
@@ -21,7 +21,9 @@ from app.api.body_limit import BodySizeLimitMiddleware
 from app.api.compression import FastGZipMiddleware
 from app.api.deps import RATE_LIMIT_HEADERS
 from app.api.draining import CloseWhileDrainingMiddleware
+from app.api.flat_routes import include_flat
 from app.api.openapi import install_docs
+from app.api.service_app import ServiceApp
 from app.api.trusted_host import TrustedHostMiddleware
 from app.errors import PROBLEM_MEDIA_TYPE, DomainError, problem_body
 from app.infra.database import DRIVER_ERRORS, classify_database_error, database_error_cause
@@ -41,6 +43,16 @@ from app.settings import Settings
 from app.wiring import Resources
 
 log = structlog.get_logger("app")
+
+# The API's routers and their prefixes, in the order their routes are tried.
+ROUTERS: tuple[tuple[APIRouter, str], ...] = (
+    (health.router, ""),
+    (sessions.router, "/api/v1"),
+    (users.router, "/api/v1"),
+    (auth.router, "/api/v1"),
+    (introspection.router, "/api/v1"),
+    (wellknown.router, ""),
+)
 
 _HTTP_TITLES = {
     400: "Bad request",
@@ -181,7 +193,7 @@ def create_app(
     settings = settings or Settings()
     configure_logging(settings.log_level, settings.log_format)
     tracing = span_processor is not None or tracing_enabled()
-    app = FastAPI(
+    app = ServiceApp(
         # Server spans come from RequestContextMiddleware (it resolves the route once for
         # spans, metrics and the access log), metrics from Prometheus, logs from structlog:
         # FastAPI's own telemetry, on by default once a tracer provider exists, stays off.
@@ -199,12 +211,9 @@ def create_app(
     app.state.draining = False
     app.state.settings = settings
 
-    app.include_router(health.router)
-    app.include_router(sessions.router, prefix="/api/v1")
-    app.include_router(users.router, prefix="/api/v1")
-    app.include_router(auth.router, prefix="/api/v1")
-    app.include_router(introspection.router, prefix="/api/v1")
-    app.include_router(wellknown.router)
+    # Flat, not nested: a request is matched once against full paths (see flat_routes).
+    for router, prefix in ROUTERS:
+        include_flat(app.router, router, prefix)
 
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -236,6 +245,7 @@ def create_app(
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(
         RequestContextMiddleware,
+        template=app.route_table.template,
         metrics=HttpMetrics() if settings.metrics_enabled else None,
         tracing=tracing,
     )

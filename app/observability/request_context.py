@@ -10,13 +10,12 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Sequence
-from typing import Any, Final
+from collections.abc import Callable, Sequence
+from typing import Final
 
 import structlog
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import send_problem
@@ -44,56 +43,6 @@ _SECURITY_HEADER_BYTES: Final = tuple(
     (name.encode(), value.encode()) for name, value in SECURITY_HEADERS
 )
 _API_CSP: Final = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
-# Templates of recently seen (method, path) pairs; bounded, since paths carry ids.
-_TEMPLATE_CACHE_SIZE: Final = 4096
-
-
-def _matchable(routes: Sequence[BaseRoute]) -> list[Any]:
-    """The app's routes as directly matchable objects: FastAPI keeps an included router as
-    one entry whose effective routes carry the full, prefixed paths."""
-    flat: list[Any] = []
-    for route in routes:
-        contexts = getattr(route, "effective_route_contexts", None)
-        if callable(contexts):
-            for context in contexts():
-                flat.append(getattr(context, "starlette_route", None) or context)
-        else:
-            flat.append(route)
-    return flat
-
-
-class _Templates:
-    """The route template of a request (e.g. /api/v1/users/{user_id}), known before the
-    router runs, so the in-progress gauge can carry it; "none" when no route matches."""
-
-    def __init__(self) -> None:
-        self._routes: list[Any] | None = None
-        self._seen: dict[tuple[str, str], str] = {}
-
-    def __call__(self, scope: Scope) -> str:
-        key = (scope["method"], scope["path"])
-        template = self._seen.get(key)
-        if template is None:
-            template = self._match(scope)
-            if len(self._seen) >= _TEMPLATE_CACHE_SIZE:
-                self._seen.clear()
-            self._seen[key] = template
-        return template
-
-    def _match(self, scope: Scope) -> str:
-        if self._routes is None:
-            self._routes = _matchable(getattr(scope.get("app"), "routes", None) or [])
-        partial: str | None = None
-        for route in self._routes:
-            match, _ = route.matches(scope)
-            path = getattr(route, "path", None)
-            if match is Match.NONE or path is None:
-                continue
-            if match is Match.FULL:
-                return str(path)
-            partial = partial or str(path)
-        # A path that matches with another method (405) still counts under its template.
-        return partial or "none"
 
 
 def _read_headers(headers: Sequence[tuple[bytes, bytes]]) -> tuple[str, int]:
@@ -132,12 +81,18 @@ def _content_length(headers: Sequence[tuple[bytes, bytes]]) -> int:
 
 class RequestContextMiddleware:
     def __init__(
-        self, app: ASGIApp, metrics: HttpMetrics | None = None, tracing: bool = False
+        self,
+        app: ASGIApp,
+        template: Callable[[Scope], str],
+        metrics: HttpMetrics | None = None,
+        tracing: bool = False,
     ) -> None:
         self.app = app
+        # The route template of a request (e.g. /api/v1/users/{user_id}), known before the
+        # router runs so the in-progress gauge can carry it; "none" when no route matches.
+        self._template = template
         self._metrics = metrics
         self._tracing = tracing
-        self._templates = _Templates()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -150,7 +105,7 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
-        handler = self._templates(scope)
+        handler = self._template(scope)
         # Probes and scrapes are frequent and uninteresting: no spans for them.
         traced = self._tracing and path not in QUIET_PATHS
         span = start_server_span(scope, handler) if traced else None

@@ -105,6 +105,16 @@ def pre_fork(_server: Any, _worker: Any) -> None:
     # not ~150k module objects, and never write into the pages it shares with the master.
     gc.collect()
     gc.freeze()
+    # A worker's young generation is collected after this many more allocations than frees.
+    # At the default (700) the spans queued between two exports (a batch of 512 holds some
+    # 8000 objects) set off a young collection every ~17 sampled requests and an older one
+    # every ~190: 15-20 us of CPU per request at sampling 1.0 and pauses of about 1 ms.
+    # Request-scoped objects are freed by reference counting and never count towards it.
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])
+
+
+# Above what a full export batch of spans keeps alive; inherited by each worker.
+YOUNG_COLLECTION_THRESHOLD = 10_000
 
 
 def child_exit(_server: Any, worker: Any) -> None:

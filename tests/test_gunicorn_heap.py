@@ -1,5 +1,6 @@
 """gunicorn's master freezes its imported heap right before forking a worker, so the worker's
-garbage collections skip the modules it inherits."""
+garbage collections skip the modules it inherits, and raises the young generation's
+threshold above what queued spans keep alive."""
 
 from __future__ import annotations
 
@@ -23,10 +24,13 @@ def test_the_master_freezes_its_heap_before_each_fork(
     # Loading the settings imports the app, as the master does; it freezes nothing yet.
     spec.loader.exec_module(conf)
     gc.unfreeze()
+    thresholds = gc.get_threshold()
     try:
         conf.pre_fork(None, None)
         # The app's modules and everything they import: far more than a handful of objects.
         assert gc.get_freeze_count() > 50_000
         assert gc.get_freeze_count() >= len(gc.get_objects()) // 2
+        assert gc.get_threshold() == (10_000, *thresholds[1:])
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)

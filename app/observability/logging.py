@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import contextvars
+import datetime
 import logging
 import logging.config
+import os
 import sys
-from typing import Any
+import time
+from typing import IO, Any
 
 import orjson
 import structlog
@@ -15,14 +21,97 @@ from structlog.types import EventDict, Processor, WrappedLogger
 _configured_for: tuple[str, str] | None = None
 _last_config: dict[str, Any] = {}
 
+# A write of at most PIPE_BUF bytes to a pipe is never split by another process's write
+# (POSIX): lines joined into one write stay within it, so the two workers sharing a
+# container's stdout never interleave inside a line.
+_ATOMIC_WRITE = 4096
+_CONTEXTVAR_PREFIX = "structlog_"  # how structlog.contextvars names its variables
+_LEVEL_NAMES = {"warn": "warning", "exception": "error"}  # as add_log_level maps them
+
+
+class UtcTimestamp:
+    """TimeStamper(fmt="iso", utc=True)'s string, built from a per-second prefix: datetime's
+    isoformat() with a time zone costs several microseconds per line."""
+
+    def __init__(self) -> None:
+        self._second: tuple[int, str] = (-1, "")  # one tuple: threads never see half an update
+
+    def __call__(self, ns: int | None = None) -> str:
+        second, rest = divmod(time.time_ns() if ns is None else ns, 1_000_000_000)
+        cached, prefix = self._second
+        if cached != second:
+            start = datetime.datetime.fromtimestamp(second, tz=datetime.UTC)
+            prefix = start.isoformat().removesuffix("+00:00")
+            self._second = (second, prefix)
+        micros = rest // 1000  # datetime.now() floors nanoseconds the same way
+        # isoformat() leaves out a zero fraction, and so must we.
+        return f"{prefix}.{micros:06d}Z" if micros else f"{prefix}Z"
+
+
+utc_timestamp = UtcTimestamp()
+
+
+def add_timestamp(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    event_dict["timestamp"] = utc_timestamp()
+    return event_dict
+
 
 def add_trace_context(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """trace_id and span_id in the hex form every tracing backend shows."""
     context = trace.get_current_span().get_span_context()
     if context.is_valid:
-        event_dict["trace_id"] = format(context.trace_id, "032x")
-        event_dict["span_id"] = format(context.span_id, "016x")
+        event_dict["trace_id"] = f"{context.trace_id:032x}"
+        event_dict["span_id"] = f"{context.span_id:016x}"
     return event_dict
+
+
+class _BoundContext:
+    """merge_contextvars with the names of the context's variables remembered: the context
+    holds a dozen foreign variables (OpenTelemetry's, anyio's, ...), and checking each name
+    on every line cost more than the rest of the chain's bookkeeping."""
+
+    def __init__(self) -> None:
+        self._keys: dict[contextvars.ContextVar[Any], str] = {}
+
+    def __call__(self, event_dict: EventDict) -> None:
+        keys = self._keys
+        for var, value in contextvars.copy_context().items():
+            key = keys.get(var)
+            if key is None:
+                if len(keys) > 4096:  # variables made on the fly must not grow this forever
+                    keys.clear()
+                name = var.name
+                key = keys[var] = (
+                    name[len(_CONTEXTVAR_PREFIX) :] if name.startswith(_CONTEXTVAR_PREFIX) else ""
+                )
+            if key and value is not Ellipsis:
+                event_dict.setdefault(key, value)
+
+
+_render_stack = structlog.processors.StackInfoRenderer(additional_ignores=[__name__])
+
+
+class OwnEventRenderer:
+    """Our own events' whole JSON chain in one processor, to the byte what merge_contextvars,
+    add_log_level, add_logger_name, TimeStamper(fmt="iso", utc=True, key="timestamp"),
+    add_trace_context, StackInfoRenderer, format_exc_info and orjson write one after another:
+    the same keys in the same order. The stack and exception renderers only act on events
+    that carry stack_info or exc_info, so only those events go through them."""
+
+    def __init__(self) -> None:
+        self._merge = _BoundContext()
+
+    def __call__(self, logger: WrappedLogger, method: str, event_dict: EventDict) -> bytes:
+        self._merge(event_dict)
+        event_dict["level"] = _LEVEL_NAMES.get(method, method)
+        record = event_dict.get("_record")
+        event_dict["logger"] = logger.name if record is None else record.name
+        event_dict["timestamp"] = utc_timestamp()
+        add_trace_context(logger, method, event_dict)
+        if "stack_info" in event_dict or "exc_info" in event_dict:
+            event_dict = _render_stack(logger, method, event_dict)
+            event_dict = structlog.processors.format_exc_info(logger, method, event_dict)
+        return orjson.dumps(event_dict, default=str, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def _render_json(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> str:
@@ -30,14 +119,111 @@ def _render_json(_logger: WrappedLogger, _method: str, event_dict: EventDict) ->
     return orjson.dumps(event_dict, default=str).decode()
 
 
-def _render_json_line(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> bytes:
-    """For our own events: the finished line as bytes, ready for one write."""
-    return orjson.dumps(event_dict, default=str, option=orjson.OPT_APPEND_NEWLINE)
+class _PendingLines:
+    """The finished lines of one stream, written once per event-loop step.
+
+    A write() and its flush per line was a system call per request; the lines a loop logs in
+    one step are joined (in chunks of at most _ATOMIC_WRITE bytes) and written by a
+    `call_soon` callback, which runs before the loop polls again, as app/http_protocol.py does
+    for responses. Without a running loop a line goes out at once. Each loop's lines are its
+    own thread's alone; a fork and the process's exit write what every loop left pending,
+    and the standard library's handler what the current loop did, so no line is lost or
+    overtaken."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+        self._by_loop: dict[asyncio.AbstractEventLoop, list[bytes]] = {}
+
+    def write(self, line: bytes) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write((line,))
+            return
+        lines = self._by_loop.get(loop)
+        if lines is None:
+            self._by_loop[loop] = [line]
+            loop.call_soon(self.flush_loop, loop)
+        else:
+            lines.append(line)
+
+    def flush_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        lines = self._by_loop.pop(loop, None)
+        if lines:
+            self._write(lines)
+
+    def flush_current(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self.flush_loop(loop)
+
+    def flush_all(self) -> None:
+        for loop in list(self._by_loop):
+            self.flush_loop(loop)
+
+    def _write(self, lines: list[bytes] | tuple[bytes]) -> None:
+        out = self._out
+        if len(lines) > 1:
+            chunk: list[bytes] = []
+            size = 0
+            for line in lines:
+                if size and size + len(line) > _ATOMIC_WRITE:
+                    out.write(b"".join(chunk))
+                    out.flush()
+                    chunk, size = [], 0
+                chunk.append(line)
+                size += len(line)
+            lines = chunk
+        out.write(lines[0] if len(lines) == 1 else b"".join(lines))
+        out.flush()
+
+
+_streams: dict[int, _PendingLines] = {}
+
+
+def _pending_lines(out: IO[bytes]) -> _PendingLines:
+    pending = _streams.get(id(out))
+    if pending is None or pending._out is not out:
+        pending = _streams[id(out)] = _PendingLines(out)
+    return pending
+
+
+def flush_pending_lines() -> None:
+    """Write what every loop left pending (before a fork, at exit)."""
+    for pending in list(_streams.values()):
+        pending.flush_all()
+
+
+def _flush_current_loop() -> None:
+    for pending in list(_streams.values()):
+        pending.flush_current()
+
+
+def _forget_after_fork() -> None:
+    """In a forked child the parent's loops are gone (their lines were written before)."""
+    for pending in _streams.values():
+        pending._by_loop.clear()
+
+
+atexit.register(flush_pending_lines)
+os.register_at_fork(before=flush_pending_lines, after_in_child=_forget_after_fork)
+
+
+class StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The standard library's records on stdout, after the lines our events left pending,
+    so the stream keeps the order in which things were logged."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if _streams:
+            _flush_current_loop()
+        super().emit(record)
 
 
 class LineLogger:
-    """Writes a rendered line straight to stdout and flushes it: our own events (the access
-    log above all) skip the standard library's record, handler and formatter chain.
+    """Hands a rendered line to stdout: our own events (the access log above all) skip the
+    standard library's record, handler and formatter chain.
 
     `name` is what add_logger_name reports, as a standard-library logger's name would be.
     """
@@ -48,14 +234,14 @@ class LineLogger:
         buffer = getattr(stream, "buffer", None)
         if buffer is not None:
             stream.flush()  # anything the text layer holds goes out before our bytes
-        self._bytes = buffer
+        self._lines = _pending_lines(buffer) if buffer is not None else None
         self._text = stream
 
     def msg(self, line: bytes | str) -> None:
-        if isinstance(line, bytes) and self._bytes is not None:
-            self._bytes.write(line)
-            self._bytes.flush()
+        if isinstance(line, bytes) and self._lines is not None:
+            self._lines.write(line)
             return
+        _flush_current_loop()
         text = line.decode() if isinstance(line, bytes) else line + "\n"
         self._text.write(text)
         self._text.flush()
@@ -86,21 +272,22 @@ def configure_logging(level: str = "INFO", log_format: str = "auto") -> None:
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+        add_timestamp,
         add_trace_context,
         structlog.processors.StackInfoRenderer(),
     ]
     renderer: Processor
-    line_renderer: Processor
+    processors: list[Processor]
     if _use_console(log_format):
-        renderer = line_renderer = structlog.dev.ConsoleRenderer()
+        renderer = structlog.dev.ConsoleRenderer()
+        processors = [*shared, renderer]
     else:
         shared.append(structlog.processors.format_exc_info)
         renderer = _render_json
-        line_renderer = _render_json_line
+        processors = [OwnEventRenderer()]
 
     structlog.configure(
-        processors=[*shared, line_renderer],
+        processors=processors,
         logger_factory=_line_logger,
         # Calls below the level cost one no-op method call: nothing is built for them.
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
@@ -127,7 +314,7 @@ def _dict_config(level: str, renderer: Processor, shared: list[Processor]) -> di
         },
         "handlers": {
             "stdout": {
-                "class": "logging.StreamHandler",
+                "class": "app.observability.logging.StdoutHandler",
                 "stream": "ext://sys.stdout",
                 "formatter": "structured",
             }

@@ -93,6 +93,9 @@ class RequestContextMiddleware:
         self._template = template
         self._metrics = metrics
         self._tracing = tracing
+        # Built after logging is configured; through the module's lazy proxy every call
+        # would miss an attribute first (about 1.7 us).
+        self._access_log = access_log.bind()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -168,7 +171,7 @@ class RequestContextMiddleware:
             if meter is not None and metrics is not None:
                 metrics.finished(meter, status, request_bytes, response_bytes, elapsed)
             if path not in QUIET_PATHS:
-                access_log.info(
+                self._access_log.info(
                     "request",
                     method=method,
                     route=handler,

@@ -1,0 +1,267 @@
+"""The JSON log lines of our own events, read from a real process's stdout: byte for byte what
+structlog's standard processor chain writes, none lost at exit or across a fork, none split
+or reordered when a loop step writes many."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import orjson
+
+from app.observability.logging import UtcTimestamp, _PendingLines
+
+REPO = Path(__file__).resolve().parents[1]
+_TIMESTAMP = re.compile(rb'"timestamp":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{6})?Z)"')
+
+
+def _run(script: str) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OTEL_SDK_DISABLED": "true"}
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+
+
+def test_the_timestamp_is_isoformat_of_the_same_instant() -> None:
+    stamp = UtcTimestamp()
+    second = 1_790_000_000 * 1_000_000_000
+    instants = [
+        second,  # a whole second: isoformat() writes no fraction
+        second + 999,  # below a microsecond: floored to a whole second as well
+        second + 1_000,
+        second + 123_456_789,
+        second + 999_999_999,
+        second + 1_000_000_000,  # the next second, after its predecessor was cached
+        second - 1,  # and back: the cache follows the clock, whichever way it moves
+        0,
+        1_234_567_891_000_001_000,
+    ]
+    for ns in instants:
+        whole, rest = divmod(ns, 1_000_000_000)
+        expected = datetime.datetime.fromtimestamp(whole, tz=datetime.UTC).replace(
+            microsecond=rest // 1000
+        )
+        assert stamp(ns) == expected.isoformat().replace("+00:00", "Z"), ns
+    assert re.fullmatch(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", stamp().encode())
+
+
+# Each event is logged twice from the same line: through the service's configuration (to the
+# process's real stdout) and through structlog's standard chain, the one the service used to
+# configure, into a buffer written to stderr afterwards.
+_SAME_AS_STANDARD_CHAIN = """
+    import asyncio, io, logging, sys
+    import orjson, structlog
+    from opentelemetry import trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+    from app.observability.logging import add_trace_context, configure_logging
+
+    configure_logging("INFO", "json")
+    ours = structlog.get_logger("app.access")
+    reference_out = io.BytesIO()
+
+    class Reference:
+        name = "app.access"
+        def msg(self, line):
+            reference_out.write(line)
+        info = warning = warn = error = exception = msg
+
+    def render(_logger, _method, event_dict):
+        return orjson.dumps(event_dict, default=str, option=orjson.OPT_APPEND_NEWLINE)
+
+    reference = structlog.wrap_logger(
+        Reference(),
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+            add_trace_context,
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            render,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+    )
+
+    class Opaque:
+        def __str__(self):
+            return "opaque value"
+
+    def both(level, /, *args, **kw):
+        for logger in (ours, reference):
+            getattr(logger, level)(*args, **kw)
+
+    def events():
+        both("info", "request", method="GET", route="/api/v1/users/{user_id}",
+             path="/api/v1/users/7", status=200, duration_ms=0.47, client="127.0.0.1")
+        both("info", "request", method="GET", route="none", path="/x", status=404,
+             duration_ms=1.0, client=None)
+        both("warning", "odd", count=3, opaque=Opaque())
+        both("warn", "deprecated alias")
+        both("info", "with %s args", "positional")
+        both("info", "a stack", stack_info=True)
+        both("info", "no stack", stack_info=False, exc_info=False)
+        try:
+            raise ValueError("broken")
+        except ValueError as error:
+            both("exception", "unhandled_error", path="/p")
+            both("error", "given", exc_info=error)
+        both("info", "shadowing the context", request_id="explicit")
+
+    structlog.contextvars.bind_contextvars(request_id="r-1", trace_id="caller-trace")
+    events()
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id="r-2")
+    span = NonRecordingSpan(SpanContext(
+        trace_id=0xABC, span_id=0x12, is_remote=False, trace_flags=TraceFlags(1)))
+    with trace.use_span(span):
+        events()
+    async def in_a_loop():
+        events()
+        await asyncio.sleep(0)
+        events()
+    asyncio.run(in_a_loop())
+    sys.stdout.flush()
+    sys.stderr.buffer.write(reference_out.getvalue())
+"""
+
+
+def test_own_events_are_byte_for_byte_the_standard_chains_lines() -> None:
+    result = _run(_SAME_AS_STANDARD_CHAIN)
+    ours, reference = result.stdout, result.stderr
+    assert ours.count(b"\n") == reference.count(b"\n") == 4 * 10
+    # The clock moved between the two calls: compare with the timestamps set aside.
+    assert _TIMESTAMP.sub(b"T", ours) == _TIMESTAMP.sub(b"T", reference)
+    assert len(_TIMESTAMP.findall(ours)) == 4 * 10
+    lines = [orjson.loads(line) for line in ours.splitlines()]
+    keys = list(lines[0])
+    # The context's variables come in the context's own (hash) order, as merge_contextvars
+    # takes them; everything else has a fixed place.
+    assert keys[:7] == ["method", "route", "path", "status", "duration_ms", "client", "event"]
+    assert set(keys[7:9]) == {"request_id", "trace_id"}
+    assert keys[9:] == ["level", "logger", "timestamp"]
+    assert lines[2]["opaque"] == "opaque value" and lines[3]["level"] == "warning"
+    assert "Traceback" in lines[7]["exception"] and "ValueError: broken" in lines[7]["exception"]
+    assert lines[7]["level"] == "error" and "exc_info" not in lines[7]
+    assert 'File "<string>"' in lines[5]["stack"] and "stack_info" not in lines[5]
+    assert "stack" not in lines[6] and "exception" not in lines[6]
+    in_span = lines[10]
+    assert (in_span["trace_id"], in_span["span_id"]) == (f"{0xABC:032x}", f"{0x12:016x}")
+
+
+_MANY_IN_ONE_STEP = """
+    import asyncio, logging, structlog
+    from app.observability.logging import configure_logging
+
+    configure_logging("INFO", "json")
+    log = structlog.get_logger("app.access")
+    stdlib = logging.getLogger("uvicorn.error")
+
+    async def task(n):
+        for i in range(200):
+            log.info("request", task=n, i=i, pad="x" * (i * 37 % 900))
+            if i % 50 == 0:
+                stdlib.info("stdlib %d %d", n, i)
+                log.info("after stdlib", task=n, i=i)
+            if i == 100:
+                log.info("long", task=n, blob="y" * 9000)
+            await asyncio.sleep(0)
+
+    async def main():
+        await asyncio.gather(*(task(n) for n in range(10)))
+        log.info("last line", task=-1, i=0)  # written in the loop's last step
+
+    asyncio.run(main())
+"""
+
+
+def test_lines_of_busy_loop_steps_arrive_whole_and_in_order() -> None:
+    out = _run(_MANY_IN_ONE_STEP).stdout
+    records = [orjson.loads(line) for line in out.splitlines()]  # every line whole JSON
+    ours = [record for record in records if record["logger"] == "app.access"]
+    assert len(ours) == 10 * (200 + 4 + 1) + 1
+    assert records[-1]["event"] == "last line"
+    for n in range(10):
+        mine = [r["i"] for r in ours if r["task"] == n and r["event"] == "request"]
+        assert mine == list(range(200))
+    # A standard-library line never overtakes a line of ours logged before it.
+    events = [(r.get("task"), r.get("i"), r["event"]) for r in records]
+    for n in range(10):
+        for i in (0, 50, 100, 150):
+            stdlib = next(k for k, r in enumerate(records) if r["event"] == f"stdlib {n} {i}")
+            assert events.index((n, i, "request")) < stdlib < events.index((n, i, "after stdlib"))
+
+
+_FORK_AND_EXIT = """
+    import asyncio, os, sys, structlog
+    from app.observability.logging import configure_logging
+
+    configure_logging("INFO", "json")
+    log = structlog.get_logger("app")
+
+    async def main():
+        log.info("before fork")  # pending until the end of this loop step
+        pid = os.fork()
+        if pid == 0:
+            log.info("child", pid=os.getpid())
+            sys.exit(0)  # an ordinary exit: the child's pending line goes out
+        os.waitpid(pid, 0)
+        log.info("parent after fork")
+        raise SystemExit(0)  # leaves asyncio.run at once, with a line pending
+
+    asyncio.run(main())
+"""
+
+
+def test_no_line_is_lost_or_doubled_across_fork_and_exit() -> None:
+    out = _run(_FORK_AND_EXIT).stdout
+    events = [orjson.loads(line)["event"] for line in out.splitlines()]
+    assert sorted(events) == ["before fork", "child", "parent after fork"]
+    assert events[0] == "before fork"
+
+
+class _Recording:
+    """Records each write of a stream: what a pipe's reader would get, call by call."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.writes.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_a_steps_lines_are_joined_into_pipe_atomic_writes_of_whole_lines() -> None:
+    out = _Recording()
+    pending = _PendingLines(out)  # type: ignore[arg-type]
+    lines = [b"a" * size + b"\n" for size in (100, 3000, 900, 95, 5000, 10, 4095, 1, 2)]
+
+    async def one_step() -> None:
+        for line in lines:
+            pending.write(line)
+        assert out.writes == []  # nothing until the step ends
+        await asyncio.sleep(0)
+
+    asyncio.run(one_step())
+    assert b"".join(out.writes) == b"".join(lines)
+    # At most PIPE_BUF bytes per write (another process's write cannot split them), unless
+    # one line alone is longer; never part of a line.
+    assert all(write.endswith(b"\n") for write in out.writes)
+    assert all(len(write) <= 4096 or write.count(b"\n") == 1 for write in out.writes)
+    assert [len(write) for write in out.writes] == [4003, 96, 5001, 11, 4096, 5]
+    pending.write(b"no loop\n")  # outside a loop: at once
+    assert out.writes[-1] == b"no loop\n"

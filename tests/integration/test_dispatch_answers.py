@@ -9,7 +9,9 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from fastapi.routing import APIRoute, request_response
 
+from app.api.read_route import UserReadRoute
 from tests.conftest import AppHarness
 
 # Differ on every request, whoever routes it (each request also spends rate-limit budget).
@@ -82,3 +84,31 @@ async def test_answers_are_the_routers_own(harness: AppHarness) -> None:
     }
     # The list reaches the answers that matter: success, redirect and each error.
     assert {200, 307, 401, 404, 405, 422} <= statuses
+
+
+async def test_the_hot_read_answers_as_fastapis_generic_handler(harness: AppHarness) -> None:
+    user, auth = await harness.user_with_token("direct-read@example.com")
+    route = next(route for route in harness.app.routes if isinstance(route, UserReadRoute))
+    direct = route.app
+    # FastAPI's own handler for this route: dependencies solved, inside its request wrapper.
+    generic = request_response(APIRoute.get_route_handler(route))
+    requests: list[tuple[str, dict[str, str]]] = [
+        (f"/api/v1/users/{user['id']}", auth),
+        (f"/api/v1/users/{user['id']}", auth),
+        (f"/api/v1/users/{user['id']}", {**auth, "Accept-Encoding": "gzip"}),
+        (f"/api/v1/users/{uuid.uuid4()}", auth),
+        (f"/api/v1/users/{user['id']}", {}),
+        (f"/api/v1/users/{user['id']}", {"Authorization": "Bearer not.a.token"}),
+        (f"/api/v1/users/{user['id']}", {"Authorization": "Basic dXNlcjpwYXNz"}),
+    ]
+    try:
+        for path, headers in requests:
+            answers = []
+            for app in (direct, generic):
+                route.app = app
+                answers.append(_answer(await harness.client.get(path, headers=headers)))
+            assert answers[0] == answers[1], (path, headers)
+    finally:
+        route.app = direct
+    statuses = {(await harness.client.get(p, headers=h)).status_code for p, h in requests}
+    assert {200, 401, 404} <= statuses

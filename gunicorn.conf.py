@@ -117,6 +117,15 @@ def pre_fork(_server: Any, _worker: Any) -> None:
 YOUNG_COLLECTION_THRESHOLD = 10_000
 
 
+def worker_exit(_server: Any, _worker: Any) -> None:
+    # In a worker that leaves through gunicorn's own exit path (a failed start-up, whose
+    # lifespan never reached its end; max_requests): what it counted reaches its files. A
+    # SIGTERMed worker dies by the signal uvicorn re-raises, after its lifespan's flush.
+    from app.observability import metric_values
+
+    metric_values.flush()
+
+
 def child_exit(_server: Any, worker: Any) -> None:
     # Drop the dead worker's live gauges; its counters stay so totals never go backwards.
     from prometheus_client import multiprocess

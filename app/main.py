@@ -31,6 +31,7 @@ from app.infra.schema import shipped_migrations
 from app.observability import metrics as service_metrics
 from app.observability.http_metrics import HttpMetrics
 from app.observability.logging import configure_logging
+from app.observability.metric_values import flush as flush_metrics
 from app.observability.metrics_port import MetricsPortMiddleware
 from app.observability.request_context import RequestContextMiddleware
 from app.observability.tracing import (
@@ -169,6 +170,8 @@ def _lifespan(settings: Settings, span_processor: SpanProcessor | None) -> Any:
         finally:
             await resources.close()
             flush_tracing(provider)
+            # The worker is about to die (uvicorn re-raises SIGTERM): its last samples now.
+            flush_metrics()
             log.info("stopped")
 
     return lifespan

@@ -23,6 +23,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from app.observability import metric_values
 from app.observability.metrics import HTTP_LATENCY_BUCKETS
 
 EXCLUDED_HANDLERS = ["/livez", "/readyz"]
@@ -113,9 +114,10 @@ class _Route:
 
 
 class HttpMetrics:
-    """Records one request's http_* samples. In multiprocess mode every sample is a write
-    into this worker's memory-mapped file, so they are written as they happen: a scrape
-    answered by any worker right after a request already counts it."""
+    """Records one request's http_* samples. In multiprocess mode they stay in this
+    worker's memory and reach its memory-mapped file in batches (metric_values.py): a scrape
+    counts this worker's requests up to the moment it is rendered, and another worker's up
+    to one flush interval (a second) before it."""
 
     def __init__(self) -> None:
         self._collectors = _collectors()
@@ -163,4 +165,6 @@ def _registry() -> CollectorRegistry:
 
 def metrics_text() -> bytes:
     """Every worker's samples in the text exposition format (served on the metrics port)."""
+    # This worker's own latest samples first; the others' are at most an interval old.
+    metric_values.flush()
     return generate_latest(_registry())

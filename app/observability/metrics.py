@@ -7,31 +7,17 @@ right when gunicorn runs several workers with PROMETHEUS_MULTIPROC_DIR set.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Final, Literal, get_args
 
-from prometheus_client import Counter, Gauge, Histogram, values
+from prometheus_client import Counter, Gauge, Histogram
 
-# In multiprocess mode every sample write first asks for the process id, to notice a fork:
-# one getpid() system call per write, eleven per request. The id is kept here instead and
-# renewed in the child of every fork, which is the only time it changes.
-_pid = os.getpid()
+from app.observability import metric_values
 
-
-def _renew_pid() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-def _process_id() -> int:
-    return _pid
-
-
-os.register_at_fork(after_in_child=_renew_pid)
-if values.ValueClass is not values.MutexValue:
-    values.ValueClass = values.MultiProcessValue(process_identifier=_process_id)  # type: ignore[no-untyped-call]
+# Before any metric exists: in multiprocess mode samples are kept in memory and written
+# to the worker's file in batches (metric_values.py), not on every update.
+metric_values.install()
 
 
 PREFIX: Final = "user_service"

@@ -24,6 +24,7 @@ from tests.faults.tools import (
     database_dsn,
     fetch_metrics,
     metric,
+    metrics_when,
     wait_for,
 )
 from tests.support.service import RunningService, running_service
@@ -185,7 +186,15 @@ async def test_database_slow_statements_time_out_with_504(
                 recovery = time.monotonic() - released
                 await asyncio.sleep(1.5)
                 await load.stop()
-                samples = await fetch_metrics(probe, service.metrics_url)
+                timed_out = len(_writes(ledger.in_phase("locked")))
+                samples = await metrics_when(
+                    probe,
+                    service.metrics_url,
+                    lambda seen: (
+                        metric(seen, "user_service_db_errors_total", kind="statement_timeout")
+                        >= timed_out
+                    ),
+                )
         finally:
             await locker.close()
             await probe.aclose()
@@ -249,7 +258,16 @@ async def test_database_cut_fails_fast_and_the_pool_recovers(
                 cut_at = await _switch(ledger, "cut", lambda: proxy.set_mode("refuse"))
                 await asyncio.sleep(1.5)
                 cut_status, cut_body = await _ready(probe, service.base_url)
-                cut_metrics = await fetch_metrics(probe, service.metrics_url)
+                # The worker that answered readiness may not be the one that answers the
+                # scrape: its samples arrive within a flush interval.
+                cut_metrics = await metrics_when(
+                    probe,
+                    service.metrics_url,
+                    lambda seen: (
+                        metric(seen, "user_service_dependency_up", dependency="database") == 0
+                        and metric(seen, "user_service_db_errors_total", kind="unavailable") > 0
+                    ),
+                )
                 await asyncio.sleep(2.5)
                 restored = await _switch(ledger, "restored", lambda: proxy.set_mode("pass"))
 
@@ -415,7 +433,16 @@ async def test_pool_exhaustion_answers_503_fast_with_retry_after(
             recovery = await wait_for(healthy, timeout=10)
             for _ in range(20):
                 await load.request("read", "GET", f"/api/v1/users/{user.id}", headers=headers)
-            after = await fetch_metrics(probe, service.metrics_url)
+            rejected_count = sum(1 for outcome, _ in results if outcome.status == 503)
+            after = await metrics_when(
+                probe,
+                service.metrics_url,
+                lambda seen: (
+                    metric(seen, "user_service_db_pool_checkout_timeouts_total")
+                    - metric(before, "user_service_db_pool_checkout_timeouts_total")
+                    >= rejected_count
+                ),
+            )
         finally:
             await load.aclose()
             await probe.aclose()

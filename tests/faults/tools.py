@@ -497,6 +497,23 @@ async def fetch_metrics(
     return samples
 
 
+async def metrics_when(
+    client: httpx.AsyncClient,
+    metrics_url: str,
+    condition: Callable[[dict[tuple[str, tuple[tuple[str, str], ...]], float]], bool],
+    timeout: float = 15,  # noqa: ASYNC109 - a polling helper's bound, not a cancellable call
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Scrapes until one satisfies `condition`, or `timeout` passes; the last scrape either
+    way, for the caller's assertion to show. A worker writes its samples for scrapes by
+    other workers once a second, so what another worker just counted shows up a moment later."""
+    deadline = time.monotonic() + timeout
+    while True:
+        samples = await fetch_metrics(client, metrics_url)
+        if condition(samples) or time.monotonic() > deadline:
+            return samples
+        await asyncio.sleep(0.2)
+
+
 def metric(
     samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
 ) -> float:

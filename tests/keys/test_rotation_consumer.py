@@ -205,10 +205,22 @@ def rotation() -> Iterator[Recording]:
         status = _cli(env, "status", "--json")
         assert status.returncode == 0, status.stderr
         record.status = json.loads(status.stdout)
-        record.after_deletion["metrics"] = httpx.get(
-            f"http://127.0.0.1:{services['a'].metrics_port}/metrics", timeout=5
-        ).text
+        record.after_deletion["metrics"] = _scrape_until(
+            services["a"],
+            ["user_service_signing_key_next_present 1.0", 'jwks_requests_total{result="ok"}'],
+        )
         yield record
+
+
+def _scrape_until(service: RunningService, lines: list[str], timeout: float = 10) -> str:
+    """A scrape showing every one of `lines`, or the last one after `timeout`: the worker
+    that answers reads the other's samples as that one last flushed them (each second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = httpx.get(f"{service.metrics_base_url}/metrics", timeout=5).text
+        if all(line in text for line in lines) or time.monotonic() > deadline:
+            return text
+        time.sleep(0.2)
 
 
 def test_the_consumer_never_rejected_a_valid_token(rotation: Recording) -> None:

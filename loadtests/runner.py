@@ -19,6 +19,9 @@ from loadtests.service_metrics import ServiceMetrics, summarise
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 FINAL_STATS = "final_stats.csv"  # written by the locustfile once every user has stopped
+# A service worker writes its samples for scrapes answered by the other workers once a
+# second: a scrape taken this long after the last request counts every one of them.
+SETTLE_SECONDS = 1.5
 
 
 class Probe(Protocol):
@@ -186,6 +189,7 @@ def measure(
     except seed.SeedError as exc:
         raise RunError(str(exc)) from exc
     # Seeding's misses and hashes happen before this scrape, so they are not in the deltas.
+    time.sleep(SETTLE_SECONDS)
     before = _scrape(targets)
     started = time.monotonic()
     for probe in probes:
@@ -196,6 +200,7 @@ def measure(
         for probe in probes:
             probe.stop()
     wall = time.monotonic() - started
+    time.sleep(SETTLE_SECONDS)
     after = _scrape(targets)
     stats_path = out_dir / FINAL_STATS
     if not stats_path.exists():  # an older locustfile: Locust's periodic CSV is close enough

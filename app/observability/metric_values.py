@@ -3,11 +3,15 @@
 prometheus_client's own multiprocess value writes every inc/set/observe into the worker's
 memory-mapped file under a lock: eleven writes per cached request. Here an update changes
 only the number in memory and queues the value once; a flush writes the queued values:
-every FLUSH_INTERVAL_SECONDS from a daemon thread (started by the first update after a
-fork), before this worker renders a scrape, and when the process exits. The files, keys
-and layout stay prometheus_client's, so its MultiProcessCollector, mark_process_dead and
-the live* gauge modes read them unchanged. The price: another worker's samples reach a
-scrape up to one interval late, and a worker killed outright loses its last interval.
+every FLUSH_INTERVAL_SECONDS from a daemon thread, before this worker renders a scrape, at
+the end of the app's lifespan, on gunicorn's worker exit and at interpreter exit. A thread
+rather than an event-loop task because the values belong to the process, not to one app
+(tests run several; start-up and the CLI update them outside any loop), and it flushes on
+time even while the loop is busy; it is started by the first update after a fork, so the
+gunicorn master never forks with it running. The files, keys and layout stay
+prometheus_client's, so its MultiProcessCollector, mark_process_dead and the live* gauge
+modes read them unchanged. The price: another worker's samples reach a scrape up to one
+interval late, and a worker killed outright (SIGKILL, OOM) loses its last interval.
 """
 
 from __future__ import annotations

@@ -149,7 +149,12 @@ class _PendingLines:
 
     def flush_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         lines = self._by_loop.pop(loop, None)
-        if lines:
+        if lines is None:
+            return
+        if len(lines) == 1:  # a quiet step's one line: the common case, kept short
+            self._out.write(lines[0])
+            self._out.flush()
+        else:
             self._write(lines)
 
     def flush_current(self) -> None:

@@ -63,7 +63,9 @@ def connect_standalone(settings: Settings) -> Redis:
         timeout=_pool_wait(settings),
         **_connection_options(settings),
     )
-    return Redis(connection_pool=pool)
+    # The client owns its pool: closing it closes the pool's connections (as Sentinel's
+    # master_for does); Redis(connection_pool=...) would leave them open.
+    return Redis.from_pool(pool)
 
 
 def connect_sentinel(settings: Settings) -> Redis:

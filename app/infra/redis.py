@@ -108,11 +108,15 @@ class RedisGateway:
         if pool is None:
             return
         try:
+            if self._round_trip is not None:
+                await self._round_trip.release_kept()
             await pool.disconnect(inuse_connections=False)
         except (RedisError, OSError):
             return
 
     async def close(self) -> None:
+        if self._round_trip is not None:
+            await self._round_trip.release_kept()
         await self.client.aclose()
 
 

@@ -8,6 +8,13 @@ the connections, their timeouts, health checks and retry policy are the client's
 
 A sampled request gets the span the Redis instrumentation would make for the same pipeline:
 named after the commands, with the sanitized statement and the server's address.
+
+It also keeps a few connections between round trips instead of handing each back to the pool.
+A blocking pool's checkout and return (its condition, timeout, readiness probe of the socket
+and release events) cost about a third as much CPU as the round trip itself. A connection is
+kept only after every reply was read from it, so it is in step. A failed, cancelled or
+disconnected one always goes back to the pool, which checks it. At most a quarter of the pool
+is kept, so the client's other calls never wait on the connections kept here.
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ class RoundTrip:
     def __init__(self, client: Redis) -> None:
         pool = client.connection_pool
         self._pool = pool
+        self._kept: list[Connection] = []
+        self._keep = pool.max_connections // 4
         options = pool.connection_kwargs
         # The server's attributes, as the instrumentation reads them from the pool: fixed.
         self._attributes: dict[str, Any] = {
@@ -85,7 +94,11 @@ class RoundTrip:
             return await self._execute(commands)
 
     async def _execute(self, commands: Sequence[Command]) -> list[Any]:
-        connection: Connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        kept = self._kept
+        connection: Connection = (
+            kept.pop() if kept else await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        )
+        in_step = False
         try:
             # The connection's retry policy (one retry on a dropped connection) with the
             # pipeline's failure step: the connection is closed, and reopened by the retry.
@@ -95,8 +108,19 @@ class RoundTrip:
                 lambda: self._send_and_read(connection, commands),
                 lambda _error: connection.disconnect(),
             )
+            in_step = True
             return replies
         finally:
+            if in_step and len(kept) < self._keep and connection.is_connected:
+                kept.append(connection)
+            else:
+                await self._pool.release(connection)
+
+    async def release_kept(self) -> None:
+        """Hand the kept connections back to the pool: before the pool drops its idle
+        connections (after Redis restarted) or closes."""
+        kept, self._kept = self._kept, []
+        for connection in kept:
             await self._pool.release(connection)
 
     @staticmethod

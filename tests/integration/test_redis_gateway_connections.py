@@ -1,13 +1,15 @@
 """The gateway's connections to a standalone Redis, counted on the run's own redis-server:
-closing the gateway closes them."""
+closing the gateway closes them, and after a connection error none is left idle."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
-from app.infra.redis import RedisGateway, create_redis
+from app.infra.redis import RedisGateway, RedisUnavailableError, create_redis
 from app.settings import Settings
 from tests.support.isolation import redis_url
 
@@ -36,6 +38,26 @@ async def test_closing_the_gateway_closes_its_connections() -> None:
         await gateway.close()
         assert await _eventually_connections(other, 0) == 0
     finally:
+        await other.aclose()
+
+
+async def test_a_redis_restart_drops_the_kept_connections_too() -> None:
+    """After a connection error the gateway drops the pool's idle connections at once: the
+    kept ones are among them, so no request meets a dead one later."""
+    gateway = _gateway()
+    other = Redis.from_url(URL)
+    try:
+        await gateway.call("cache", lambda: gateway.batch([("PING",)]))
+        assert await _connections(other) == 1  # the kept one
+
+        async def failing() -> None:
+            raise RedisConnectionError("connection reset")
+
+        with pytest.raises(RedisUnavailableError):
+            await gateway.call("cache", failing)
+        assert await _eventually_connections(other, 0) == 0
+    finally:
+        await gateway.close()
         await other.aclose()
 
 

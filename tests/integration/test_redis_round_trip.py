@@ -19,17 +19,21 @@ from tests.support.isolation import redis_url
 URL = redis_url(11)
 
 
-@pytest.fixture
-async def one_connection() -> AsyncIterator[tuple[RoundTrip, Redis]]:
-    """A RoundTrip over the service's own standalone client, with a pool of ONE connection
-    (so every call reuses it), and a separate client to look and interfere."""
-    settings = Settings(
+def _settings(max_connections: int) -> Settings:
+    return Settings(
         APP_ENV="test",
         DATABASE_URL="postgresql+asyncpg://unused@127.0.0.1/unused",
         REDIS_URL=URL,
-        REDIS_MAX_CONNECTIONS=1,
+        REDIS_MAX_CONNECTIONS=max_connections,
     )
-    client = connect_standalone(settings)
+
+
+@pytest.fixture(params=[1, 8], ids=["pool-of-one", "kept-connections"])
+async def one_connection(request: pytest.FixtureRequest) -> AsyncIterator[tuple[RoundTrip, Redis]]:
+    """A RoundTrip over the service's own standalone client, and a separate client to look
+    and interfere. Every call reuses one connection: with a pool of one it is the pool's, with
+    a pool of eight the one the RoundTrip keeps between calls."""
+    client = connect_standalone(_settings(request.param))
     other = Redis.from_url(URL)
     await other.flushdb()
     assert RoundTrip.supports(client)
@@ -100,3 +104,50 @@ async def test_a_cancelled_read_leaves_no_reply_behind(
 async def _blocked_clients(client: Redis) -> int:
     info = await client.info("clients")
     return int(info["blocked_clients"])
+
+
+async def test_sequential_round_trips_check_out_of_the_pool_once() -> None:
+    client = connect_standalone(_settings(8))
+    pool = client.connection_pool
+    checkouts = 0
+    checkout = pool.get_connection
+
+    async def counted() -> object:
+        nonlocal checkouts
+        checkouts += 1
+        return await checkout()
+
+    pool.get_connection = counted  # type: ignore[method-assign]
+    round_trip = RoundTrip(client)
+    try:
+        for number in range(1, 51):
+            assert await round_trip.execute([("INCRBY", "kept", 1)]) == [number]
+        assert checkouts == 1
+    finally:
+        await round_trip.release_kept()
+        await client.delete("kept")
+        await client.aclose()
+
+
+async def test_at_most_a_quarter_of_the_pool_is_kept() -> None:
+    client = connect_standalone(_settings(8))
+    round_trip = RoundTrip(client)
+    try:
+        # Six round trips at once take six connections; two of them are kept afterwards.
+        await asyncio.gather(*(round_trip.execute([("PING",)]) for _ in range(6)))
+        pool = client.connection_pool
+        taken = [
+            await asyncio.wait_for(pool.get_connection(), timeout=5)  # type: ignore[no-untyped-call]
+            for _ in range(6)
+        ]
+        # The pool's eight are now all out: two kept, six taken here.
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(pool.get_connection(), timeout=0.2)  # type: ignore[no-untyped-call]
+        for connection in taken:
+            await pool.release(connection)
+        await round_trip.release_kept()
+        again = [await asyncio.wait_for(pool.get_connection(), timeout=5) for _ in range(8)]  # type: ignore[no-untyped-call]
+        for connection in again:
+            await pool.release(connection)
+    finally:
+        await client.aclose()

@@ -146,3 +146,26 @@ def test_dispatcher_takes_the_routers_place_in_fastapis_stack(app: FastAPI) -> N
         plain_layers.append(type(layer))
         layer = layer.app
     assert plain_layers == [type(layer) for layer in layers]
+
+
+def test_a_route_added_later_is_found() -> None:
+    app = FastAPI(openapi_url=None)
+
+    @app.get("/items/{name}")
+    async def item(name: str) -> str:
+        return name
+
+    table = RouteTable(app.router)
+    scope = _scope("GET", "/items/first")
+    found = table.find(scope)
+    assert found is not None and found[2] is app.router.routes[0]
+
+    async def first() -> str:
+        return "first"
+
+    # Inserted ahead of the old route: the router now picks it, and so must the table.
+    app.router.add_api_route("/items/first", first)
+    app.router.routes.insert(0, app.router.routes.pop())
+    found = table.find(_scope("GET", "/items/first"))
+    assert found is not None and found[2] is _router_choice(app.router.routes, scope)
+    assert getattr(found[2], "endpoint", None) is first

@@ -43,14 +43,19 @@ def _alternative(route: Route | Mount) -> str:
 
 
 class RouteTable:
-    """The app's routes as one pattern per method, built on first use."""
+    """The app's routes as one pattern per method, built on first use and again whenever a
+    route is added or removed."""
 
     def __init__(self, router: APIRouter) -> None:
         self._router = router
         self._patterns: dict[str, tuple[re.Pattern[str], list[BaseRoute]]] | None = None
         self._indexed = True
+        # What the patterns were built from: a route added or removed later rebuilds them.
+        self._built_from: tuple[list[BaseRoute], int] | None = None
 
     def _build(self) -> dict[str, tuple[re.Pattern[str], list[BaseRoute]]]:
+        self._built_from = (self._router.routes, len(self._router.routes))
+        self._indexed = True
         routes: list[tuple[Route | Mount, frozenset[str] | None]] = []
         for route in self._router.routes:
             if isinstance(route, WebSocketRoute):
@@ -80,13 +85,20 @@ class RouteTable:
 
     def find(self, scope: Scope) -> Found | None:
         """The route the router would run for this request (a full match), or None."""
-        if not self._indexed or scope["type"] != "http" or scope.get("root_path"):
+        if scope["type"] != "http" or scope.get("root_path"):
             return None
         patterns = self._patterns
-        if patterns is None:
+        built_from = self._built_from
+        routes_now = self._router.routes
+        if (
+            patterns is None
+            or built_from is None
+            or built_from[0] is not routes_now
+            or built_from[1] != len(routes_now)
+        ):
             patterns = self._patterns = self._build()
-            if not self._indexed:
-                return None
+        if not self._indexed:
+            return None
         method: str = scope["method"]
         path: str = scope["path"]
         pattern, routes = patterns.get(method) or patterns[_ANY_METHOD]

@@ -25,6 +25,8 @@ class Load:
     p50_ms: float
     p99_ms: float
     errors: int
+    # Answered requests per second until the last answer (vegeta's; wrk's is the rate).
+    served_per_second: float = 0.0
 
     @property
     def rps(self) -> float:
@@ -91,12 +93,16 @@ def _vegeta_targets(base_url: str, targets: list[Target], path: Path) -> Path:
     return path
 
 
-def _attack(base_url: str, targets: list[Target], work_dir: Path, seconds: int, rate: str) -> Load:
+def constant_rate(
+    base_url: str, targets: list[Target], work_dir: Path, seconds: int, rate: int
+) -> Load:
+    """An open-loop run: `rate` requests every second whatever the latency, so queueing
+    shows up in the percentiles instead of slowing the generator down."""
     listing = _vegeta_targets(base_url, targets, work_dir / "vegeta-targets.jsonl")
     attack = subprocess.run(
         [
             *(vegeta_binary(), "attack", "-format=json", f"-targets={listing}"),
-            *(f"-duration={seconds}s", "-timeout=10s", *rate.split()),
+            *(f"-rate={rate}/s", f"-duration={seconds}s", "-max-workers=256", "-timeout=10s"),
         ],
         check=True,
         capture_output=True,
@@ -118,21 +124,30 @@ def _attack(base_url: str, targets: list[Target], work_dir: Path, seconds: int, 
         p50_ms=float(summary["latencies"]["50th"]) / 1e6,
         p99_ms=float(summary["latencies"]["99th"]) / 1e6,
         errors=int(summary["requests"]) - ok,
+        served_per_second=float(summary["throughput"]),
     )
 
 
-def constant_rate(
-    base_url: str, targets: list[Target], work_dir: Path, seconds: int, rate: int
-) -> Load:
-    """An open-loop run: `rate` requests every second whatever the latency, so queueing
-    shows up in the percentiles instead of slowing the generator down."""
-    return _attack(base_url, targets, work_dir, seconds, f"-rate={rate}/s -max-workers=256")
-
-
-def vegeta_peak(
-    base_url: str, targets: list[Target], work_dir: Path, seconds: int, connections: int
-) -> Load:
-    """The peak the service reaches with vegeta itself as the client (`connections` workers,
-    each sending as soon as its last answer came): on shared cores vegeta costs more CPU per
-    request than wrk, so the rate the service can sustain beside it is lower than wrk's peak."""
-    return _attack(base_url, targets, work_dir, seconds, f"-rate=0 -max-workers={connections}")
+def sustained_rate(
+    base_url: str, targets: list[Target], work_dir: Path, ceiling: float
+) -> tuple[int, list[str]]:
+    """The highest constant rate the service keeps up with, in steps of a tenth of `ceiling`
+    (wrk's closed-loop peak): each step offers its rate for 4 s and is kept up with when every
+    request is answered and the answers come as fast as the requests were sent. Returns the
+    rate and one line per step tried (if not even a tenth is kept up with: what that step
+    served)."""
+    kept_up = 0.0
+    tried: list[str] = []
+    for tenth in range(1, 11):
+        rate = max(1, int(ceiling * tenth / 10))
+        probe = constant_rate(base_url, targets, work_dir, 4, rate)
+        ok = probe.errors == 0 and probe.served_per_second >= 0.97 * rate
+        tried.append(
+            f"{rate}/s: served {probe.served_per_second:.0f}/s, p50 {probe.p50_ms:.1f} ms, "
+            f"errors {probe.errors}{'' if ok else ' (falls behind)'}"
+        )
+        if not ok:
+            kept_up = kept_up or probe.served_per_second
+            break
+        kept_up = rate
+    return max(1, int(kept_up)), tried

@@ -17,7 +17,7 @@ import redis
 
 from scripts.bench import population as pop
 from scripts.bench.counters import cpu_seconds, redis_commands, rss_mb, transactions
-from scripts.bench.load import SCRIPT, Load, constant_rate, vegeta_peak, wrk
+from scripts.bench.load import SCRIPT, Load, constant_rate, sustained_rate, wrk
 from scripts.bench.report import (
     ASYNCPG,
     CACHED,
@@ -246,25 +246,25 @@ def constant_phase(
 ) -> None:
     """70% of the measured peak offered at a constant rate: latency with queueing visible.
 
-    The peak is measured with the generator that then offers the constant rate, on the same
-    server: vegeta shares the two cores with the service and needs more CPU per request than
-    wrk, so 70% of wrk's peak would be past what the service can serve beside vegeta, and
-    the percentiles would measure an overloaded queue instead of a loaded service."""
-    connections = bench.args.connections
+    The peak is the highest constant rate the service keeps up with beside the generator that
+    offers it, found on the same server. vegeta shares the two cores with the service and
+    needs more CPU per request than wrk, and arrivals spread evenly cost the service more per
+    request than wrk's busy connections: 70% of wrk's peak was past what the service can
+    serve beside vegeta, so the percentiles measured an overloaded queue."""
     with start() as server:
-        vegeta_peak(server.base_url, reads, bench.work_dir, 2, connections)  # warm-up
-        peak = vegeta_peak(server.base_url, reads, bench.work_dir, 10, connections)
-        rate = max(1, int(peak.rps * 0.7))
+        constant_rate(server.base_url, reads, bench.work_dir, 3, max(1, int(wrk_peak * 0.1)))
+        peak, tried = sustained_rate(server.base_url, reads, bench.work_dir, wrk_peak)
+        rate = max(1, int(peak * 0.7))
         constant_rate(server.base_url, reads, bench.work_dir, 3, rate)  # warm-up
         seconds = bench.args.constant_seconds
         load = constant_rate(server.base_url, reads, bench.work_dir, seconds, rate)
         rss = rss_mb(server.worker_pids())
     bench.notes.append(
-        f"peak with vegeta as the client ({connections} workers, closed loop): "
-        f"{peak.rps:.0f} req/s (wrk's: {wrk_peak:.0f}), errors {peak.errors}"
+        f"highest constant rate kept up with (vegeta, steps of a tenth of wrk's peak "
+        f"{wrk_peak:.0f}/s): {peak}/s; steps: " + "; ".join(tried)
     )
     bench.notes.append(
-        f"constant rate {rate}/s (70% of vegeta's peak) for {seconds}s, "
+        f"constant rate {rate}/s (70% of that peak) for {seconds}s, "
         f"GET user cached all on: p50 {load.p50_ms:.2f} ms, p99 {load.p99_ms:.2f} ms "
         f"(p99/p50 {load.p99_ms / max(load.p50_ms, 1e-9):.1f}, goal <= 4), "
         f"errors {load.errors} of {load.requests}, worker RSS after "

@@ -133,15 +133,22 @@ def sustained_rate(
 ) -> tuple[int, list[str]]:
     """The highest constant rate the service keeps up with, in steps of a tenth of `ceiling`
     (wrk's closed-loop peak): each step offers its rate for 4 s and is kept up with when every
-    request is answered and the answers come as fast as the requests were sent. Returns the
-    rate and one line per step tried (if not even a tenth is kept up with: what that step
-    served)."""
+    request is answered, the answers come as fast as the requests were sent, and no queue
+    stands: the median latency stays within 3 times the first, nearly idle, step's (4 s can
+    absorb a growing queue that a longer run would not). Returns the rate and one line per
+    step tried (if not even a tenth is kept up with: what that step served)."""
     kept_up = 0.0
+    idle_p50: float | None = None
     tried: list[str] = []
     for tenth in range(1, 11):
         rate = max(1, int(ceiling * tenth / 10))
         probe = constant_rate(base_url, targets, work_dir, 4, rate)
-        ok = probe.errors == 0 and probe.served_per_second >= 0.97 * rate
+        idle_p50 = probe.p50_ms if idle_p50 is None else idle_p50
+        ok = (
+            probe.errors == 0
+            and probe.served_per_second >= 0.97 * rate
+            and probe.p50_ms <= 3 * idle_p50
+        )
         tried.append(
             f"{rate}/s: served {probe.served_per_second:.0f}/s, p50 {probe.p50_ms:.1f} ms, "
             f"errors {probe.errors}{'' if ok else ' (falls behind)'}"

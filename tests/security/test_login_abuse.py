@@ -4,12 +4,14 @@ unknown email costs one verification like a wrong password (real Argon2 costs)."
 from __future__ import annotations
 
 import statistics
+import time
 import uuid
 from collections.abc import Callable
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.observability.metric_values import FLUSH_INTERVAL_SECONDS
 from tests.security.conftest import PASSWORD, Api
 
 LOGIN = "/api/v1/auth/token"
@@ -72,6 +74,31 @@ def _verifications(api: Api) -> tuple[float, float]:
     return count, seconds
 
 
+def _verifications_reaching(api: Api, count: float) -> tuple[float, float]:
+    """(count, seconds) once the count has reached `count`, or after 10 s. Each worker writes
+    its samples for the other's scrapes once a second, so a verification the other worker ran
+    shows up a moment after its answer."""
+    deadline = time.monotonic() + 10
+    found = _verifications(api)
+    while found[0] < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+        found = _verifications(api)
+    return found
+
+
+def _settled_verifications(api: Api) -> tuple[float, float]:
+    """(count, seconds) once every worker has written what it counted: unchanged across more
+    than one write interval."""
+    found = _verifications(api)
+    for _ in range(20):
+        time.sleep(FLUSH_INTERVAL_SECONDS + 0.2)
+        again = _verifications(api)
+        if again == found:
+            return found
+        found = again
+    raise AssertionError(f"the verification count never settled: {found}")
+
+
 def test_unknown_email_and_wrong_password_cost_one_equal_verification(
     auth_api: Api, attack_report: Callable[..., None]
 ) -> None:
@@ -83,17 +110,20 @@ def test_unknown_email_and_wrong_password_cost_one_equal_verification(
     unknown: list[float] = []
     wrong: list[float] = []
     sources = (f"203.0.113.{n}" for n in range(1, 255))
+    count_before, seconds_before = start = _settled_verifications(auth_api)
     # Interleaved, so that machine noise hits both series alike.
     for _ in range(tries):
         for series, email in ((wrong, user["email"]), (unknown, None)):
             target = email or f"nobody-{uuid.uuid4().hex}@security.example.com"
-            count_before, seconds_before = _verifications(auth_api)
             response = _login(auth_api.client, target, "not-the-password", next(sources))
-            count_after, seconds_after = _verifications(auth_api)
             assert response.status_code == 401, response.text
+            count_after, seconds_after = _verifications_reaching(auth_api, count_before + 1)
             # Exactly one verification, whether or not the email names a user.
             assert count_after - count_before == 1, (target, count_after - count_before)
             series.append(seconds_after - seconds_before)
+            count_before, seconds_before = count_after, seconds_after
+    # A second verification counted late would have surfaced in a later step or shows here.
+    assert _settled_verifications(auth_api)[0] == start[0] + 2 * tries
     unknown_median = statistics.median(unknown)
     wrong_median = statistics.median(wrong)
     ratio = unknown_median / wrong_median

@@ -196,60 +196,39 @@ DEPENDENCY_UP: Final = _gauge(
 )
 
 
-# Each helper finds its labelled child once: labels() by keyword costs about ten times
-# the increment itself (validation, a lock, a dict lookup), and a cached read counts one.
-@cache
-def _cache_requests(cache: str, result: CacheResult) -> Counter:
-    return CACHE_REQUESTS.labels(cache=cache, result=result)
+# A labelled child, found once per label values: labels() costs about ten times the
+# increment itself (validation, a lock, a dict lookup), and a cached read counts one.
+_child = cache(lambda metric, *values: metric.labels(*values))
+
+
+def _counter_child(metric: Counter, *values: str) -> Counter:
+    child: Counter = _child(metric, *values)
+    return child
 
 
 def record_cache(result: CacheResult, cache: str = "user") -> None:
-    _cache_requests(cache, result).inc()
-
-
-@cache
-def _redis_errors(component: RedisComponent) -> Counter:
-    return REDIS_ERRORS.labels(component=component)
+    _counter_child(CACHE_REQUESTS, cache, result).inc()
 
 
 def record_redis_error(component: RedisComponent) -> None:
-    _redis_errors(component).inc()
-
-
-@cache
-def _auth_events(event: AuthEvent) -> Counter:
-    return AUTH_EVENTS.labels(event=event)
+    _counter_child(REDIS_ERRORS, component).inc()
 
 
 def record_auth(event: AuthEvent) -> None:
-    _auth_events(event).inc()
-
-
-@cache
-def _session_lookups(reason: SessionLookupReason) -> Counter:
-    return SESSION_DB_LOOKUPS.labels(reason=reason)
+    _counter_child(AUTH_EVENTS, event).inc()
 
 
 def record_session_lookup(reason: SessionLookupReason) -> None:
-    _session_lookups(reason).inc()
-
-
-@cache
-def _rate_limit_rejections(scope: RateLimitScope) -> Counter:
-    return RATE_LIMIT_REJECTIONS.labels(scope=scope)
+    _counter_child(SESSION_DB_LOOKUPS, reason).inc()
 
 
 def record_rate_limited(scope: RateLimitScope) -> None:
-    _rate_limit_rejections(scope).inc()
-
-
-@cache
-def _dependency_up(dependency: Dependency) -> Gauge:
-    return DEPENDENCY_UP.labels(dependency=dependency)
+    _counter_child(RATE_LIMIT_REJECTIONS, scope).inc()
 
 
 def record_dependency(dependency: Dependency, up: bool) -> None:
-    _dependency_up(dependency).set(1 if up else 0)
+    gauge: Gauge = _child(DEPENDENCY_UP, dependency)
+    gauge.set(1 if up else 0)
 
 
 def initialise_label_sets() -> None:
@@ -327,10 +306,5 @@ INTROSPECTION_DURATION: Final = _histogram(
 )
 
 
-@cache
-def _introspection_requests(result: IntrospectionResult) -> Counter:
-    return INTROSPECTION_REQUESTS.labels(result=result)
-
-
 def record_introspection(result: IntrospectionResult) -> None:
-    _introspection_requests(result).inc()
+    _counter_child(INTROSPECTION_REQUESTS, result).inc()

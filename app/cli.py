@@ -235,6 +235,19 @@ def _add_purge_parser(commands: Any) -> None:
     parser.set_defaults(run=purge_sessions)
 
 
+_RETIRE_OPTIONS = frozenset({"--force", "-h", "--help"})
+
+
+def _kid_after_options(argv: list[str]) -> list[str]:
+    """`keys retire KID` with KID after a `--`: a kid is base64url and may begin with "-",
+    which argparse would otherwise take for an unknown option (or for -h)."""
+    if argv[:2] != ["keys", "retire"] or "--" in argv:
+        return argv
+    rest = argv[2:]
+    options = [arg for arg in rest if arg in _RETIRE_OPTIONS]
+    return [*argv[:2], *options, "--", *(arg for arg in rest if arg not in _RETIRE_OPTIONS)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="user-service", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -250,6 +263,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     _add_keys_parser(commands)
     _add_purge_parser(commands)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_kid_after_options(sys.argv[1:] if argv is None else argv))
     result: int = args.run(args)
     return result

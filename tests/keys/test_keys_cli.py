@@ -68,6 +68,16 @@ def test_the_lifecycle_from_the_command_line(env: dict[str, str]) -> None:
     assert unknown.returncode == 1 and "no signing key no-such-kid" in unknown.stderr
 
 
+def test_a_kid_may_begin_with_a_dash(env: dict[str, str]) -> None:
+    # A kid is base64url (RFC 7638 thumbprint): one in 64 begins with "-", which a parser
+    # would take for an option. Unknown kids give the usual error, so the kid was read.
+    for args in (["-VvaVCf1a7K"], ["-hX1"], ["--force", "-VvaVCf1a7K"], ["-VvaVCf1a7K", "--force"]):
+        kid = next(arg for arg in args if arg != "--force")
+        result = _keys(env, "retire", *args)
+        assert result.returncode == 1, result.stderr
+        assert f"no signing key {kid}" in result.stderr
+
+
 def test_errors_are_one_clear_line(env: dict[str, str]) -> None:
     hmac = _keys({**env, "JWT_ALGORITHM": "HS256"}, "status")
     assert hmac.returncode == 2 and "no keys to manage" in hmac.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -23,6 +24,9 @@ _run_redis: RedisServer | None = None
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # httpx logs every request at INFO: a failed load or fault test's report carried
+    # thousands of captured lines, and the part of CI's output that is kept lost its assertion.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     # Settings() and every service a test starts see only what the tests set.
     isolate_environment(
         os.environ, [field.alias for field in Settings.model_fields.values() if field.alias]

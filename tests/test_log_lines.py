@@ -265,3 +265,185 @@ def test_a_steps_lines_are_joined_into_pipe_atomic_writes_of_whole_lines() -> No
     assert [len(write) for write in out.writes] == [4003, 96, 5001, 11, 4096, 5]
     pending.write(b"no loop\n")  # outside a loop: at once
     assert out.writes[-1] == b"no loop\n"
+
+
+# The access line's own call against the bound logger's call it replaces, line by line, for
+# every format and level: written in turn to the same stdout, with the same context, inside a
+# span and outside, in a loop (lines batched per step) and outside one.
+_ACCESS_LINE_AS_BOUND_LOGGER = """
+    import asyncio, sys
+    import structlog
+    from opentelemetry import trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+    from app.observability.logging import access_line, configure_logging
+
+    configure_logging(sys.argv[1], sys.argv[2])
+    fast = access_line("app.access")
+    bound = structlog.get_logger("app.access").bind()
+
+    class Opaque:
+        def __str__(self):
+            return "opaque client"
+
+    CALLS = [
+        ("GET", "/api/v1/users/{user_id}", "/api/v1/users/7", 200, 0.47, "127.0.0.1"),
+        ("POST", "none", "/x?\\u00e9\\"\\n", 404, 1.0, None),
+        ("PATCH", "/api/v1/users/{user_id}", "/api/v1/users/8", 500, 12345.68, Opaque()),
+    ]
+
+    def both():
+        for method, route, path, status, duration_ms, client in CALLS:
+            fast(method, route, path, status, duration_ms, client)
+            bound.info("request", method=method, route=route, path=path, status=status,
+                       duration_ms=duration_ms, client=client)
+
+    structlog.contextvars.bind_contextvars(request_id="r-1", trace_id="caller-trace")
+    both()
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id="r-2")
+    span = NonRecordingSpan(SpanContext(
+        trace_id=0xABC, span_id=0x12, is_remote=False, trace_flags=TraceFlags(1)))
+    with trace.use_span(span):
+        both()
+    async def in_a_loop():
+        both()
+        await asyncio.sleep(0)
+        both()
+    asyncio.run(in_a_loop())
+    structlog.get_logger("app").warning("written", level_was=sys.argv[1])
+"""
+# Both formats put the time first in a line (console) or under "timestamp" (JSON).
+_ANY_TIMESTAMP = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{6})?Z")
+
+
+def _access_lines(level: str, log_format: str) -> list[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OTEL_SDK_DISABLED": "true"}
+    script = textwrap.dedent(_ACCESS_LINE_AS_BOUND_LOGGER)
+    result = subprocess.run(
+        [sys.executable, "-c", script, level, log_format],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    # asyncio's own debug line about its selector is not ours.
+    return [line for line in result.stdout.splitlines(True) if b"Using selector" not in line]
+
+
+def test_the_access_line_is_byte_for_byte_the_bound_loggers_in_every_format_and_level() -> None:
+    for log_format in ("json", "console"):
+        for level in ("DEBUG", "INFO"):
+            lines = _access_lines(level, log_format)
+            assert len(lines) == 4 * 3 * 2 + 1, (level, log_format, lines)
+            assert b"written" in lines[-1]
+            pairs = list(zip(lines[0:-1:2], lines[1:-1:2], strict=True))
+            for ours, reference in pairs:
+                assert len(_ANY_TIMESTAMP.findall(ours)) == 1, ours
+                assert _ANY_TIMESTAMP.sub(b"T", ours) == _ANY_TIMESTAMP.sub(b"T", reference)
+            # The pairs differ from each other: every call and context reached the line.
+            assert len({_ANY_TIMESTAMP.sub(b"T", ours) for ours, _ in pairs}) == 4 * 3 - 3
+            assert b"r-1" in pairs[0][0] and b"r-2" in pairs[-1][0]
+            if log_format == "json":
+                first = orjson.loads(pairs[0][0])
+                fields = ("method", "route", "path", "status", "duration_ms", "client")
+                assert list(first)[:7] == [*fields, "event"]
+                assert orjson.loads(pairs[2][0])["client"] == "opaque client"
+                assert orjson.loads(pairs[3][0])["span_id"] == f"{0x12:016x}"
+
+
+def test_the_access_line_is_not_written_below_the_configured_level() -> None:
+    for log_format in ("json", "console"):
+        for level in ("WARNING", "ERROR"):
+            lines = _access_lines(level, log_format)
+            # Nothing from either call; the process's other output still arrives.
+            expected = 1 if level == "WARNING" else 0
+            assert len(lines) == expected, (level, log_format, lines)
+            assert all(b"written" in line for line in lines)
+
+
+_ACCESS_LINE_UNDER_ANOTHER_CONFIGURATION = """
+    import structlog
+    from structlog.testing import capture_logs
+    from app.observability.logging import access_line, configure_logging
+
+    configure_logging("INFO", "json")
+    before = access_line("app.access")  # as the middleware's: built before the capture
+    with capture_logs() as captured:
+        before("GET", "/r", "/p", 200, 0.5, None)
+        access_line("app.access")("GET", "/r", "/p", 201, 0.5, None)
+    assert captured == [{"method": "GET", "route": "/r", "path": "/p", "status": status,
+                         "duration_ms": 0.5, "client": None, "event": "request",
+                         "log_level": "info"} for status in (200, 201)], captured
+    before("GET", "/r", "/p", 202, 0.5, None)  # the configuration is back: on stdout
+"""
+
+
+def test_the_access_line_follows_structlogs_configuration_changed_by_its_testing() -> None:
+    lines = _run(_ACCESS_LINE_UNDER_ANOTHER_CONFIGURATION).stdout.splitlines()
+    assert [orjson.loads(line)["status"] for line in lines] == [202]
+
+
+# The middleware's lines of one request that fails, at the level given: the access line is
+# info, the unhandled error's line error; both carry the request's id.
+_MIDDLEWARE_AT_A_LEVEL = """
+    import asyncio, sys
+    from app.observability.logging import configure_logging
+    from app.observability.request_context import RequestContextMiddleware
+
+    configure_logging(sys.argv[1], "json")
+
+    async def failing(scope, receive, send):
+        raise RuntimeError("boom")
+
+    middleware = RequestContextMiddleware(failing, template=lambda scope: "/r/{n}")
+
+    async def one(request_id):
+        scope = {"type": "http", "method": "GET", "path": "/r/1", "client": ("10.0.0.9", 1),
+                 "headers": [(b"x-request-id", request_id.encode())]}
+        async def receive():
+            return {"type": "http.request", "body": b""}
+        async def send(message):
+            pass
+        await middleware(scope, receive, send)
+
+    async def main():
+        await one("first-request")
+        await one("second-request")
+    asyncio.run(main())
+"""
+
+
+def _middleware_lines(level: str) -> list[dict[str, object]]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OTEL_SDK_DISABLED": "true"}
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_MIDDLEWARE_AT_A_LEVEL), level],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    return [orjson.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_the_middlewares_access_line_follows_the_level_and_the_requests_context() -> None:
+    lines = _middleware_lines("INFO")
+    assert [(r["event"], r["request_id"]) for r in lines] == [
+        ("unhandled_error", "first-request"),
+        ("request", "first-request"),
+        ("unhandled_error", "second-request"),
+        ("request", "second-request"),
+    ]
+    access = lines[1]
+    assert list(access) == [
+        *("method", "route", "path", "status", "duration_ms", "client", "event"),
+        *("request_id", "level", "logger", "timestamp"),
+    ]
+    assert (access["route"], access["status"], access["client"]) == ("/r/{n}", 500, "10.0.0.9")
+    # At WARNING the access line is gone and the error's line stays.
+    warning = _middleware_lines("WARNING")
+    assert [(r["event"], r["request_id"]) for r in warning] == [
+        ("unhandled_error", "first-request"),
+        ("unhandled_error", "second-request"),
+    ]

@@ -11,7 +11,8 @@ import logging.config
 import os
 import sys
 import time
-from typing import IO, Any
+from collections.abc import Callable
+from typing import IO, Any, NamedTuple
 
 import orjson
 import structlog
@@ -258,6 +259,90 @@ def _line_logger(*args: Any) -> LineLogger:
     return LineLogger(str(args[0]) if args else "app")
 
 
+AccessLine = Callable[[str, str, str, int, float, str | None], None]
+"""Writes one request's access line: method, route, path, status, duration_ms, client."""
+
+
+def access_line(name: str) -> AccessLine:
+    """The access line as `structlog.get_logger(name).info("request", method=..., route=...,
+    path=..., status=..., duration_ms=..., client=...)` writes it, through the configuration
+    in force now (as a bound logger, it does not follow a later one).
+
+    With our JSON configuration the event goes straight to its processor and stream: the
+    bound logger's generic path (its level method, argument interpolation, context copy,
+    result dispatch and the line logger's method) cost more than rendering the line. Its
+    level filter decides as the bound logger does; anything else goes through structlog."""
+    bound = structlog.get_logger(name).bind()
+
+    def through_structlog(
+        method: str, route: str, path: str, status: int, duration_ms: float, client: str | None
+    ) -> None:
+        bound.info(
+            "request",
+            method=method,
+            route=route,
+            path=path,
+            status=status,
+            duration_ms=duration_ms,
+            client=client,
+        )
+
+    config = structlog.get_config()
+    own = _own_json
+    if (
+        own is None
+        or config["processors"] is not own.processors
+        or config["wrapper_class"] is not own.wrapper_class
+        or config["logger_factory"] is not _line_logger
+    ):
+        return through_structlog
+    if not bound.is_enabled_for(logging.INFO):
+        return _no_line
+    logger = _line_logger(name)
+    lines = logger._lines
+    if lines is None:  # a stdout without bytes: the line logger's text path
+        return through_structlog
+    render = own.renderer
+    chain = own.processors  # the bound logger's list, which structlog's testing edits in place
+    write = lines.write
+
+    def own_line(
+        method: str, route: str, path: str, status: int, duration_ms: float, client: str | None
+    ) -> None:
+        if len(chain) != 1 or chain[0] is not render:
+            through_structlog(method, route, path, status, duration_ms, client)
+            return
+        event_dict = {
+            "method": method,
+            "route": route,
+            "path": path,
+            "status": status,
+            "duration_ms": duration_ms,
+            "client": client,
+            "event": "request",
+        }
+        write(render(logger, "info", event_dict))
+
+    return own_line
+
+
+def _no_line(
+    method: str, route: str, path: str, status: int, duration_ms: float, client: str | None
+) -> None:
+    """Below the configured level: as structlog's filtering logger, nothing is built."""
+
+
+class _OwnJson(NamedTuple):
+    """What configure_logging handed structlog for JSON lines, to recognise it later."""
+
+    processors: list[Processor]
+    wrapper_class: type[Any]
+    renderer: OwnEventRenderer
+
+
+_own_json: _OwnJson | None = None
+
+
 def _use_console(log_format: str) -> bool:
     if log_format == "auto":
         return sys.stdout.isatty()
@@ -283,19 +368,24 @@ def configure_logging(level: str = "INFO", log_format: str = "auto") -> None:
     ]
     renderer: Processor
     processors: list[Processor]
+    # Calls below the level cost one no-op method call: nothing is built for them.
+    wrapper_class = structlog.make_filtering_bound_logger(logging.getLevelName(level))
+    global _own_json
     if _use_console(log_format):
         renderer = structlog.dev.ConsoleRenderer()
         processors = [*shared, renderer]
+        _own_json = None
     else:
         shared.append(structlog.processors.format_exc_info)
         renderer = _render_json
-        processors = [OwnEventRenderer()]
+        own = OwnEventRenderer()
+        processors = [own]
+        _own_json = _OwnJson(processors, wrapper_class, own)
 
     structlog.configure(
         processors=processors,
         logger_factory=_line_logger,
-        # Calls below the level cost one no-op method call: nothing is built for them.
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        wrapper_class=wrapper_class,
         cache_logger_on_first_use=True,
     )
     global _last_config

@@ -20,9 +20,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import send_problem
 from app.observability.http_metrics import EXCLUDED_HANDLERS, HttpMetrics
+from app.observability.logging import access_line
 from app.observability.tracing import end_server_span, request_context, start_server_span
 
-access_log = structlog.get_logger("app.access")
 error_log = structlog.get_logger("app.error")
 
 # Scrapes never get here: they arrive on the metrics port (metrics_port.py).
@@ -93,9 +93,8 @@ class RequestContextMiddleware:
         self._template = template
         self._metrics = metrics
         self._tracing = tracing
-        # Built after logging is configured; through the module's lazy proxy every call
-        # would miss an attribute first (about 1.7 us).
-        self._access_log = access_log.bind()
+        # Built after logging is configured, as a bound logger would be.
+        self._access_line = access_line("app.access")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -171,14 +170,13 @@ class RequestContextMiddleware:
             if meter is not None and metrics is not None:
                 metrics.finished(meter, status, request_bytes, response_bytes, elapsed)
             if path not in QUIET_PATHS:
-                self._access_log.info(
-                    "request",
-                    method=method,
-                    route=handler,
-                    path=path,
-                    status=status,
-                    duration_ms=round(elapsed * 1000, 2),
-                    client=scope["client"][0] if scope.get("client") else None,
+                self._access_line(
+                    method,
+                    handler,
+                    path,
+                    status,
+                    round(elapsed * 1000, 2),
+                    scope["client"][0] if scope.get("client") else None,
                 )
             if span is not None:
                 end_server_span(span, status, failure)

@@ -384,22 +384,27 @@ def test_the_access_line_follows_structlogs_configuration_changed_by_its_testing
     assert [orjson.loads(line)["status"] for line in lines] == [202]
 
 
-# The middleware's lines of one request that fails, at the level given: the access line is
-# info, the unhandled error's line error; both carry the request's id.
+# The middleware's lines of two requests that fail, one after the other in one context, at
+# the level given: a standard-library warning, the unhandled error's line and the access line
+# (info), each with its own request's id.
 _MIDDLEWARE_AT_A_LEVEL = """
-    import asyncio, sys
+    import asyncio, logging, sys
+    import structlog
     from app.observability.logging import configure_logging
     from app.observability.request_context import RequestContextMiddleware
 
     configure_logging(sys.argv[1], "json")
 
     async def failing(scope, receive, send):
+        if scope["path"] == "/r/1":  # what the first request binds, the second must not see
+            structlog.contextvars.bind_contextvars(user="first-user")
+        logging.getLogger("app.stdlib").warning("inside")
         raise RuntimeError("boom")
 
     middleware = RequestContextMiddleware(failing, template=lambda scope: "/r/{n}")
 
-    async def one(request_id):
-        scope = {"type": "http", "method": "GET", "path": "/r/1", "client": ("10.0.0.9", 1),
+    async def one(request_id, path):
+        scope = {"type": "http", "method": "GET", "path": path, "client": ("10.0.0.9", 1),
                  "headers": [(b"x-request-id", request_id.encode())]}
         async def receive():
             return {"type": "http.request", "body": b""}
@@ -408,8 +413,8 @@ _MIDDLEWARE_AT_A_LEVEL = """
         await middleware(scope, receive, send)
 
     async def main():
-        await one("first-request")
-        await one("second-request")
+        await one("first-request", "/r/1")
+        await one("second-request", "/r/2")
     asyncio.run(main())
 """
 
@@ -429,21 +434,22 @@ def _middleware_lines(level: str) -> list[dict[str, object]]:
 
 def test_the_middlewares_access_line_follows_the_level_and_the_requests_context() -> None:
     lines = _middleware_lines("INFO")
-    assert [(r["event"], r["request_id"]) for r in lines] == [
-        ("unhandled_error", "first-request"),
-        ("request", "first-request"),
-        ("unhandled_error", "second-request"),
-        ("request", "second-request"),
+    assert [(r["event"], r["request_id"], r.get("user")) for r in lines] == [
+        ("inside", "first-request", "first-user"),
+        ("unhandled_error", "first-request", "first-user"),
+        ("request", "first-request", "first-user"),
+        ("inside", "second-request", None),
+        ("unhandled_error", "second-request", None),
+        ("request", "second-request", None),
     ]
-    access = lines[1]
+    access = lines[-1]
     assert list(access) == [
         *("method", "route", "path", "status", "duration_ms", "client", "event"),
         *("request_id", "level", "logger", "timestamp"),
     ]
     assert (access["route"], access["status"], access["client"]) == ("/r/{n}", 500, "10.0.0.9")
-    # At WARNING the access line is gone and the error's line stays.
+    # At WARNING the access line is gone and the others stay.
     warning = _middleware_lines("WARNING")
-    assert [(r["event"], r["request_id"]) for r in warning] == [
-        ("unhandled_error", "first-request"),
-        ("unhandled_error", "second-request"),
-    ]
+    assert [r for r in lines if r["event"] != "request"] and [
+        (r["event"], r["request_id"]) for r in warning
+    ] == [(r["event"], r["request_id"]) for r in lines if r["event"] != "request"]

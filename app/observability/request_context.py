@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import send_problem
 from app.observability.http_metrics import EXCLUDED_HANDLERS, HttpMetrics
-from app.observability.logging import access_line
+from app.observability.logging import access_line, bind_request_id
 from app.observability.tracing import end_server_span, request_context, start_server_span
 
 error_log = structlog.get_logger("app.error")
@@ -105,8 +105,7 @@ class RequestContextMiddleware:
         method: str = scope["method"]
         request_id, request_bytes = _read_headers(scope["headers"])
         scope.setdefault("state", {})["request_id"] = request_id
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        bind_request_id(request_id)
         handler = self._template(scope)
         # Probes and scrapes are frequent and uninteresting: no spans for them.
         traced = self._tracing and path not in QUIET_PATHS

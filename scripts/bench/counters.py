@@ -1,5 +1,6 @@
 """What one benchmark row cost the machine: database transactions and Redis commands (from
-the servers' own counters), and the gunicorn workers' CPU time and resident memory."""
+the servers' own counters), and the gunicorn workers' CPU time, waits for a CPU and resident
+memory."""
 
 from __future__ import annotations
 
@@ -23,6 +24,12 @@ def cpu_seconds(pids: list[int]) -> float:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / _TICKS
+
+
+def run_queue_wait_seconds(pids: list[int]) -> float:
+    """How long the main threads of these processes (a worker's event loop) were ready to run
+    but waited for a CPU, from the scheduler's own account (/proc/PID/schedstat)."""
+    return sum(int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) for pid in pids) / 1e9
 
 
 def rss_mb(pids: list[int]) -> list[float]:

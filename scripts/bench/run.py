@@ -9,14 +9,20 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from statistics import median
 
 import redis
 
 from scripts.bench import population as pop
-from scripts.bench.counters import cpu_seconds, redis_commands, rss_mb, transactions
+from scripts.bench.counters import (
+    cpu_seconds,
+    redis_commands,
+    rss_mb,
+    run_queue_wait_seconds,
+    transactions,
+)
 from scripts.bench.load import SCRIPT, Load, constant_rate, sustained_rate, wrk
 from scripts.bench.report import (
     ASYNCPG,
@@ -250,28 +256,51 @@ def constant_phase(
     offers it, found on the same server. vegeta shares the two cores with the service and
     needs more CPU per request than wrk, and arrivals spread evenly cost the service more per
     request than wrk's busy connections: 70% of wrk's peak was past what the service can
-    serve beside vegeta, so the percentiles measured an overloaded queue."""
+    serve beside vegeta, so the percentiles measured an overloaded queue.
+
+    The rate is offered in as many runs as the rows have passes, and the verdict takes the
+    run with the median p99/p50 (errors count over all runs): a tail is what 1 request in 100
+    meets, and on a shared machine a few seconds of another process's burst decide it, so one
+    run measured the neighbours as much as the service. Each run also reports how long the
+    workers' event loops waited for a CPU (the scheduler's count), so a reader sees which."""
     with start() as server:
         constant_rate(server.base_url, reads, bench.work_dir, 3, max(1, int(wrk_peak * 0.1)))
         peak, tried = sustained_rate(server.base_url, reads, bench.work_dir, wrk_peak)
         rate = max(1, int(peak * 0.7))
         constant_rate(server.base_url, reads, bench.work_dir, 3, rate)  # warm-up
         seconds = bench.args.constant_seconds
-        load = constant_rate(server.base_url, reads, bench.work_dir, seconds, rate)
-        rss = rss_mb(server.worker_pids())
+        pids = server.worker_pids()
+        runs: list[tuple[Load, float]] = []
+        for _ in range(max(1, bench.args.passes)):
+            waited = run_queue_wait_seconds(pids)
+            load = constant_rate(server.base_url, reads, bench.work_dir, seconds, rate)
+            runs.append((load, (run_queue_wait_seconds(pids) - waited) / len(pids) / seconds))
+        rss = rss_mb(pids)
+    ordered = sorted(runs, key=lambda run: _tail_ratio(run[0]))
+    load = replace(ordered[len(ordered) // 2][0], errors=sum(run.errors for run, _ in runs))
     bench.notes.append(
         f"highest constant rate kept up with (vegeta, steps of a tenth of wrk's peak "
         f"{wrk_peak:.0f}/s): {peak}/s; steps: " + "; ".join(tried)
     )
     bench.notes.append(
-        f"constant rate {rate}/s (70% of that peak) for {seconds}s, "
-        f"GET user cached all on: p50 {load.p50_ms:.2f} ms, p99 {load.p99_ms:.2f} ms "
-        f"(p99/p50 {load.p99_ms / max(load.p50_ms, 1e-9):.1f}, goal <= 4), "
-        f"errors {load.errors} of {load.requests}, worker RSS after "
+        f"constant rate {rate}/s (70% of that peak), {len(runs)} runs of {seconds}s, "
+        f"GET user cached all on: "
+        + "; ".join(
+            f"p50 {run.p50_ms:.2f} ms, p99 {run.p99_ms:.2f} ms (p99/p50 "
+            f"{_tail_ratio(run):.1f}), a worker's event loop waited for a CPU "
+            f"{wait * 1000:.0f} ms per second"
+            for run, wait in runs
+        )
+        + f"; median p99/p50 {_tail_ratio(load):.1f} (goal <= 4), "
+        f"errors {load.errors} of {sum(run.requests for run, _ in runs)}, worker RSS after "
         + ", ".join(f"{size:.0f}" for size in rss)
         + " MB (goal <= 150 each)"
     )
     bench.constant = (load, rss)
+
+
+def _tail_ratio(load: Load) -> float:
+    return load.p99_ms / max(load.p50_ms, 1e-9)
 
 
 def login_phase(

@@ -92,11 +92,10 @@ def _otlp_exporter() -> SpanExporter:
         )
 
         return GrpcExporter()
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-        OTLPSpanExporter as HttpExporter,
-    )
+    # http/protobuf: the official exporter with the service's faster encoder.
+    from app.observability.otlp_export import EncodingSpanExporter
 
-    return HttpExporter()
+    return EncodingSpanExporter()
 
 
 def _children_follow_parent(sampler: Sampler) -> bool:

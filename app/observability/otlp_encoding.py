@@ -104,6 +104,25 @@ def _key_value(key: str, value: Any) -> bytes:
 _KEYS: dict[str, bytes] = {}
 _KEYS_KEPT = 1024
 
+# So do most whole attributes (method, route, server address, db.system, the statement): each
+# encoded pair is kept, per value type so that True and 1 stay apart. The store is emptied
+# when full, so values that never repeat (paths with ids) cannot crowd out those that do.
+_PAIRS: dict[type, dict[tuple[str, Any], bytes]] = {str: {}, int: {}, bool: {}}
+_PAIRS_KEPT = 4096
+
+
+def _pair(key: str, value: Any) -> bytes:
+    kept = _PAIRS.get(type(value))
+    if kept is None:
+        return _key_value(key, value)
+    encoded = kept.get((key, value))
+    if encoded is None:
+        encoded = _key_value(key, value)
+        if len(kept) >= _PAIRS_KEPT:
+            kept.clear()
+        kept[key, value] = encoded
+    return encoded
+
 
 def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     """Each attribute as a repeated KeyValue field; one that cannot be encoded is logged and
@@ -116,7 +135,7 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     out = []
     for key, value in items:
         try:
-            out.append(_field(tag, _key_value(key, value)))
+            out.append(_field(tag, _pair(key, value)))
         except Exception as error:  # any bad value drops only its key
             _logger.exception("Failed to encode key %s: %s", key, error)
     return b"".join(out)
@@ -146,43 +165,58 @@ def encode_span(span: ReadableSpan) -> bytes:
         )
     if parent is not None:
         parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
-    parts.append(_text(b"\x2a", span.name))
+    name = span.name
+    if name:
+        parts.append(_field(b"\x2a", name.encode()))
     parts.append(_KIND[span.kind])
-    parts.append(_fixed64(b"\x39", span.start_time))
-    parts.append(_fixed64(b"\x41", span.end_time))
-    parts.append(_attributes(b"\x4a", span.attributes))
-    parts.append(_count(b"\x50", span.dropped_attributes))
-    for event in span.events:
-        body = (
-            _fixed64(b"\x09", event.timestamp)
-            + _text(b"\x12", event.name)
-            + _attributes(b"\x1a", event.attributes)
-            + _count(b"\x20", event.dropped_attributes)
-        )
-        parts.append(_field(b"\x5a", body))
+    if start := span.start_time:
+        parts.append(b"\x39" + _FIXED64(start))
+    if end := span.end_time:
+        parts.append(b"\x41" + _FIXED64(end))
+    # The span's own containers where it has them, not the copies its properties make.
+    attributes = getattr(span, "_attributes", None)
+    parts.append(_attributes(b"\x4a", span.attributes if attributes is None else attributes))
+    if dropped := span.dropped_attributes:
+        parts.append(b"\x50" + _varint(dropped))
+    events = getattr(span, "_events", None)
+    if events is None:
+        events = span.events
+    if events:
+        for event in events:
+            body = (
+                _fixed64(b"\x09", event.timestamp)
+                + _text(b"\x12", event.name)
+                + _attributes(b"\x1a", event.attributes)
+                + _count(b"\x20", event.dropped_attributes)
+            )
+            parts.append(_field(b"\x5a", body))
     parts.append(_count(b"\x60", span.dropped_events))
-    for link in span.links:
-        link_context = link.context
-        body = (
-            b"\x0a\x10"
-            + link_context.trace_id.to_bytes(16, "big")
-            + b"\x12\x08"
-            + link_context.span_id.to_bytes(8, "big")
-            + _attributes(b"\x22", link.attributes)
-            + _count(b"\x28", link.dropped_attributes)
-            + (_LINK_FLAGS_REMOTE if link_context.is_remote else _LINK_FLAGS_LOCAL)
-        )
-        parts.append(_field(b"\x6a", body))
+    links = getattr(span, "_links", None)
+    if links is None:
+        links = span.links
+    if links:
+        for link in links:
+            link_context = link.context
+            body = (
+                b"\x0a\x10"
+                + link_context.trace_id.to_bytes(16, "big")
+                + b"\x12\x08"
+                + link_context.span_id.to_bytes(8, "big")
+                + _attributes(b"\x22", link.attributes)
+                + _count(b"\x28", link.dropped_attributes)
+                + (_LINK_FLAGS_REMOTE if link_context.is_remote else _LINK_FLAGS_LOCAL)
+            )
+            parts.append(_field(b"\x6a", body))
     parts.append(_count(b"\x70", span.dropped_links))
     status = span.status
     if status is not None:
         code = status.status_code.value
-        parts.append(
-            _field(
-                b"\x7a",
-                _text(b"\x12", status.description) + (b"\x18" + _varint(code) if code else b""),
-            )
-        )
+        description = status.description
+        if code or description:
+            body = _text(b"\x12", description) + (b"\x18" + _varint(code) if code else b"")
+            parts.append(_field(b"\x7a", body))
+        else:
+            parts.append(b"\x7a\x00")  # an unset status: present, and empty
     parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
     return b"".join(parts)
 

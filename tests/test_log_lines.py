@@ -453,3 +453,24 @@ def test_the_middlewares_access_line_follows_the_level_and_the_requests_context(
     assert [r for r in lines if r["event"] != "request"] and [
         (r["event"], r["request_id"]) for r in warning
     ] == [(r["event"], r["request_id"]) for r in lines if r["event"] != "request"]
+
+
+_PROXY_UNUSED = """
+    import structlog
+    from app.observability.logging import access_line, configure_logging
+
+    configure_logging("INFO", "json")
+    line = access_line("app.access")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the access line went through the bound logger")
+
+    structlog.BoundLoggerBase._proxy_to_logger = refuse
+    line("GET", "/r", "/p", 200, 0.5, None)
+"""
+
+
+def test_the_access_line_skips_the_bound_loggers_path_under_the_services_configuration() -> None:
+    """The line's bytes are the same either way; this pins that it costs what it should."""
+    out = _run(_PROXY_UNUSED).stdout
+    assert orjson.loads(out)["event"] == "request"

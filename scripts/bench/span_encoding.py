@@ -1,0 +1,114 @@
+"""What encoding a batch of exported spans costs, in process: the service's OTLP encoder beside
+the official one (message objects, then SerializePartialToString); CPU microseconds per span.
+
+usage: python -m scripts.bench.span_encoding [ROUNDS]
+
+The batch is what a sampled cached read leaves in the export queue, made by the SDK itself:
+per request its SERVER span with the HTTP attributes, the admission pipeline's CLIENT span
+with the Redis attributes and the cache lookup's INTERNAL span, 512 spans as the batch
+processor exports them. Both encoders must produce the same bytes before anything is timed;
+they alternate round by round, and the minimum and median of the rounds are printed (a
+shared machine only ever adds time).
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as official
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from app.observability.otlp_encoding import encode_spans
+
+BATCH = 512
+
+
+def cached_read_spans(count: int = BATCH) -> list[ReadableSpan]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(
+        resource=Resource.create(
+            {
+                "service.name": "user-service",
+                "service.version": "1.0.0",
+                "deployment.environment": "production",
+            }
+        )
+    )
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    http = provider.get_tracer("user-service.http")
+    redis = provider.get_tracer("user-service.redis")
+    cache = provider.get_tracer("user-service.cache")
+    for _ in range(count // 3 + 1):
+        path = f"/api/v1/users/{uuid.uuid4()}"
+        server = http.start_span(
+            "GET /api/v1/users/{user_id}",
+            kind=SpanKind.SERVER,
+            attributes={
+                "http.request.method": "GET",
+                "url.scheme": "http",
+                "url.path": path,
+                "http.route": "/api/v1/users/{user_id}",
+                "network.protocol.version": "1.1",
+                "server.address": "10.0.0.12",
+                "server.port": 8000,
+            },
+        )
+        inside = trace.set_span_in_context(server)
+        with redis.start_as_current_span("MGET INCRBY PEXPIREAT", inside, SpanKind.CLIENT) as span:
+            span.set_attributes(
+                {
+                    "db.statement": "MGET ? ? ?\nINCRBY ? ?\nPEXPIREAT ? ?",
+                    "db.redis.pipeline_length": 3,
+                    "db.system": "redis",
+                    "db.redis.database_index": 0,
+                    "net.peer.name": "redis",
+                    "net.peer.port": 6379,
+                    "net.transport": "ip_tcp",
+                }
+            )
+        with cache.start_as_current_span("cache.get user", inside) as span:
+            span.set_attribute("cache.result", "hit")
+            span.set_attribute("cache.hit", True)
+        server.set_attribute("http.response.status_code", 200)
+        server.end()
+    return list(exporter.get_finished_spans())[:count]
+
+
+def _per_span(encode: Callable[[], object], spans: int, repeat: int = 5) -> float:
+    started = time.process_time()
+    for _ in range(repeat):
+        encode()
+    return (time.process_time() - started) / repeat / spans * 1e6
+
+
+def main(argv: Sequence[str]) -> None:
+    rounds = int(argv[0]) if argv else 15
+    spans = cached_read_spans()
+    if encode_spans(spans) != official(spans).SerializePartialToString():
+        raise SystemExit("the service's encoder does not write the official encoder's bytes")
+    ways: dict[str, Callable[[], object]] = {
+        "official": lambda: official(spans).SerializePartialToString(),
+        "service": lambda: encode_spans(spans),
+    }
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(rounds):
+        for name, encode in ways.items():
+            times[name].append(_per_span(encode, len(spans)))
+    print(f"{len(spans)} spans of cached reads, {rounds} rounds, CPU us per span:")
+    for name, values in times.items():
+        print(f"  {name:9s} min {min(values):6.2f}  median {statistics.median(values):6.2f}")
+    ratio = statistics.median(times["official"]) / statistics.median(times["service"])
+    print(f"  official / service (medians): {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

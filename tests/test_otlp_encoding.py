@@ -308,3 +308,26 @@ def test_the_protocol_variable_picks_the_exporter(monkeypatch: pytest.MonkeyPatc
     assert isinstance(grpc, GrpcExporter)  # gRPC keeps the official exporter whole
     grpc.shutdown()
     http.shutdown()
+
+
+def test_kept_attributes_never_stand_in_for_another_type_or_value() -> None:
+    """The encoder keeps the encoded form of repeated attributes: 1, True and "1" under one
+    name stay three values, and values that never repeat (more than the store holds) still
+    come out right, before and after it is emptied."""
+    resource = Resource({"service.name": "svc"})
+    context = SpanContext(1, 2, is_remote=False)
+    spans = [
+        ReadableSpan(name="typed", context=context, resource=resource, attributes={"v": value})
+        for value in (1, True, "1", 1.0, 0, False, "", 1, True)
+    ]
+    spans += [
+        ReadableSpan(
+            name="distinct",
+            context=context,
+            resource=resource,
+            attributes={"url.path": f"/users/{n}", "http.route": "/users/{id}", "n": n % 7},
+        )
+        for n in range(5000)
+    ]
+    assert encode_spans(spans) == official(spans).SerializePartialToString()
+    assert encode_spans(spans) == official(spans).SerializePartialToString()

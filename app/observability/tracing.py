@@ -16,11 +16,13 @@ from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, Sampler
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import __version__
+from app.observability.server_sampling import SERVER_SCOPE, HandOverIds, ServerSampling
 from app.settings import Settings
 
 log = structlog.get_logger("app.tracing")
@@ -110,9 +112,22 @@ def _children_follow_parent(sampler: Sampler) -> bool:
 
 
 class ServiceTracerProvider(TracerProvider):
-    """The SDK provider, knowing whether an unsampled request can skip its child spans."""
+    """The SDK provider, knowing whether an unsampled request can skip its child spans and
+    how its sampler decides on a server span."""
 
     _judged: tuple[Sampler, bool] | None = None
+    _sampling: tuple[Sampler, ServerSampling | None] | None = None
+
+    def __init__(self, *, id_generator: IdGenerator | None = None, **kwargs: Any) -> None:
+        self._ids = HandOverIds(id_generator or RandomIdGenerator())
+        super().__init__(id_generator=self._ids, **kwargs)
+
+    @property
+    def server_sampling(self) -> ServerSampling | None:
+        sampling = self._sampling
+        if sampling is None or sampling[0] is not self.sampler:
+            sampling = self._sampling = (self.sampler, ServerSampling.of(self, self._ids))
+        return sampling[1]
 
     @property
     def children_follow_parent(self) -> bool:
@@ -193,10 +208,12 @@ class _Current:
             span.end()
 
 
-_server_tracer = trace.get_tracer("user-service.http")
+_server_tracer = trace.get_tracer(SERVER_SCOPE)
 
 
-def start_server_span(scope: MutableMapping[str, Any], template: str) -> trace.Span:
+def start_server_span(
+    scope: MutableMapping[str, Any], template: str, provider: trace.TracerProvider | None = None
+) -> trace.Span:
     """The request's SERVER span, named "<METHOD> <route template>" and continuing the
     caller's trace when it sent one. Every attribute goes in at the start: a sampled span
     cleans and stores them in one pass (a later set_attributes takes the span's lock and
@@ -205,10 +222,25 @@ def start_server_span(scope: MutableMapping[str, Any], template: str) -> trace.S
     parent = None
     headers: list[tuple[bytes, bytes]] = scope["headers"]
     fields = _propagated_fields()
-    if any(name in fields for name, _ in headers):
-        parent = propagate.extract(
-            {name.decode("latin-1"): value.decode("latin-1") for name, value in headers}
-        )
+    for name, _ in headers:  # a plain loop: any() over a generator cost twice as much
+        if name in fields:
+            parent = propagate.extract(
+                {name.decode("latin-1"): value.decode("latin-1") for name, value in headers}
+            )
+            break
+    # An unsampled request's span without the SDK's span machinery, when the sampler's rule
+    # is known; the SDK starts every other span.
+    sampling: ServerSampling | None = getattr(
+        provider or trace.get_tracer_provider(), "server_sampling", None
+    )
+    tracer: trace.Tracer
+    if sampling is not None:
+        unsampled = sampling.unsampled_span(trace.get_current_span(parent).get_span_context())
+        if unsampled is not None:
+            return unsampled
+        tracer = sampling.tracer
+    else:
+        tracer = provider.get_tracer(SERVER_SCOPE) if provider else _server_tracer
     attributes: dict[str, Any] = {
         "http.request.method": method,
         "url.scheme": scope.get("scheme", "http"),
@@ -223,12 +255,16 @@ def start_server_span(scope: MutableMapping[str, Any], template: str) -> trace.S
         attributes["server.address"] = server[0]
         if server[1] is not None:
             attributes["server.port"] = server[1]
-    return _server_tracer.start_span(
-        f"{method} {template}" if template != "none" else method,
-        context=parent,
-        kind=SpanKind.SERVER,
-        attributes=attributes,
-    )
+    try:
+        return tracer.start_span(
+            f"{method} {template}" if template != "none" else method,
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+        )
+    finally:
+        if sampling is not None:
+            sampling.withdraw()
 
 
 def end_server_span(span: trace.Span, status: int, error: BaseException | None) -> None:

@@ -202,3 +202,27 @@ async def test_the_uncached_read_has_the_client_span_of_an_executed_statement(
     statement = next(v for k, v in read.attributes.items() if "statement" in k or "query" in k)
     assert str(statement).startswith("SELECT users.id, users.email")
     assert _descends_from(read, _server_span(cold), cold)
+
+
+async def test_an_unsampled_caller_gets_its_trace_back_and_no_spans(
+    traced: AppHarness, spans: InMemorySpanExporter
+) -> None:
+    _, headers = await traced.user_with_token("unsampled-caller@example.com")
+    trace_id = "5bf92f3577b34da6a3ce929d0e0e4737"
+    spans.clear()
+    response = await traced.client.get(
+        "/api/v1/users/me", headers={**headers, "traceparent": f"00-{trace_id}-00f067aa0ba902b7-00"}
+    )
+    assert response.status_code == 200
+    assert response.headers["x-trace-id"] == trace_id
+    # Its server span and every span below it follow the caller: none recorded, none sent.
+    assert _trace_of(list(spans.get_finished_spans()), trace_id) == []
+    # The same request from a sampling caller is traced whole.
+    response = await traced.client.get(
+        "/api/v1/users/me", headers={**headers, "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
+    )
+    assert response.headers["x-trace-id"] == trace_id
+    trace = _trace_of(list(spans.get_finished_spans()), trace_id)
+    server = _server_span(trace)
+    assert server.parent is not None and f"{server.parent.span_id:016x}" == "00f067aa0ba902b7"
+    assert len(trace) > 1

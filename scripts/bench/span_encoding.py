@@ -21,28 +21,22 @@ from collections.abc import Callable, Sequence
 
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as official
-from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from app.observability.otlp_encoding import encode_spans
+from app.observability.tracing import build_resource
+from app.settings import Settings
 
 BATCH = 512
 
 
 def cached_read_spans(count: int = BATCH) -> list[ReadableSpan]:
     exporter = InMemorySpanExporter()
-    provider = TracerProvider(
-        resource=Resource.create(
-            {
-                "service.name": "user-service",
-                "service.version": "1.0.0",
-                "deployment.environment": "production",
-            }
-        )
-    )
+    # The service's own resource (its hash kept, as the service's provider has it).
+    provider = TracerProvider(resource=build_resource(Settings(_env_file=None)))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     http = provider.get_tracer("user-service.http")
     redis = provider.get_tracer("user-service.redis")

@@ -37,6 +37,7 @@ from opentelemetry.trace import (
     TraceState,
 )
 
+from app.observability import otlp_encoding
 from app.observability.otlp_encoding import encode_spans
 from app.observability.otlp_export import EncodingSpanExporter
 from app.observability.tracing import _otlp_exporter
@@ -331,3 +332,23 @@ def test_kept_attributes_never_stand_in_for_another_type_or_value() -> None:
     ]
     assert encode_spans(spans) == official(spans).SerializePartialToString()
     assert encode_spans(spans) == official(spans).SerializePartialToString()
+
+
+def test_long_values_are_encoded_but_never_kept() -> None:
+    """Only short values are kept for reuse: a burst of failing requests, each with its own
+    long exception stack trace, must not leave megabytes of copies in the encoder."""
+    resource = Resource({"service.name": "svc"})
+    context = SpanContext(1, 2, is_remote=False)
+    spans = [
+        ReadableSpan(
+            name="failed",
+            context=context,
+            resource=resource,
+            attributes={"short": "kept", "trace": f"Traceback {n}\n" + "  frame\n" * 2000},
+            events=[Event("exception", {"exception.stacktrace": f"{n}" * 5000})],
+        )
+        for n in range(200)
+    ]
+    assert encode_spans(spans) == official(spans).SerializePartialToString()
+    kept = [len(encoded) for store in otlp_encoding._PAIRS.values() for encoded in store.values()]
+    assert kept and max(kept) <= 300

@@ -92,7 +92,7 @@ def _key_value(key: str, value: Any) -> bytes:
     encoded_key = _KEYS.get(key)
     if encoded_key is None:
         encoded_key = _text(b"\x0a", key)
-        if len(_KEYS) < _KEYS_KEPT:
+        if len(_KEYS) < _KEYS_KEPT and len(key) <= _KEPT_LENGTH:
             _KEYS[key] = encoded_key
     if type(value) is str:  # most attributes: no walk through the type checks
         return encoded_key + _field(b"\x12", _field(b"\x0a", value.encode()))
@@ -106,14 +106,20 @@ _KEYS_KEPT = 1024
 
 # So do most whole attributes (method, route, server address, db.system, the statement): each
 # encoded pair is kept, per value type so that True and 1 stay apart. The store is emptied
-# when full, so values that never repeat (paths with ids) cannot crowd out those that do.
+# when full, so values that never repeat (paths with ids) cannot crowd out those that do, and
+# it holds short pairs only: a stack trace is encoded each time, never copied into it.
 _PAIRS: dict[type, dict[tuple[str, Any], bytes]] = {str: {}, int: {}, bool: {}}
 _PAIRS_KEPT = 4096
+_KEPT_LENGTH = 256
 
 
 def _pair(key: str, value: Any) -> bytes:
     kept = _PAIRS.get(type(value))
-    if kept is None:
+    if (
+        kept is None
+        or len(key) > _KEPT_LENGTH
+        or (type(value) is str and len(value) > _KEPT_LENGTH)
+    ):
         return _key_value(key, value)
     encoded = kept.get((key, value))
     if encoded is None:

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -240,3 +242,26 @@ def test_log_lines_of_an_unsampled_request_carry_its_trace() -> None:
     context = span.get_span_context()
     assert fields["trace_id"] == f"{context.trace_id:032x}" != "0" * 32
     assert fields["span_id"] == f"{context.span_id:016x}"
+
+
+def test_the_sdks_own_span_metrics_still_count_unsampled_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
+    reader = InMemoryMetricReader()
+    provider = ServiceTracerProvider(
+        sampler=ParentBasedTraceIdRatio(0.0), meter_provider=MeterProvider([reader])
+    )
+    for _ in range(3):
+        start_server_span(_scope(), TEMPLATE, provider).end()
+    data = reader.get_metrics_data()
+    assert data is not None
+    started = [
+        point
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "otel.sdk.span.started"
+        for point in metric.data.data_points
+    ]
+    assert sum(getattr(point, "value", 0) for point in started) == 3

@@ -22,6 +22,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import __version__
+from app.observability.child_spans import child_span
 from app.observability.server_sampling import SERVER_SCOPE, HandOverIds, ServerSampling
 from app.settings import Settings
 
@@ -154,14 +155,17 @@ def request_context(
 
 
 def record_span(tracer: trace.Tracer, name: str, kind: SpanKind = SpanKind.INTERNAL) -> Any:
-    """A span for our own code's step (`with record_span(tracer, "cache.get") as span`), or,
-    inside a request whose spans are dropped, the request's own non-recording span: the same
-    result for a tracer at a fraction of the cost."""
+    """A span for our own code's step (`with record_span(tracer, "cache.get") as span`):
+    inside a request whose spans are dropped, the request's own non-recording span; inside a
+    sampled one, a ChildSpan. The same result for a tracer at a fraction of the cost."""
     span = trace.get_current_span()
-    if span.get_span_context().is_valid and not span.is_recording():
-        provider = trace.get_tracer_provider()
-        if getattr(provider, "children_follow_parent", False):
-            return _Unrecorded(span)
+    if span.get_span_context().is_valid:
+        if not span.is_recording():
+            provider = trace.get_tracer_provider()
+            if getattr(provider, "children_follow_parent", False):
+                return _Unrecorded(span)
+        elif child := child_span(tracer, name, kind, span):
+            return _Current(child)
     return _Current(tracer.start_span(name, kind=kind))
 
 

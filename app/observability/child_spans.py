@@ -1,0 +1,290 @@
+"""Child spans of a sampled request, recorded without the SDK's span machinery.
+
+A sampled cached read records three spans, and the SDK took 17-19 us of the request's CPU to
+start, fill and end each: the sampler chain asked again for a child whose decision its
+parent already made, a lock and a cleaning pass for every attribute set, two more locks and
+bounded containers built for events and links that are never added. For a child of a
+sampled span of this process, under a ParentBased sampler that samples every child of a
+sampled parent (every parentbased_* setting), the outcome is known: sampled, the parent's
+trace id, trace state and random flag, a fresh span id. This span records the same data in a
+plain dict and, at its end, hands the provider's span processors the SDK's own ReadableSpan,
+as the SDK's span does; the processors and exporters see no difference. About 3.6 us.
+
+A span is touched by the one request that made it, so it takes no lock. Anything the SDK
+would do differently falls back to the SDK: another sampler, a disabled tracer, the SDK's
+own span metrics, or a limit on attribute value length (which the SDK applies by cutting
+values).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from collections.abc import Mapping
+from time import time_ns
+from types import TracebackType
+from typing import Final, cast
+
+from opentelemetry import trace
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.trace import Event, ReadableSpan, Tracer
+from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.semconv.attributes.exception_attributes import (
+    EXCEPTION_ESCAPED,
+    EXCEPTION_MESSAGE,
+    EXCEPTION_STACKTRACE,
+    EXCEPTION_TYPE,
+)
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.util import types
+
+_logger = logging.getLogger(__name__)
+_PLAIN: Final = frozenset({str, bool, int, float})
+_SAMPLED: Final = TraceFlags(TraceFlags.SAMPLED)
+_SAMPLED_RANDOM: Final = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
+_UNSET: Final = Status(StatusCode.UNSET)
+
+
+def children_always_sampled(sampler: Sampler) -> bool:
+    """True when the sampler samples every child of a sampled parent, local or remote, with
+    the span's own attributes and the parent's trace state."""
+    return isinstance(sampler, ParentBased) and all(
+        getattr(sampler, attribute, None) is ALWAYS_ON
+        for attribute in ("_local_parent_sampled", "_remote_parent_sampled")
+    )
+
+
+def sdk_tracer(tracer: trace.Tracer) -> Tracer | None:
+    """The SDK tracer behind `tracer` (a module's `trace.get_tracer(...)` is a proxy until
+    the provider is set), or None."""
+    real = tracer._tracer if isinstance(tracer, trace.ProxyTracer) else tracer
+    return real if isinstance(real, Tracer) else None
+
+
+def recordable_by_child_span(tracer: Tracer) -> bool:
+    """Whether a ChildSpan records what this tracer's own span would."""
+    return (
+        tracer._is_enabled()
+        and isinstance(tracer._tracer_metrics, NoOpTracerMetrics)
+        and tracer._span_limits.max_span_attribute_length is None
+        and tracer._span_limits.max_attribute_length is None
+        and children_always_sampled(tracer.sampler)
+    )
+
+
+class ChildSpan(trace.Span, ReadableSpan):
+    """A recording span whose parent, a sampled span of this process, decided its sampling.
+    Readable as the SDK's span is, for processors that look at it as it starts or ends."""
+
+    def __init__(self, tracer: Tracer, name: str, kind: SpanKind, parent: SpanContext) -> None:
+        self._tracer = tracer
+        self._name = name
+        self._kind = kind
+        self._parent = parent
+        self._context = SpanContext(
+            parent.trace_id,
+            tracer.id_generator.generate_span_id(),
+            False,
+            _SAMPLED_RANDOM if parent.trace_flags.random_trace_id else _SAMPLED,
+            parent.trace_state,
+        )
+        self._attributes: dict[str, types.AttributeValue] | BoundedAttributes = {}
+        limit = tracer._span_limits.max_span_attributes
+        self._max_attributes = limit if limit is not None else sys.maxsize
+        self._events: BoundedList[Event] | tuple[()] = ()
+        self._links: BoundedList[Link] | tuple[()] = ()
+        self._status = _UNSET
+        self._resource = tracer.resource
+        self._instrumentation_info = tracer.instrumentation_info
+        self._instrumentation_scope = tracer._instrumentation_scope
+        self._end_time: int | None = None
+        self._start_time = time_ns()
+        tracer.span_processor.on_start(self, parent_context=None)  # type: ignore[arg-type]
+
+    def get_span_context(self) -> SpanContext:
+        return cast(SpanContext, self._context)  # set once, in __init__
+
+    def is_recording(self) -> bool:
+        return self._end_time is None
+
+    def _ended(self, method: str | None = None) -> bool:
+        if self._end_time is None:
+            return False
+        if method is None:
+            _logger.warning("Setting attribute on ended span.")
+        else:
+            _logger.warning("Tried calling %s on an ended span.", method)
+        return True
+
+    def set_attribute(self, key: str, value: types.AttributeValue) -> None:
+        if self._ended():
+            return
+        attributes = self._attributes
+        if (
+            type(attributes) is dict
+            and type(value) in _PLAIN
+            and type(key) is str
+            and key
+            and key not in attributes
+            and len(attributes) < self._max_attributes
+        ):
+            attributes[key] = value
+            return
+        self._bounded()[key] = value
+
+    def set_attributes(self, attributes: Mapping[str, types.AttributeValue]) -> None:
+        if self._ended():
+            return
+        for key, value in attributes.items():
+            own = self._attributes
+            if not (
+                type(own) is dict
+                and type(value) in _PLAIN
+                and type(key) is str
+                and key
+                and key not in own
+                and len(own) < self._max_attributes
+            ):
+                break
+        else:
+            self._attributes.update(attributes)
+            return
+        self._bounded()._set_items(attributes)
+
+    def _bounded(self) -> BoundedAttributes:
+        """The SDK's own attribute mapping, from the first attribute this span cannot simply
+        store (a sequence, an invalid key or value, a key set again, the limit reached) on:
+        its cleaning, ordering and dropping rules then apply to every attribute, as the SDK's
+        span applies them."""
+        attributes = self._attributes
+        if isinstance(attributes, BoundedAttributes):
+            return attributes
+        bounded = self._attributes = BoundedAttributes(
+            self._tracer._span_limits.max_span_attributes, attributes, immutable=False
+        )
+        return bounded
+
+    def add_event(
+        self, name: str, attributes: types.Attributes = None, timestamp: int | None = None
+    ) -> None:
+        if self._ended("_add_event"):
+            return
+        limits = self._tracer._span_limits
+        if not isinstance(self._events, BoundedList):
+            self._events = BoundedList(limits.max_events)
+        bounded = BoundedAttributes(
+            limits.max_event_attributes,
+            attributes,
+            max_value_len=limits.max_attribute_length,
+            immutable=True,
+        )
+        self._events.append(Event(name=name, attributes=bounded, timestamp=timestamp))
+
+    def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
+        if not (context and (context.is_valid or attributes or context.trace_state)):
+            return
+        if self._ended("_add_link"):
+            return
+        limits = self._tracer._span_limits
+        if not isinstance(self._links, BoundedList):
+            self._links = BoundedList(limits.max_links)
+        bounded = BoundedAttributes(
+            limits.max_link_attributes,
+            attributes,
+            max_value_len=limits.max_attribute_length,
+            immutable=True,
+        )
+        self._links.append(Link(context=context, attributes=bounded))
+
+    def update_name(self, name: str) -> None:
+        if not self._ended("update_name"):
+            self._name = name
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        if self._ended("set_status") or self._status.status_code is StatusCode.OK:
+            return
+        if isinstance(status, Status):
+            if status.status_code is StatusCode.UNSET:
+                return
+            if description is not None:
+                _logger.warning(
+                    "Description %s ignored. Use either `Status` or `(StatusCode, Description)`",
+                    description,
+                )
+            self._status = status
+        elif status is not StatusCode.UNSET:
+            self._status = Status(status, description)
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: types.Attributes = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        module = type(exception).__module__
+        qualname = type(exception).__qualname__
+        recorded: dict[str, types.AttributeValue] = {
+            EXCEPTION_TYPE: f"{module}.{qualname}" if module and module != "builtins" else qualname,
+            EXCEPTION_MESSAGE: str(exception),
+            EXCEPTION_STACKTRACE: "".join(traceback.format_exception(exception)),
+            EXCEPTION_ESCAPED: str(escaped),
+        }
+        if attributes:
+            recorded.update(attributes)
+        self.add_event("exception", recorded, timestamp)
+
+    def end(self, end_time: int | None = None) -> None:
+        if self._end_time is not None:
+            _logger.warning("Calling end() on an ended span.")
+            return
+        self._end_time = end_time if end_time is not None else time_ns()
+        if isinstance(self._attributes, BoundedAttributes):
+            self._attributes._immutable = True  # as the SDK's span freezes its own at end
+        tracer = self._tracer
+        processor = tracer.span_processor
+        processor._on_ending(self)  # type: ignore[arg-type]
+        processor.on_end(self._readable())
+
+    def _readable(self) -> ReadableSpan:
+        return ReadableSpan(
+            name=self._name,
+            context=self._context,
+            parent=self._parent,
+            resource=self._resource,
+            attributes=self._attributes,
+            events=self._events,
+            links=self._links,
+            kind=self._kind,
+            status=self._status,
+            start_time=self._start_time,
+            end_time=self._end_time,
+            instrumentation_info=self._instrumentation_info,
+            instrumentation_scope=self._instrumentation_scope,
+        )
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        # As the SDK's span: an exception escaping the block is recorded, with an ERROR status.
+        if exc_val is not None and self.is_recording():
+            self.record_exception(exc_val, escaped=True)
+            self.set_status(Status(StatusCode.ERROR, f"{type(exc_val).__name__}: {exc_val}"))
+        super().__exit__(exc_type, exc_val, exc_tb)
+
+
+def child_span(
+    tracer: trace.Tracer, name: str, kind: SpanKind, parent: trace.Span
+) -> ChildSpan | None:
+    """A ChildSpan of `parent` (a sampled, recording span of this process), or None when the
+    SDK's tracer must start it."""
+    real = sdk_tracer(tracer)
+    if real is None or not recordable_by_child_span(real):
+        return None
+    return ChildSpan(real, name, kind, parent.get_span_context())

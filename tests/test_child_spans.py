@@ -1,0 +1,301 @@
+"""A ChildSpan exports exactly what the SDK's own span would for the same calls, and
+record_span uses one only where the SDK's outcome is known."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler
+from opentelemetry.trace import SpanKind, Status, StatusCode, TraceState
+
+from app.observability.child_spans import ChildSpan
+from app.observability.otlp_encoding import encode_spans as service_encode_spans
+from app.observability.tracing import ServiceTracerProvider, record_span
+
+Steps = Callable[[trace.Span], None]
+
+
+def _provider(
+    sampler: Sampler | None = None, limits: SpanLimits | None = None
+) -> tuple[ServiceTracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = ServiceTracerProvider(sampler=sampler or ParentBased(ALWAYS_ON), span_limits=limits)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+def _raised() -> ValueError:
+    try:
+        raise ValueError("boom")
+    except ValueError as error:
+        return error
+
+
+ERROR = _raised()
+ODD = object()  # one object: its str() (with its address) is the same for both spans
+
+
+def _everything(span: trace.Span) -> None:
+    span.set_attribute("db.system", "redis")
+    span.set_attribute("db.redis.pipeline_length", 3)
+    span.set_attribute("ratio", 0.5)
+    span.set_attribute("cache.hit", True)
+    span.set_attribute("db.system", "redis again")  # set again: moves to the end
+    span.set_attribute("peers", ["a", "b"])  # a sequence, stored as a tuple
+    span.set_attribute("odd", ODD)  # type: ignore[arg-type]  # invalid: str() or dropped
+    span.set_attribute("", "empty key")  # invalid key: dropped and counted
+    span.set_attributes({"many.one": 1, "many.two": (True, False), "many.three": b"raw"})
+    span.add_event("retry", {"attempt": 2, "": "dropped"})
+    span.add_link(trace.SpanContext(7, 8, False), {"link.kind": "follows"})
+    span.update_name("renamed")
+    span.set_status(StatusCode.ERROR, "went wrong")
+    span.record_exception(ERROR, {"extra": "yes"})
+
+
+def _plain(span: trace.Span) -> None:
+    span.set_attributes({"cache.result": "hit", "cache.hit": True})
+
+
+def _ok_then_error(span: trace.Span) -> None:
+    span.set_status(Status(StatusCode.OK))
+    span.set_status(StatusCode.ERROR, "ignored after OK")
+
+
+def _over_the_limit(span: trace.Span) -> None:
+    for n in range(6):
+        span.set_attribute(f"attribute.{n}", n)
+
+
+def _record(
+    provider: ServiceTracerProvider,
+    exporter: InMemorySpanExporter,
+    steps: Steps,
+    *,
+    ours: bool,
+    trace_state: TraceState | None = None,
+) -> ReadableSpan:
+    tracer = provider.get_tracer("user-service.test", "1.2.3")
+    parent_context = trace.set_span_in_context(
+        trace.NonRecordingSpan(
+            trace.SpanContext(
+                0x1234, 0x5678, True, trace.TraceFlags(0x03), trace_state or TraceState()
+            )
+        )
+    )
+    parent = tracer.start_span("GET /users/{user_id}", parent_context, SpanKind.SERVER)
+    token = otel_context.attach(trace.set_span_in_context(parent))
+    try:
+        if ours:
+            with record_span(tracer, "cache.get user", SpanKind.CLIENT) as span:
+                assert isinstance(span, ChildSpan)
+                steps(span)
+        else:
+            span = tracer.start_span("cache.get user", kind=SpanKind.CLIENT)
+            assert not isinstance(span, ChildSpan)
+            steps(span)
+            span.end()
+    finally:
+        otel_context.detach(token)
+        parent.end()
+    child, server = exporter.get_finished_spans()
+    exporter.clear()
+    assert child.parent is not None and not child.parent.is_remote
+    assert child.parent.span_id == server.context.span_id
+    return child
+
+
+def _comparable(span: ReadableSpan) -> Any:
+    """The OTLP message of one span, with what differs between any two spans (its id and its
+    parent's, the clock) set alike."""
+    request = encode_spans([span])
+    (message,) = request.resource_spans[0].scope_spans[0].spans
+    message.span_id = message.parent_span_id = b"\x00" * 8
+    message.start_time_unix_nano = message.end_time_unix_nano = 1
+    for event in message.events:
+        event.time_unix_nano = 1
+    return request
+
+
+@pytest.mark.parametrize(
+    "steps", [_everything, _plain, _ok_then_error, _over_the_limit], ids=lambda s: s.__name__
+)
+@pytest.mark.parametrize("limits", [None, SpanLimits(max_span_attributes=4)], ids=["", "limit4"])
+def test_a_child_span_exports_what_the_sdk_span_would(
+    steps: Steps, limits: SpanLimits | None
+) -> None:
+    provider, exporter = _provider(limits=limits)
+    state = TraceState([("vendor", "value")])
+    sdk = _record(provider, exporter, steps, ours=False, trace_state=state)
+    ours = _record(provider, exporter, steps, ours=True, trace_state=state)
+    assert _comparable(ours) == _comparable(sdk)
+    assert ours.context.trace_state == state and ours.context.trace_flags == 0x03
+    assert ours.context.span_id != sdk.context.span_id  # each span its own id
+    assert ours.start_time is not None and ours.end_time is not None
+    assert ours.start_time <= ours.end_time
+    # The service's own encoder reads the span the same way.
+    sdk_bytes = service_encode_spans([_with_ids_and_times_of(sdk, ours)])
+    assert service_encode_spans([ours]) == sdk_bytes
+
+
+def _with_ids_and_times_of(span: ReadableSpan, other: ReadableSpan) -> ReadableSpan:
+    events = tuple(
+        type(event)(event.name, event.attributes, mine.timestamp)
+        for event, mine in zip(span.events, other.events, strict=True)
+    )
+    return ReadableSpan(
+        name=span.name,
+        context=other.context,
+        parent=other.parent,
+        resource=span.resource,
+        attributes=span._attributes,  # the SDK's bounded mapping, with its dropped count
+        events=events,
+        links=span._links,
+        kind=span.kind,
+        status=span.status,
+        start_time=other.start_time,
+        end_time=other.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+def test_the_limit_drops_the_oldest_attributes_and_counts_them() -> None:
+    provider, exporter = _provider(limits=SpanLimits(max_span_attributes=4))
+    ours = _record(provider, exporter, _over_the_limit, ours=True)
+    assert dict(ours.attributes or {}) == {f"attribute.{n}": n for n in range(2, 6)}
+    assert ours.dropped_attributes == 2
+
+
+def test_an_ended_child_span_changes_nothing_and_ends_once(caplog: Any) -> None:
+    provider, exporter = _provider()
+    tracer = provider.get_tracer("test")
+    parent = tracer.start_span("GET /")
+    token = otel_context.attach(trace.set_span_in_context(parent))
+    try:
+        with record_span(tracer, "cache.get user") as span:
+            assert isinstance(span, ChildSpan)
+    finally:
+        otel_context.detach(token)
+    with caplog.at_level(logging.WARNING):
+        span.set_attribute("late", 1)
+        span.set_attributes({"later": 2})
+        span.set_status(StatusCode.ERROR)
+        span.end()
+    assert not span.is_recording()
+    parent.end()
+    finished, _ = exporter.get_finished_spans()
+    assert finished.name == "cache.get user"
+    assert dict(finished.attributes or {}) == {}
+    assert finished.status.status_code is StatusCode.UNSET
+    assert "Calling end() on an ended span." in caplog.text
+    assert "Setting attribute on ended span." in caplog.text
+
+
+def test_an_exception_escaping_a_child_span_is_recorded_as_by_the_sdk() -> None:
+    provider, exporter = _provider()
+    tracer = provider.get_tracer("test")
+    parent = tracer.start_span("GET /")
+    token = otel_context.attach(trace.set_span_in_context(parent))
+    try:
+        with pytest.raises(ValueError, match="boom"), record_span(tracer, "cache.get user"):
+            raise ValueError("boom")
+        with pytest.raises(ValueError, match="boom"), tracer.start_as_current_span("sdk"):
+            raise ValueError("boom")
+    finally:
+        otel_context.detach(token)
+        parent.end()
+    ours, sdk, _ = exporter.get_finished_spans()
+    assert type(ours) is ReadableSpan
+    assert ours.status.status_code is sdk.status.status_code is StatusCode.ERROR
+    assert ours.status.description == sdk.status.description == "ValueError: boom"
+    assert [event.name for event in ours.events] == ["exception"]
+    ours_event, sdk_event = (
+        dict(ours.events[0].attributes or {}),
+        dict(sdk.events[0].attributes or {}),
+    )
+    assert ours_event.keys() == sdk_event.keys()
+    assert ours_event["exception.type"] == "ValueError"
+    assert ours_event["exception.escaped"] == sdk_event["exception.escaped"] == "False"
+
+
+@pytest.mark.parametrize(
+    ("sampler", "limits"),
+    [
+        # A sampled parent's children are not all sampled: the sampler decides each.
+        (ParentBased(ALWAYS_ON, local_parent_sampled=ALWAYS_OFF), None),
+        # Attribute values are cut to a length: the SDK cuts them.
+        (ParentBased(ALWAYS_ON), SpanLimits(max_span_attribute_length=8)),
+        (ParentBased(ALWAYS_ON), SpanLimits(max_attribute_length=8)),
+        # Not a ParentBased sampler at all.
+        (ALWAYS_ON, None),
+    ],
+    ids=["children-sampled-off", "span-value-length", "value-length", "not-parent-based"],
+)
+def test_the_sdk_starts_the_child_where_its_outcome_is_not_known(
+    sampler: Sampler, limits: SpanLimits | None
+) -> None:
+    provider, exporter = _provider(sampler, limits)
+    tracer = provider.get_tracer("test")
+    parent = tracer.start_span("GET /")
+    token = otel_context.attach(trace.set_span_in_context(parent))
+    try:
+        with record_span(tracer, "cache.get user") as span:
+            assert not isinstance(span, ChildSpan)
+            span.set_attribute("statement", "a long statement")
+    finally:
+        otel_context.detach(token)
+        parent.end()
+    finished = {span.name: span for span in exporter.get_finished_spans()}
+    if sampler is ALWAYS_ON and limits is None:
+        assert finished["cache.get user"].attributes == {"statement": "a long statement"}
+    elif limits is not None:
+        assert finished["cache.get user"].attributes == {"statement": "a long s"}
+    else:
+        assert "cache.get user" not in finished
+
+
+def test_a_module_tracer_made_before_the_provider_gives_child_spans() -> None:
+    # The service's modules take their tracer at import, a proxy until the provider is set.
+    provider, exporter = _provider()
+    proxy = trace.ProxyTracer("app.infra.cache")
+    proxy._real_tracer = provider.get_tracer("app.infra.cache")
+    parent = provider.get_tracer("test").start_span("GET /")
+    token = otel_context.attach(trace.set_span_in_context(parent))
+    try:
+        with record_span(proxy, "cache.get user") as span:
+            assert isinstance(span, ChildSpan)
+    finally:
+        otel_context.detach(token)
+        parent.end()
+    step = next(s for s in exporter.get_finished_spans() if s.name == "cache.get user")
+    assert step.instrumentation_scope is not None
+    assert step.instrumentation_scope.name == "app.infra.cache"
+
+
+class _Ending(SpanProcessor):
+    """Sees each span as it ends, before it is handed on (the SDK's hook for that)."""
+
+    def __init__(self) -> None:
+        self.ending: list[str] = []
+
+    def _on_ending(self, span: Any) -> None:
+        self.ending.append(span.name)
+
+
+def test_processors_see_a_child_span_end_and_cannot_change_it_after() -> None:
+    provider, exporter = _provider(limits=SpanLimits(max_span_attributes=4))
+    ending = _Ending()
+    provider.add_span_processor(ending)
+    for ours in (False, True):
+        child = _record(provider, exporter, _over_the_limit, ours=ours)
+        with pytest.raises(TypeError, match="immutable"):
+            child._attributes["late"] = 1  # type: ignore[index]
+    assert ending.ending == ["cache.get user", "GET /users/{user_id}"] * 2

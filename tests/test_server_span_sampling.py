@@ -1,7 +1,7 @@
 """The request's server span is sampled by the configured sampler's rule, whichever way it is
 built: an unsampled one is the SDK's non-recording span to the field (trace id, flags, trace
 state), exports nothing, and still carries the trace to the headers, the logs and whatever
-the request calls; a sampled one is the SDK's recording span on the judged trace id."""
+the request calls; a sampled one records on the judged trace id."""
 
 from __future__ import annotations
 

@@ -7,15 +7,17 @@ tracing together, to build a span that records nothing. For a ParentBased sample
 default delegates over ALWAYS_ON, ALWAYS_OFF or a trace id ratio (every parentbased_*
 setting), the decision is the sampler's own rule on the parent's flag or on the trace id:
 an unsampled request gets the same non-recording span the SDK would build (same trace id,
-flags and trace state, a fresh span id), and a sampled one is started by the SDK on the very
-trace id that was judged. Any other sampler, a disabled tracer or the SDK's own span metrics
-leave every span to the SDK.
+flags and trace state, a fresh span id), and a sampled one a RecordedSpan on the very trace
+id that was judged (or, where the SDK would record it differently, the SDK's span on that
+id). Any other sampler, a disabled tracer or the SDK's own span metrics leave every span to
+the SDK.
 """
 
 from __future__ import annotations
 
 import threading
 
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Tracer, TracerProvider
 from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
 from opentelemetry.sdk.trace.id_generator import IdGenerator
@@ -26,7 +28,10 @@ from opentelemetry.sdk.trace.sampling import (
     Sampler,
     TraceIdRatioBased,
 )
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+from opentelemetry.util import types
+
+from app.observability.recorded_spans import RecordedSpan, recordable, sampled_context
 
 SERVER_SCOPE = "user-service.http"
 _LOW_BITS = TraceIdRatioBased.TRACE_ID_LIMIT
@@ -137,6 +142,35 @@ class ServerSampling:
                 False,
                 _UNSAMPLED_RANDOM if self._random else _UNSAMPLED,
             )
+        )
+
+    def sampled_span(
+        self,
+        name: str,
+        parent: SpanContext,
+        parent_context: Context | None,
+        attributes: dict[str, types.AttributeValue],
+    ) -> RecordedSpan | None:
+        """The server span of a request unsampled_span found sampled, or None when the SDK
+        must start it (on the trace id handed over)."""
+        tracer = self.tracer
+        if not recordable(tracer):
+            return None
+        ids = self._ids
+        if parent.is_valid:
+            context = sampled_context(
+                parent.trace_id,
+                ids.generate_span_id(),
+                parent.trace_flags.random_trace_id,
+                parent.trace_state,
+            )
+            return RecordedSpan(
+                tracer, name, SpanKind.SERVER, context, parent, attributes, parent_context
+            )
+        # The trace id judged sampled, handed over for this span.
+        context = sampled_context(ids.generate_trace_id(), ids.generate_span_id(), self._random)
+        return RecordedSpan(
+            tracer, name, SpanKind.SERVER, context, None, attributes, parent_context
         )
 
     def withdraw(self) -> None:

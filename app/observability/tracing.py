@@ -22,7 +22,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import __version__
-from app.observability.child_spans import child_span
+from app.observability.recorded_spans import child_span
 from app.observability.server_sampling import SERVER_SCOPE, HandOverIds, ServerSampling
 from app.settings import Settings
 
@@ -157,7 +157,7 @@ def request_context(
 def record_span(tracer: trace.Tracer, name: str, kind: SpanKind = SpanKind.INTERNAL) -> Any:
     """A span for our own code's step (`with record_span(tracer, "cache.get") as span`):
     inside a request whose spans are dropped, the request's own non-recording span; inside a
-    sampled one, a ChildSpan. The same result for a tracer at a fraction of the cost."""
+    sampled one, a RecordedSpan. The same result for a tracer at a fraction of the cost."""
     span = trace.get_current_span()
     if span.get_span_context().is_valid:
         if not span.is_recording():
@@ -232,14 +232,15 @@ def start_server_span(
                 {name.decode("latin-1"): value.decode("latin-1") for name, value in headers}
             )
             break
-    # An unsampled request's span without the SDK's span machinery, when the sampler's rule
-    # is known; the SDK starts every other span.
+    # The span without the SDK's span machinery, when the sampler's rule is known: the SDK
+    # starts every other span.
     sampling: ServerSampling | None = getattr(
         provider or trace.get_tracer_provider(), "server_sampling", None
     )
     tracer: trace.Tracer
+    parent_span = trace.get_current_span(parent).get_span_context()
     if sampling is not None:
-        unsampled = sampling.unsampled_span(trace.get_current_span(parent).get_span_context())
+        unsampled = sampling.unsampled_span(parent_span)
         if unsampled is not None:
             return unsampled
         tracer = sampling.tracer
@@ -259,12 +260,14 @@ def start_server_span(
         attributes["server.address"] = server[0]
         if server[1] is not None:
             attributes["server.port"] = server[1]
+    span_name = f"{method} {template}" if template != "none" else method
     try:
+        if sampling is not None:
+            recorded = sampling.sampled_span(span_name, parent_span, parent, attributes)
+            if recorded is not None:
+                return recorded
         return tracer.start_span(
-            f"{method} {template}" if template != "none" else method,
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes=attributes,
+            span_name, context=parent, kind=SpanKind.SERVER, attributes=attributes
         )
     finally:
         if sampling is not None:

@@ -1,4 +1,4 @@
-"""A ChildSpan exports exactly what the SDK's own span would for the same calls, and
+"""A RecordedSpan exports exactly what the SDK's own span would for the same calls, and
 record_span uses one only where the SDK's outcome is known."""
 
 from __future__ import annotations
@@ -14,12 +14,24 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    Sampler,
+    StaticSampler,
+)
 from opentelemetry.trace import SpanKind, Status, StatusCode, TraceState
 
-from app.observability.child_spans import ChildSpan
 from app.observability.otlp_encoding import encode_spans as service_encode_spans
-from app.observability.tracing import ServiceTracerProvider, record_span
+from app.observability.recorded_spans import RecordedSpan
+from app.observability.tracing import (
+    ServiceTracerProvider,
+    end_server_span,
+    record_span,
+    start_server_span,
+)
 
 Steps = Callable[[trace.Span], None]
 
@@ -96,11 +108,11 @@ def _record(
     try:
         if ours:
             with record_span(tracer, "cache.get user", SpanKind.CLIENT) as span:
-                assert isinstance(span, ChildSpan)
+                assert isinstance(span, RecordedSpan)
                 steps(span)
         else:
             span = tracer.start_span("cache.get user", kind=SpanKind.CLIENT)
-            assert not isinstance(span, ChildSpan)
+            assert not isinstance(span, RecordedSpan)
             steps(span)
             span.end()
     finally:
@@ -181,7 +193,7 @@ def test_an_ended_child_span_changes_nothing_and_ends_once(caplog: Any) -> None:
     token = otel_context.attach(trace.set_span_in_context(parent))
     try:
         with record_span(tracer, "cache.get user") as span:
-            assert isinstance(span, ChildSpan)
+            assert isinstance(span, RecordedSpan)
     finally:
         otel_context.detach(token)
     with caplog.at_level(logging.WARNING):
@@ -248,7 +260,7 @@ def test_the_sdk_starts_the_child_where_its_outcome_is_not_known(
     token = otel_context.attach(trace.set_span_in_context(parent))
     try:
         with record_span(tracer, "cache.get user") as span:
-            assert not isinstance(span, ChildSpan)
+            assert not isinstance(span, RecordedSpan)
             span.set_attribute("statement", "a long statement")
     finally:
         otel_context.detach(token)
@@ -271,7 +283,7 @@ def test_a_module_tracer_made_before_the_provider_gives_child_spans() -> None:
     token = otel_context.attach(trace.set_span_in_context(parent))
     try:
         with record_span(proxy, "cache.get user") as span:
-            assert isinstance(span, ChildSpan)
+            assert isinstance(span, RecordedSpan)
     finally:
         otel_context.detach(token)
         parent.end()
@@ -299,3 +311,52 @@ def test_processors_see_a_child_span_end_and_cannot_change_it_after() -> None:
         with pytest.raises(TypeError, match="immutable"):
             child._attributes["late"] = 1  # type: ignore[index]
     assert ending.ending == ["cache.get user", "GET /users/{user_id}"] * 2
+
+
+def _server_span(sampler: Sampler, *headers: tuple[bytes, bytes]) -> tuple[bool, ReadableSpan]:
+    provider, exporter = _provider(sampler)
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/api/v1/users/1",
+        "http_version": "1.1",
+        "server": ("127.0.0.1", 8000),
+        "headers": [(b"host", b"t"), *headers],
+    }
+    span = start_server_span(scope, "/api/v1/users/{user_id}", provider)
+    recorded = isinstance(span, RecordedSpan)
+    end_server_span(span, 500, ERROR)
+    (finished,) = exporter.get_finished_spans()
+    return recorded, finished
+
+
+CALLER = (
+    (b"traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+    (b"tracestate", b"vendor=value"),
+)
+
+
+@pytest.mark.parametrize("headers", [(), CALLER], ids=["root", "sampled-caller"])
+def test_a_sampled_server_span_exports_what_the_sdk_span_would(
+    headers: tuple[tuple[bytes, bytes], ...],
+) -> None:
+    # The same rule as ALWAYS_ON, but not the SDK's own instance: its outcome is left to the
+    # SDK, which starts the reference span.
+    always = StaticSampler(Decision.RECORD_AND_SAMPLE)
+    unknown = ParentBased(always, remote_parent_sampled=always, local_parent_sampled=always)
+    recorded, ours = _server_span(ParentBased(ALWAYS_ON), *headers)
+    by_sdk, sdk = _server_span(unknown, *headers)
+    assert recorded and not by_sdk
+    comparable_ours, comparable_sdk = _comparable(ours), _comparable(sdk)
+    if not headers:  # each root span draws its own trace id
+        assert ours.parent is None and sdk.parent is None
+        for request in (comparable_ours, comparable_sdk):
+            request.resource_spans[0].scope_spans[0].spans[0].trace_id = b"\x00" * 16
+    else:
+        assert ours.parent is not None and ours.parent.is_remote
+        assert ours.context.trace_id == 0x4BF92F3577B34DA6A3CE929D0E0E4736
+    assert comparable_ours == comparable_sdk
+    assert ours.status.status_code is StatusCode.ERROR
+    assert dict(ours.attributes or {})["http.response.status_code"] == 500
+    assert [event.name for event in ours.events] == ["exception"]

@@ -225,7 +225,7 @@ def test_an_exception_escaping_a_child_span_is_recorded_as_by_the_sdk() -> None:
         otel_context.detach(token)
         parent.end()
     ours, sdk, _ = exporter.get_finished_spans()
-    assert type(ours) is ReadableSpan
+    assert isinstance(ours, ReadableSpan)
     assert ours.status.status_code is sdk.status.status_code is StatusCode.ERROR
     assert ours.status.description == sdk.status.description == "ValueError: boom"
     assert [event.name for event in ours.events] == ["exception"]

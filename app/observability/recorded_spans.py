@@ -7,8 +7,8 @@ decided), a lock and a cleaning pass for every attribute, two more locks and bou
 containers for events and links that are never added. Where the outcome is known (a child
 of a sampled span of this process under a sampler that samples every child of a sampled
 parent, or a server span ServerSampling judged sampled) this span records the same data in a
-plain dict and, at its end, hands the provider's span processors the SDK's own ReadableSpan,
-as the SDK's span does: the processors and exporters see no difference. About 3.6 us.
+plain dict and, at its end, hands itself, a finished SDK ReadableSpan, to the provider's span
+processors: the processors and exporters see no difference. About 3 us.
 
 A span is touched by the one request that made it, so it takes no lock. Anything the SDK
 would do differently falls back to the SDK: another sampler, a disabled tracer, the SDK's
@@ -262,24 +262,9 @@ class RecordedSpan(trace.Span, ReadableSpan):
         tracer = self._tracer
         processor = tracer.span_processor
         processor._on_ending(self)  # type: ignore[arg-type]
-        processor.on_end(self._readable())
-
-    def _readable(self) -> ReadableSpan:
-        return ReadableSpan(
-            name=self._name,
-            context=self._context,
-            parent=self._parent,
-            resource=self._resource,
-            attributes=self._attributes,
-            events=self._events,
-            links=self._links,
-            kind=self._kind,
-            status=self._status,
-            start_time=self._start_time,
-            end_time=self._end_time,
-            instrumentation_info=self._instrumentation_info,
-            instrumentation_scope=self._instrumentation_scope,
-        )
+        # The span itself, a ReadableSpan that nothing changes any more: the SDK hands on a
+        # copy of its span, whose lock and limits a processor must not reach.
+        processor.on_end(self)
 
     def __exit__(
         self,

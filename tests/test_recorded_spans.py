@@ -11,7 +11,7 @@ import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, _TracerConfig
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import (
@@ -87,6 +87,11 @@ def _over_the_limit(span: trace.Span) -> None:
         span.set_attribute(f"attribute.{n}", n)
 
 
+def _over_the_limit_at_once(span: trace.Span) -> None:
+    span.set_attribute("first", 0)
+    span.set_attributes({f"attribute.{n}": n for n in range(6)})
+
+
 def _record(
     provider: ServiceTracerProvider,
     exporter: InMemorySpanExporter,
@@ -138,7 +143,9 @@ def _comparable(span: ReadableSpan) -> Any:
 
 
 @pytest.mark.parametrize(
-    "steps", [_everything, _plain, _ok_then_error, _over_the_limit], ids=lambda s: s.__name__
+    "steps",
+    [_everything, _plain, _ok_then_error, _over_the_limit, _over_the_limit_at_once],
+    ids=lambda s: s.__name__,
 )
 @pytest.mark.parametrize("limits", [None, SpanLimits(max_span_attributes=4)], ids=["", "limit4"])
 def test_a_child_span_exports_what_the_sdk_span_would(
@@ -360,3 +367,20 @@ def test_a_sampled_server_span_exports_what_the_sdk_span_would(
     assert ours.status.status_code is StatusCode.ERROR
     assert dict(ours.attributes or {})["http.response.status_code"] == 500
     assert [event.name for event in ours.events] == ["exception"]
+
+
+def test_a_tracer_switched_off_after_recording_child_spans_records_no_more() -> None:
+    provider, exporter = _provider()
+    tracer = provider.get_tracer("app.infra.cache")
+    parent = provider.get_tracer("test").start_span("GET /")
+    token = otel_context.attach(trace.set_span_in_context(parent))
+    try:
+        with record_span(tracer, "before") as span:
+            assert isinstance(span, RecordedSpan)
+        tracer._set_tracer_config(_TracerConfig(is_enabled=False))
+        with record_span(tracer, "after") as span:
+            assert not span.is_recording()
+    finally:
+        otel_context.detach(token)
+        parent.end()
+    assert [span.name for span in exporter.get_finished_spans()] == ["before", "GET /"]

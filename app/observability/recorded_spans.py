@@ -153,20 +153,18 @@ class RecordedSpan(trace.Span, ReadableSpan):
     def set_attributes(self, attributes: Mapping[str, types.AttributeValue]) -> None:
         if self._ended():
             return
-        for key, value in attributes.items():
-            own = self._attributes
-            if not (
-                type(own) is dict
-                and type(value) in _PLAIN
-                and type(key) is str
-                and key
-                and key not in own
-                and len(own) < self._max_attributes
-            ):
-                break
-        else:
-            self._attributes.update(attributes)
-            return
+        own = self._attributes
+        if (
+            type(own) is dict
+            and len(own) + len(attributes) <= self._max_attributes
+            and own.keys().isdisjoint(attributes)
+        ):
+            for key, value in attributes.items():
+                if not (type(value) in _PLAIN and type(key) is str and key):
+                    break
+            else:
+                own.update(attributes)
+                return
         self._bounded()._set_items(attributes)
 
     def _bounded(self) -> BoundedAttributes:
@@ -291,8 +289,15 @@ def child_span(
 ) -> RecordedSpan | None:
     """A RecordedSpan child of `parent` (a sampled, recording span of this process), or None
     when the SDK's tracer must start it."""
-    real = sdk_tracer(tracer)
-    if real is None or not recordable(real) or not children_always_sampled(real.sampler):
+    real = _CHILD_TRACERS.get(tracer)
+    if real is None:
+        real = sdk_tracer(tracer)
+        if real is None or not children_always_sampled(real.sampler) or not recordable(real):
+            return None
+        if len(_CHILD_TRACERS) >= 256:  # tracers made on the fly must not grow this forever
+            _CHILD_TRACERS.clear()
+        _CHILD_TRACERS[tracer] = real
+    elif not real._is_enabled():  # the one judgement that can change: a tracer switched off
         return None
     context = parent.get_span_context()
     return RecordedSpan(
@@ -307,3 +312,10 @@ def child_span(
         ),
         context,
     )
+
+
+# The SDK tracer behind each tracer found able to record child spans (its sampler, limits
+# and span metrics are its own for life): a module's tracer is asked on every sampled span.
+# Only a tracer that can is kept, so a module's proxy is looked at again until its provider
+# is set.
+_CHILD_TRACERS: dict[trace.Tracer, Tracer] = {}

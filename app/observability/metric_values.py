@@ -21,6 +21,7 @@ import logging
 import os
 import threading
 import weakref
+from collections.abc import Sequence
 from typing import Any, ClassVar, Final
 
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
@@ -141,6 +142,19 @@ class ValueStore:
             numbers = [(v.prefix, v.key, v._value, v._timestamp) for v in self.values]
         for prefix, key, number, timestamp in numbers:
             self._file(prefix).write_value(key, number, timestamp)  # type: ignore[no-untyped-call]
+
+    def inc_all(self, values: Sequence[BufferedValue], amounts: Sequence[float]) -> None:
+        """Add each amount to its value under one lock: what one request records (ten
+        numbers) costs one lock and no metric-method calls."""
+        with self.lock:
+            pending = self.pending
+            for value, amount in zip(values, amounts, strict=True):
+                value._value += amount
+                if not value._dirty:
+                    value._dirty = True
+                    pending.append(value)
+            if self.thread is None:
+                self.start()
 
     def close(self) -> None:
         """Flush, stop the thread and close the files (at exit, or to start over)."""

@@ -127,7 +127,7 @@ class RequestContextMiddleware:
         metrics = self._metrics
         meter = metrics.route(method, handler) if metrics and handler not in _UNMETERED else None
         if meter is not None:
-            meter.in_progress.inc()
+            meter.started()
         status = 500
         response_bytes = 0
         response_started = False

@@ -93,3 +93,19 @@ def test_the_service_scrape_is_the_same_with_either_recording(tmp_path: Path) ->
         in buffered
     )
     assert 'user_service_cache_requests_total{cache="user",result="hit"}' in buffered
+
+
+def test_the_recording_benchmark_prints_both_ways() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "scripts.bench.metric_recording", "1"],
+        cwd=REPO,
+        env={k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split() for line in done.stdout.splitlines() if "us/request" in line]
+    assert [row[0] for row in rows] == ["service", "metric"], done.stdout
+    assert all(float(row[row.index("min") + 1]) > 0 for row in rows), done.stdout

@@ -4,7 +4,8 @@ record_span uses one only where the SDK's outcome is known."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -32,6 +33,7 @@ from app.observability.tracing import (
     record_span,
     start_server_span,
 )
+from tests.support.asgi_scope import http_scope
 
 Steps = Callable[[trace.Span], None]
 
@@ -43,6 +45,17 @@ def _provider(
     provider = ServiceTracerProvider(sampler=sampler or ParentBased(ALWAYS_ON), span_limits=limits)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     return provider, exporter
+
+
+@contextmanager
+def _current(span: trace.Span) -> Iterator[None]:
+    """`span` current inside the block, and ended after it."""
+    token = otel_context.attach(trace.set_span_in_context(span))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+        span.end()
 
 
 def _raised() -> ValueError:
@@ -109,8 +122,7 @@ def _record(
         )
     )
     parent = tracer.start_span("GET /users/{user_id}", parent_context, SpanKind.SERVER)
-    token = otel_context.attach(trace.set_span_in_context(parent))
-    try:
+    with _current(parent):
         if ours:
             with record_span(tracer, "cache.get user", SpanKind.CLIENT) as span:
                 assert isinstance(span, RecordedSpan)
@@ -120,9 +132,6 @@ def _record(
             assert not isinstance(span, RecordedSpan)
             steps(span)
             span.end()
-    finally:
-        otel_context.detach(token)
-        parent.end()
     child, server = exporter.get_finished_spans()
     exporter.clear()
     assert child.parent is not None and not child.parent.is_remote
@@ -222,15 +231,11 @@ def test_an_exception_escaping_a_child_span_is_recorded_as_by_the_sdk() -> None:
     provider, exporter = _provider()
     tracer = provider.get_tracer("test")
     parent = tracer.start_span("GET /")
-    token = otel_context.attach(trace.set_span_in_context(parent))
-    try:
+    with _current(parent):
         with pytest.raises(ValueError, match="boom"), record_span(tracer, "cache.get user"):
             raise ValueError("boom")
         with pytest.raises(ValueError, match="boom"), tracer.start_as_current_span("sdk"):
             raise ValueError("boom")
-    finally:
-        otel_context.detach(token)
-        parent.end()
     ours, sdk, _ = exporter.get_finished_spans()
     assert isinstance(ours, ReadableSpan)
     assert ours.status.status_code is sdk.status.status_code is StatusCode.ERROR
@@ -264,14 +269,9 @@ def test_the_sdk_starts_the_child_where_its_outcome_is_not_known(
     provider, exporter = _provider(sampler, limits)
     tracer = provider.get_tracer("test")
     parent = tracer.start_span("GET /")
-    token = otel_context.attach(trace.set_span_in_context(parent))
-    try:
-        with record_span(tracer, "cache.get user") as span:
-            assert not isinstance(span, RecordedSpan)
-            span.set_attribute("statement", "a long statement")
-    finally:
-        otel_context.detach(token)
-        parent.end()
+    with _current(parent), record_span(tracer, "cache.get user") as span:
+        assert not isinstance(span, RecordedSpan)
+        span.set_attribute("statement", "a long statement")
     finished = {span.name: span for span in exporter.get_finished_spans()}
     if sampler is ALWAYS_ON and limits is None:
         assert finished["cache.get user"].attributes == {"statement": "a long statement"}
@@ -287,13 +287,8 @@ def test_a_module_tracer_made_before_the_provider_gives_child_spans() -> None:
     proxy = trace.ProxyTracer("app.infra.cache")
     proxy._real_tracer = provider.get_tracer("app.infra.cache")
     parent = provider.get_tracer("test").start_span("GET /")
-    token = otel_context.attach(trace.set_span_in_context(parent))
-    try:
-        with record_span(proxy, "cache.get user") as span:
-            assert isinstance(span, RecordedSpan)
-    finally:
-        otel_context.detach(token)
-        parent.end()
+    with _current(parent), record_span(proxy, "cache.get user") as span:
+        assert isinstance(span, RecordedSpan)
     step = next(s for s in exporter.get_finished_spans() if s.name == "cache.get user")
     assert step.instrumentation_scope is not None
     assert step.instrumentation_scope.name == "app.infra.cache"
@@ -322,16 +317,7 @@ def test_processors_see_a_child_span_end_and_cannot_change_it_after() -> None:
 
 def _server_span(sampler: Sampler, *headers: tuple[bytes, bytes]) -> tuple[bool, ReadableSpan]:
     provider, exporter = _provider(sampler)
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/api/v1/users/1",
-        "http_version": "1.1",
-        "server": ("127.0.0.1", 8000),
-        "headers": [(b"host", b"t"), *headers],
-    }
-    span = start_server_span(scope, "/api/v1/users/{user_id}", provider)
+    span = start_server_span(http_scope(*headers), "/api/v1/users/{user_id}", provider)
     recorded = isinstance(span, RecordedSpan)
     end_server_span(span, 500, ERROR)
     (finished,) = exporter.get_finished_spans()
@@ -373,14 +359,10 @@ def test_a_tracer_switched_off_after_recording_child_spans_records_no_more() -> 
     provider, exporter = _provider()
     tracer = provider.get_tracer("app.infra.cache")
     parent = provider.get_tracer("test").start_span("GET /")
-    token = otel_context.attach(trace.set_span_in_context(parent))
-    try:
+    with _current(parent):
         with record_span(tracer, "before") as span:
             assert isinstance(span, RecordedSpan)
         tracer._set_tracer_config(_TracerConfig(is_enabled=False))
         with record_span(tracer, "after") as span:
             assert not span.is_recording()
-    finally:
-        otel_context.detach(token)
-        parent.end()
     assert [span.name for span in exporter.get_finished_spans()] == ["before", "GET /"]

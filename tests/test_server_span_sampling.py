@@ -6,8 +6,7 @@ the request calls; a sampled one records on the judged trace id."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, MutableMapping
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 from opentelemetry import context as otel_context
@@ -29,23 +28,12 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFl
 
 from app.observability.logging import add_trace_context
 from app.observability.tracing import ServiceTracerProvider, request_context, start_server_span
+from tests.support.asgi_scope import http_scope
 
 _LIMIT = (1 << 64) - 1
 TEMPLATE = "/api/v1/users/{user_id}"
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
-
-
-def _scope(*headers: tuple[bytes, bytes]) -> MutableMapping[str, Any]:
-    return {
-        "type": "http",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/api/v1/users/1",
-        "http_version": "1.1",
-        "server": ("127.0.0.1", 8000),
-        "headers": [(b"host", b"t"), *headers],
-    }
 
 
 def _provider(sampler: Sampler) -> tuple[ServiceTracerProvider, InMemorySpanExporter]:
@@ -74,7 +62,7 @@ def test_root_spans_are_sampled_by_the_ratio_rule_on_their_own_trace_id() -> Non
     bound = TraceIdRatioBased(rate).bound
     sampled = 0
     for _ in range(3000):
-        span = start_server_span(_scope(), TEMPLATE, provider)
+        span = start_server_span(http_scope(), TEMPLATE, provider)
         context = span.get_span_context()
         assert context.is_valid and not context.is_remote
         # Sampled exactly when the rule says so for the trace id the span carries: a decision
@@ -93,7 +81,7 @@ def test_root_spans_are_sampled_by_the_ratio_rule_on_their_own_trace_id() -> Non
 
 def test_an_unsampled_root_span_is_the_sdks_non_recording_span() -> None:
     provider, exporter = _provider(ParentBased(ALWAYS_OFF))
-    span = start_server_span(_scope(), TEMPLATE, provider)
+    span = start_server_span(http_scope(), TEMPLATE, provider)
     reference = provider.get_tracer("reference").start_span("GET")
     assert isinstance(span, NonRecordingSpan) and not span.is_recording()
     ours, sdk = span.get_span_context(), reference.get_span_context()
@@ -115,7 +103,7 @@ def _traceparent(flags: str) -> tuple[bytes, bytes]:
 def test_an_unsampled_caller_is_followed_and_its_trace_state_kept(flags: str) -> None:
     provider, exporter = _provider(ParentBasedTraceIdRatio(1.0))
     headers = (_traceparent(flags), (b"tracestate", b"vendor=abc"))
-    span = start_server_span(_scope(*headers), TEMPLATE, provider)
+    span = start_server_span(http_scope(*headers), TEMPLATE, provider)
     caller = trace.get_current_span(
         propagate.extract({"traceparent": headers[0][1].decode(), "tracestate": "vendor=abc"})
     )
@@ -140,7 +128,7 @@ def test_an_unsampled_caller_is_followed_and_its_trace_state_kept(flags: str) ->
 
 def test_a_sampled_caller_is_followed_at_any_ratio() -> None:
     provider, exporter = _provider(ParentBasedTraceIdRatio(0.0))
-    span = start_server_span(_scope(_traceparent("01")), TEMPLATE, provider)
+    span = start_server_span(http_scope(_traceparent("01")), TEMPLATE, provider)
     assert span.is_recording()
     span.end()
     (exported,) = _exported(exporter)
@@ -152,7 +140,7 @@ def test_a_sampled_caller_is_followed_at_any_ratio() -> None:
 def test_a_sampler_that_samples_unsampled_callers_is_obeyed() -> None:
     lenient = ParentBased(ALWAYS_OFF, remote_parent_not_sampled=ALWAYS_ON)
     provider, exporter = _provider(lenient)
-    span = start_server_span(_scope(_traceparent("00")), TEMPLATE, provider)
+    span = start_server_span(http_scope(_traceparent("00")), TEMPLATE, provider)
     assert span.is_recording()
     span.end()
     assert len(_exported(exporter)) == 1
@@ -160,7 +148,7 @@ def test_a_sampler_that_samples_unsampled_callers_is_obeyed() -> None:
 
 def test_a_sampler_without_a_parent_rule_is_obeyed() -> None:
     provider, exporter = _provider(TraceIdRatioBased(1.0))
-    span = start_server_span(_scope(_traceparent("00")), TEMPLATE, provider)
+    span = start_server_span(http_scope(_traceparent("00")), TEMPLATE, provider)
     assert span.is_recording()
     span.end()
     (exported,) = _exported(exporter)
@@ -174,7 +162,7 @@ def test_an_unsampled_local_parent_is_followed() -> None:
     )
     token = otel_context.attach(trace.set_span_in_context(parent))
     try:
-        span = start_server_span(_scope(), TEMPLATE, provider)
+        span = start_server_span(http_scope(), TEMPLATE, provider)
     finally:
         otel_context.detach(token)
     assert not span.is_recording()
@@ -185,7 +173,7 @@ def test_an_unsampled_local_parent_is_followed() -> None:
 
 def test_an_unsampled_request_passes_its_trace_on_unsampled() -> None:
     provider, _ = _provider(ParentBased(ALWAYS_OFF))
-    span = start_server_span(_scope(_traceparent("00")), TEMPLATE, provider)
+    span = start_server_span(http_scope(_traceparent("00")), TEMPLATE, provider)
     token = otel_context.attach(request_context(span, provider))
     try:
         carrier: dict[str, str] = {}
@@ -201,7 +189,7 @@ def test_an_unsampled_request_passes_its_trace_on_unsampled() -> None:
 
 def test_a_sampled_request_passes_its_trace_on_sampled() -> None:
     provider, exporter = _provider(ParentBased(ALWAYS_ON))
-    span = start_server_span(_scope(), TEMPLATE, provider)
+    span = start_server_span(http_scope(), TEMPLATE, provider)
     token = otel_context.attach(request_context(span, provider))
     try:
         child = provider.get_tracer("child").start_span("work")
@@ -217,7 +205,7 @@ def test_a_sampled_request_passes_its_trace_on_sampled() -> None:
 def test_the_sdk_still_draws_its_own_trace_ids_for_other_root_spans() -> None:
     provider, _ = _provider(ParentBased(ALWAYS_ON))
     for _ in range(3):
-        start_server_span(_scope(), TEMPLATE, provider).end()
+        start_server_span(http_scope(), TEMPLATE, provider).end()
     tracer = provider.get_tracer("other")
     ids = {tracer.start_span("job").get_span_context().trace_id for _ in range(50)}
     assert len(ids) == 50
@@ -227,13 +215,13 @@ def test_the_sdk_still_draws_its_own_trace_ids_for_other_root_spans() -> None:
 def test_every_request_is_sampled_when_the_sampler_says_always(sampler: Sampler) -> None:
     provider, exporter = _provider(sampler)
     for _ in range(20):
-        start_server_span(_scope(), TEMPLATE, provider).end()
+        start_server_span(http_scope(), TEMPLATE, provider).end()
     assert len(_exported(exporter)) == 20
 
 
 def test_log_lines_of_an_unsampled_request_carry_its_trace() -> None:
     provider, _ = _provider(ParentBasedTraceIdRatio(0.0))
-    span = start_server_span(_scope(), TEMPLATE, provider)
+    span = start_server_span(http_scope(), TEMPLATE, provider)
     token = otel_context.attach(request_context(span, provider))
     try:
         fields = add_trace_context(None, "info", {"event": "request"})
@@ -253,7 +241,7 @@ def test_the_sdks_own_span_metrics_still_count_unsampled_requests(
         sampler=ParentBasedTraceIdRatio(0.0), meter_provider=MeterProvider([reader])
     )
     for _ in range(3):
-        start_server_span(_scope(), TEMPLATE, provider).end()
+        start_server_span(http_scope(), TEMPLATE, provider).end()
     data = reader.get_metrics_data()
     assert data is not None
     started = [

@@ -74,12 +74,12 @@ def sdk_tracer(tracer: trace.Tracer) -> Tracer | None:
     return real if isinstance(real, Tracer) else None
 
 
-def recordable(tracer: Tracer) -> bool:
+def records_as_sdk(tracer: Tracer) -> bool:
     """Whether a RecordedSpan records what this tracer's own span would, once the sampling
-    decision is known."""
+    decision is known: fixed for the tracer's life (whether it is enabled is not, and is
+    asked apart)."""
     return (
-        tracer._is_enabled()
-        and isinstance(tracer._tracer_metrics, NoOpTracerMetrics)
+        isinstance(tracer._tracer_metrics, NoOpTracerMetrics)
         and tracer._span_limits.max_span_attribute_length is None
         and tracer._span_limits.max_attribute_length is None
     )
@@ -188,12 +188,7 @@ class RecordedSpan(trace.Span, ReadableSpan):
         limits = self._tracer._span_limits
         if not isinstance(self._events, BoundedList):
             self._events = BoundedList(limits.max_events)
-        bounded = BoundedAttributes(
-            limits.max_event_attributes,
-            attributes,
-            max_value_len=limits.max_attribute_length,
-            immutable=True,
-        )
+        bounded = self._frozen(limits.max_event_attributes, attributes)
         self._events.append(Event(name=name, attributes=bounded, timestamp=timestamp))
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
@@ -204,13 +199,18 @@ class RecordedSpan(trace.Span, ReadableSpan):
         limits = self._tracer._span_limits
         if not isinstance(self._links, BoundedList):
             self._links = BoundedList(limits.max_links)
-        bounded = BoundedAttributes(
-            limits.max_link_attributes,
+        self._links.append(
+            Link(context=context, attributes=self._frozen(limits.max_link_attributes, attributes))
+        )
+
+    def _frozen(self, limit: int | None, attributes: types.Attributes) -> BoundedAttributes:
+        """An event's or link's attributes, cleaned and bounded as the SDK's span keeps them."""
+        return BoundedAttributes(
+            limit,
             attributes,
-            max_value_len=limits.max_attribute_length,
+            max_value_len=self._tracer._span_limits.max_attribute_length,
             immutable=True,
         )
-        self._links.append(Link(context=context, attributes=bounded))
 
     def update_name(self, name: str) -> None:
         if not self._ended("update_name"):
@@ -292,7 +292,12 @@ def child_span(
     real = _CHILD_TRACERS.get(tracer)
     if real is None:
         real = sdk_tracer(tracer)
-        if real is None or not children_always_sampled(real.sampler) or not recordable(real):
+        if (
+            real is None
+            or not real._is_enabled()
+            or not children_always_sampled(real.sampler)
+            or not records_as_sdk(real)
+        ):
             return None
         if len(_CHILD_TRACERS) >= 256:  # tracers made on the fly must not grow this forever
             _CHILD_TRACERS.clear()

@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from opentelemetry.util import types
 
-from app.observability.recorded_spans import RecordedSpan, recordable, sampled_context
+from app.observability.recorded_spans import RecordedSpan, records_as_sdk, sampled_context
 
 SERVER_SCOPE = "user-service.http"
 _LOW_BITS = TraceIdRatioBased.TRACE_ID_LIMIT
@@ -91,13 +91,14 @@ def _root_bound(sampler: Sampler) -> int | None:
 class ServerSampling:
     """The known sampling rule of one provider's sampler and the SDK tracer of server spans."""
 
-    __slots__ = ("_bound", "_ids", "_random", "tracer")
+    __slots__ = ("_bound", "_ids", "_random", "_records_as_sdk", "tracer")
 
     def __init__(self, tracer: Tracer, ids: HandOverIds, bound: int) -> None:
         self.tracer = tracer
         self._ids = ids
         self._bound = bound
         self._random = ids.is_trace_id_random()
+        self._records_as_sdk = records_as_sdk(tracer)
 
     @classmethod
     def of(cls, provider: TracerProvider, ids: HandOverIds) -> ServerSampling | None:
@@ -153,9 +154,10 @@ class ServerSampling:
     ) -> RecordedSpan | None:
         """The server span of a request unsampled_span found sampled, or None when the SDK
         must start it (on the trace id handed over)."""
-        tracer = self.tracer
-        if not recordable(tracer):
+        # unsampled_span, called first, found the tracer enabled.
+        if not self._records_as_sdk:
             return None
+        tracer = self.tracer
         ids = self._ids
         if parent.is_valid:
             context = sampled_context(

@@ -238,8 +238,9 @@ def start_server_span(
         provider or trace.get_tracer_provider(), "server_sampling", None
     )
     tracer: trace.Tracer
-    parent_span = trace.get_current_span(parent).get_span_context()
+    parent_span: trace.SpanContext | None = None
     if sampling is not None:
+        parent_span = trace.get_current_span(parent).get_span_context()
         unsampled = sampling.unsampled_span(parent_span)
         if unsampled is not None:
             return unsampled
@@ -262,7 +263,7 @@ def start_server_span(
             attributes["server.port"] = server[1]
     span_name = f"{method} {template}" if template != "none" else method
     try:
-        if sampling is not None:
+        if sampling is not None and parent_span is not None:
             recorded = sampling.sampled_span(span_name, parent_span, parent, attributes)
             if recorded is not None:
                 return recorded

@@ -148,6 +148,24 @@ class LocalService:
     def logs(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
+    def logs_with(self, text: str, timeout: float = 10.0) -> str:
+        """The log once it holds `text`.
+
+        A worker writes a request's access line after the response has gone out (its lines
+        go out together at the next turn of its event loop), so a caller that has just read a
+        response waits for the line it needs instead of racing the worker for it.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            logs = self.logs()
+            if text in logs:
+                return logs
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{text!r} not in {self.log_path} after {timeout:g} s; it ends:\n{logs[-2000:]}"
+                )
+            time.sleep(0.05)
+
     def stop(self, grace: float = 25.0) -> int | None:
         stop(self.process, grace)
         return self.process.returncode

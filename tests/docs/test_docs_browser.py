@@ -135,9 +135,14 @@ def test_docs_work_offline_sign_up_authorize_and_read_me(
 
 
 def test_access_log_names_docs_routes_and_paths(service: RunningService) -> None:
-    for path in ("/docs", "/openapi.json", "/docs/assets/swagger-ui.css"):
-        assert httpx.get(f"{service.base_url}{path}").status_code == 200, path
-    lines = [json.loads(line) for line in service.logs().splitlines() if line.startswith("{")]
+    paths = ("/docs", "/openapi.json", "/docs/assets/swagger-ui.css")
+    for number, path in enumerate(paths):
+        headers = {"X-Request-ID": f"docs-route-{number}"}
+        assert httpx.get(f"{service.base_url}{path}", headers=headers).status_code == 200, path
+    # Each request may have gone to either worker: wait for every line.
+    for number in range(len(paths)):
+        log = service.logs_with(f"docs-route-{number}")
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     requests = {line.get("path"): line for line in lines if line.get("event") == "request"}
     assert requests["/docs"]["route"] == "/docs"
     assert requests["/openapi.json"]["route"] == "/openapi.json"

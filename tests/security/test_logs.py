@@ -52,10 +52,12 @@ def test_no_passwords_tokens_or_keys_in_the_log(api: Api) -> None:
             b'{"email": "nul-' + uuid.uuid4().hex[:8].encode() + b'@security.example.com", '
             b'"password": "' + password.encode() + b'", "full_name": "a\\u0000b"}'
         ),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", "X-Request-ID": "logs-last-request"},
     )
 
-    log = api.service.logs()
+    # One keep-alive connection, so one worker wrote every line, in order: once the last
+    # request's line is there, all of them are.
+    log = api.service.logs_with("logs-last-request")
     secrets = {
         "password": password,
         "wrong password": wrong,
@@ -94,7 +96,8 @@ def test_an_incoming_trace_is_joined_with_trace_export_off(api: Api) -> None:
     )
     assert response.status_code == 401
     assert response.headers["x-trace-id"] == trace_id
-    lines = [json.loads(line) for line in api.service.logs().splitlines() if request_id in line]
+    log = api.service.logs_with(request_id)
+    lines = [json.loads(line) for line in log.splitlines() if request_id in line]
     assert lines, "no log line of the request"
     assert {line.get("trace_id") for line in lines} == {trace_id}
     # Malformed or all-zero trace contexts are ignored, never echoed.
@@ -114,10 +117,16 @@ def test_refresh_reuse_is_a_security_event_naming_the_session_not_the_token(api:
     ).json()
     rotated = client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert rotated.status_code == 200
-    replay = client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    request_id = f"reuse-{uuid.uuid4().hex[:8]}"
+    replay = client.post(
+        "/api/v1/auth/refresh",
+        json={"refresh_token": tokens["refresh_token"]},
+        headers={"X-Request-ID": request_id},
+    )
     assert replay.status_code == 401  # no grace window in these services
     sid = jwt.decode(tokens["refresh_token"], options={"verify_signature": False})["sid"]
-    log = api.service.logs()
+    # The worker writes the event before the request's access line.
+    log = api.service.logs_with(request_id)
     events = [
         json.loads(line)
         for line in log.splitlines()

@@ -1,0 +1,42 @@
+"""A reader of a local service's log waits for a line the worker writes after its response."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loadtests.local_service import LocalService
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[LocalService]:
+    # Only the log file matters here; the process stands in for gunicorn and is stopped after.
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    log_path = tmp_path / "service.log"
+    log_path.write_text('{"event":"startup"}\n')
+    try:
+        yield LocalService("http://127.0.0.1:1", process, log_path, {}, tmp_path)
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+def test_logs_with_waits_for_a_line_written_after_the_call(service: LocalService) -> None:
+    late = '{"event":"request","request_id":"late-1"}\n'
+    assert "late-1" not in service.logs()
+    writer = threading.Timer(0.3, lambda: service.log_path.open("a").write(late))
+    writer.start()
+    try:
+        assert service.logs_with("late-1", timeout=30).endswith(late)
+    finally:
+        writer.join()
+
+
+def test_logs_with_names_the_missing_text_and_the_log_tail(service: LocalService) -> None:
+    with pytest.raises(TimeoutError, match=r"(?s)'never-written' not in .*startup"):
+        service.logs_with("never-written", timeout=0.2)

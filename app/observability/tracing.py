@@ -96,9 +96,10 @@ def _otlp_exporter() -> SpanExporter:
 
         return GrpcExporter()
     # http/protobuf: the official exporter with the service's faster encoder.
+    from app.observability.export_session import export_session
     from app.observability.otlp_export import EncodingSpanExporter
 
-    return EncodingSpanExporter()
+    return EncodingSpanExporter(session=export_session())
 
 
 def _children_follow_parent(sampler: Sampler) -> bool:

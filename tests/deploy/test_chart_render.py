@@ -509,3 +509,35 @@ def test_helm_test_pod_retries_readyz_for_a_bounded_time(helm: Helm) -> None:
     assert result.returncode == 1
     assert "not ready after" in result.stdout
     assert took < 10  # bounded by READYZ_TIMEOUT_SECONDS=6
+
+
+def _pod_specs(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every pod spec the chart renders, by kind/name."""
+    specs: dict[str, dict[str, Any]] = {}
+    for obj in objects:
+        kind = obj.get("kind")
+        if kind == "Pod":
+            spec = obj["spec"]
+        elif kind in ("Deployment", "Job"):
+            spec = obj["spec"]["template"]["spec"]
+        elif kind == "CronJob":
+            spec = obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        else:
+            continue
+        specs[f"{kind}/{obj['metadata']['name']}"] = spec
+    return specs
+
+
+def test_no_pod_gets_the_namespaces_service_links(helm: Helm, render_cache: dict[Any, Any]) -> None:
+    """Kubernetes puts some seven variables per Service of the namespace in each pod unless
+    told not to. No pod of the chart reads them; a user can still turn them back on."""
+    specs = _pod_specs(render(helm, render_cache, "everything", SUPPORTED_KUBE[-1]))
+    assert {name.split("/")[0] for name in specs} == {"Deployment", "Job", "CronJob", "Pod"}
+    assert {name: spec.get("enableServiceLinks") for name, spec in specs.items()} == dict.fromkeys(
+        specs, False
+    )
+    linked = _pod_specs(
+        helm.template(value_files("everything"), {"enableServiceLinks": "true"}, SUPPORTED_KUBE[-1])
+    )
+    assert linked.keys() == specs.keys()
+    assert all(spec["enableServiceLinks"] is True for spec in linked.values())

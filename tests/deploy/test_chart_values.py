@@ -46,6 +46,7 @@ def test_unknown_config_key(helm: Helm) -> None:
         ("autoscaling.enabled", "maybe"),
         ("service.port", "70000"),
         ("config.LOG_LEVEL", "LOUD"),
+        ("enableServiceLinks", "yes"),
     ],
 )
 def test_wrong_type(helm: Helm, key: str, value: str) -> None:

@@ -393,9 +393,10 @@ each with its explicit port or the scheme's default. Called with (list url defau
 {{- if gt (len $hostPort) 1 }}{{ last $hostPort }}{{ else if eq .Values.otel.protocol "grpc" }}4317{{ else }}4318{{ end }}
 {{- end }}
 
-{{/* Restricted Pod Security for the chart's Jobs and test pods, from the same values as the app. */}}
+{{/* Restricted Pod Security and the app's service-links choice for the chart's Jobs and test pods. */}}
 {{- define "user-service.jobPodSecurity" -}}
 automountServiceAccountToken: false
+enableServiceLinks: {{ .Values.enableServiceLinks }}
 securityContext:
   {{- toYaml .Values.podSecurityContext | nindent 2 }}
 {{- end }}

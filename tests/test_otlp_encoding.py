@@ -350,5 +350,10 @@ def test_long_values_are_encoded_but_never_kept() -> None:
         for n in range(200)
     ]
     assert encode_spans(spans) == official(spans).SerializePartialToString()
-    kept = [len(encoded) for store in otlp_encoding._PAIRS.values() for encoded in store.values()]
+    kept = [
+        len(encoded)
+        for stores in otlp_encoding._FIELDS.values()
+        for store in stores.values()
+        for encoded in store.values()
+    ]
     assert kept and max(kept) <= 300

@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace.sampling import (
     Sampler,
     StaticSampler,
 )
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanKind, Status, StatusCode, TraceState
 
 from app.observability.otlp_encoding import encode_spans as service_encode_spans
@@ -105,6 +106,12 @@ def _over_the_limit_at_once(span: trace.Span) -> None:
     span.set_attributes({f"attribute.{n}": n for n in range(6)})
 
 
+def _many_events_and_links(span: trace.Span) -> None:
+    for n in range(3):
+        span.add_event(f"event.{n}", {"n": n})
+        span.add_link(trace.SpanContext(7, 8 + n, False), {"n": n})
+
+
 def _record(
     provider: ServiceTracerProvider,
     exporter: InMemorySpanExporter,
@@ -153,10 +160,21 @@ def _comparable(span: ReadableSpan) -> Any:
 
 @pytest.mark.parametrize(
     "steps",
-    [_everything, _plain, _ok_then_error, _over_the_limit, _over_the_limit_at_once],
+    [
+        _everything,
+        _plain,
+        _ok_then_error,
+        _over_the_limit,
+        _over_the_limit_at_once,
+        _many_events_and_links,
+    ],
     ids=lambda s: s.__name__,
 )
-@pytest.mark.parametrize("limits", [None, SpanLimits(max_span_attributes=4)], ids=["", "limit4"])
+@pytest.mark.parametrize(
+    "limits",
+    [None, SpanLimits(max_span_attributes=4), SpanLimits(max_events=1, max_links=1)],
+    ids=["", "limit4", "one-event-one-link"],
+)
 def test_a_child_span_exports_what_the_sdk_span_would(
     steps: Steps, limits: SpanLimits | None
 ) -> None:
@@ -175,10 +193,14 @@ def test_a_child_span_exports_what_the_sdk_span_would(
 
 
 def _with_ids_and_times_of(span: ReadableSpan, other: ReadableSpan) -> ReadableSpan:
-    events = tuple(
-        type(event)(event.name, event.attributes, mine.timestamp)
-        for event, mine in zip(span.events, other.events, strict=True)
+    events = BoundedList.from_seq(
+        None,
+        [
+            type(event)(event.name, event.attributes, mine.timestamp)
+            for event, mine in zip(span.events, other.events, strict=True)
+        ],
     )
+    events.dropped = span.dropped_events  # the SDK's count, kept with the copies
     return ReadableSpan(
         name=span.name,
         context=other.context,

@@ -105,29 +105,20 @@ _KEYS: dict[str, bytes] = {}
 _KEYS_KEPT = 1024
 
 # So do most whole attributes (method, route, server address, db.system, the statement): each
-# encoded pair is kept, per value type so that True and 1 stay apart. The store is emptied
-# when full, so values that never repeat (paths with ids) cannot crowd out those that do, and
-# it holds short pairs only: a stack trace is encoded each time, never copied into it.
-_PAIRS: dict[type, dict[tuple[str, Any], bytes]] = {str: {}, int: {}, bool: {}}
-_PAIRS_KEPT = 4096
+# encoded field (its tag, its length and the key-value pair) is kept, per field tag and per
+# value type so that True and 1 stay apart. A store is emptied when full, so values that never
+# repeat (paths with ids) cannot crowd out those that do, and it holds short pairs only: a
+# stack trace is encoded each time, never copied into it.
+_FIELDS: dict[bytes, dict[type, dict[tuple[str, Any], bytes]]] = {}
+_FIELDS_KEPT = 4096
 _KEPT_LENGTH = 256
 
 
-def _pair(key: str, value: Any) -> bytes:
-    kept = _PAIRS.get(type(value))
-    if (
-        kept is None
-        or len(key) > _KEPT_LENGTH
-        or (type(value) is str and len(value) > _KEPT_LENGTH)
-    ):
-        return _key_value(key, value)
-    encoded = kept.get((key, value))
-    if encoded is None:
-        encoded = _key_value(key, value)
-        if len(kept) >= _PAIRS_KEPT:
-            kept.clear()
-        kept[key, value] = encoded
-    return encoded
+def _kept_fields(tag: bytes) -> dict[type, dict[tuple[str, Any], bytes]]:
+    stores = _FIELDS.get(tag)
+    if stores is None:
+        stores = _FIELDS[tag] = {str: {}, int: {}, bool: {}}
+    return stores
 
 
 def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
@@ -138,12 +129,29 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     # A finished span's attributes are immutable: read the dict under them directly rather
     # than through BoundedAttributes' locked, copying iteration and a lookup per key.
     items = getattr(attributes, "_dict", attributes).items()
+    stores = _kept_fields(tag)
     out = []
     for key, value in items:
+        kept = stores.get(type(value))
+        if kept is not None:
+            encoded = kept.get((key, value))
+            if encoded is not None:
+                out.append(encoded)
+                continue
         try:
-            out.append(_field(tag, _pair(key, value)))
+            encoded = _field(tag, _key_value(key, value))
         except Exception as error:  # any bad value drops only its key
             _logger.exception("Failed to encode key %s: %s", key, error)
+            continue
+        if (
+            kept is not None
+            and len(key) <= _KEPT_LENGTH
+            and (type(value) is not str or len(value) <= _KEPT_LENGTH)
+        ):
+            if len(kept) >= _FIELDS_KEPT:
+                kept.clear()
+            kept[key, value] = encoded
+        out.append(encoded)
     return b"".join(out)
 
 

@@ -125,6 +125,23 @@ class RecordedSpan(trace.Span, ReadableSpan):
     def is_recording(self) -> bool:
         return self._end_time is None
 
+    # The SDK's properties ask isinstance() of an abstract base class on each read (the
+    # exporter reads all three for every span); these containers are only ever ours.
+    @property
+    def dropped_attributes(self) -> int:
+        attributes = self._attributes
+        return 0 if type(attributes) is dict else cast("BoundedAttributes", attributes).dropped
+
+    @property
+    def dropped_events(self) -> int:
+        events = self._events
+        return 0 if type(events) is tuple else cast("BoundedList[Event]", events).dropped
+
+    @property
+    def dropped_links(self) -> int:
+        links = self._links
+        return 0 if type(links) is tuple else cast("BoundedList[Link]", links).dropped
+
     def _ended(self, method: str | None = None) -> bool:
         if self._end_time is None:
             return False

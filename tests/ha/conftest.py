@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from app.settings import Settings
-from tests.conftest import DATABASE_NAME, AppHarness, start_harness
+from tests.conftest import DATABASE_NAME
 from tests.faults import report
 from tests.ha.pgbouncer import PgBouncer
+from tests.support.app_harness import AppHarness, start_harness
 
 # The pgbouncer fronts the run's own test database. Not a database of its own behind an
 # overridden `database_url`: the session-scoped fixtures that depend on `database_url`

@@ -15,10 +15,10 @@ import asyncpg
 import orjson
 from sqlalchemy import text
 
-from tests.conftest import AppHarness
 from tests.faults.tools import database_dsn
 from tests.ha.conftest import PGBOUNCER_DATABASE
 from tests.ha.pgbouncer import PgBouncer
+from tests.support.app_harness import AppHarness
 from tests.support.service import REPO
 
 PROBLEM = "application/problem+json"

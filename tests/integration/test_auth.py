@@ -16,7 +16,7 @@ import jwt
 import orjson
 
 from app.settings import DEVELOPMENT_JWT_KEY
-from tests.conftest import PASSWORD, AppHarness
+from tests.support.app_harness import PASSWORD, AppHarness
 
 
 def _bearer(token: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ import uuid
 import redis.asyncio as aioredis
 
 from app.infra.redis import CircuitBreaker
-from tests.conftest import AppHarness
+from tests.support.app_harness import AppHarness
 
 
 async def test_invalidation_during_a_load_keeps_the_old_row_out(

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute, request_response
 
 from app.api.read_route import UserReadRoute
-from tests.conftest import AppHarness
+from tests.support.app_harness import AppHarness
 
 # Differ on every request, whoever routes it (each request also spends rate-limit budget).
 _VOLATILE_HEADERS = {

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from tests.conftest import AppHarness
+from tests.support.app_harness import AppHarness
 
 PROBLEM = "application/problem+json"
 

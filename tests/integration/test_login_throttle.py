@@ -11,7 +11,7 @@ from typing import Any
 from prometheus_client import REGISTRY
 
 from app.services.login_throttle import ThrottlePolicy
-from tests.conftest import PASSWORD, AppHarness
+from tests.support.app_harness import PASSWORD, AppHarness
 
 THROTTLE = {
     "LOGIN_THROTTLE_FREE_FAILURES": 2,

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from app.errors import PROBLEM_MEDIA_TYPE
-from tests.conftest import AppHarness
+from tests.support.app_harness import AppHarness
 
 METHODS = {"get", "post", "put", "patch", "delete"}
 CAMEL_CASE = re.compile(r"^[a-z][a-zA-Z]+$")

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import AppHarness
+from tests.support.app_harness import AppHarness
 
 
 async def _two_at_once(engine: AsyncEngine) -> set[int]:

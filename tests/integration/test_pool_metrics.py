@@ -7,7 +7,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
-from tests.conftest import AppHarness
+from tests.support.app_harness import AppHarness
 
 
 def _value(name: str, **labels: str) -> float:

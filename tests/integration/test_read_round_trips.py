@@ -12,7 +12,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from sqlalchemy import event, text
 
-from tests.conftest import AppHarness
+from tests.support.app_harness import AppHarness
 
 # Marks a statement as reported by SQLAlchemy's cursor events. A read sent to the driver
 # directly shows in the driver's query logger too, one sent as a prepared statement does not.

@@ -7,7 +7,7 @@ import uuid
 
 import orjson
 
-from tests.conftest import AppHarness
+from tests.support.app_harness import AppHarness
 
 
 async def test_an_ordinary_read_answers_as_the_generic_handler_would(harness: AppHarness) -> None:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.conftest import PASSWORD, AppHarness
+from tests.support.app_harness import PASSWORD, AppHarness
 from tests.support.service import free_port
 
 

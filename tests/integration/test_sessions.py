@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 from sqlalchemy import bindparam, text
 
-from tests.conftest import PASSWORD, AppHarness
+from tests.support.app_harness import PASSWORD, AppHarness
 from tests.support.database import REPO
 from tests.support.service import free_port
 

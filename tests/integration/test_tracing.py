@@ -12,7 +12,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from app.settings import Settings
-from tests.conftest import PASSWORD, AppHarness, reset, start_harness
+from tests.conftest import reset
+from tests.support.app_harness import PASSWORD, AppHarness, start_harness
 
 _EXPORTER = InMemorySpanExporter()
 _PROCESSOR = SimpleSpanProcessor(_EXPORTER)

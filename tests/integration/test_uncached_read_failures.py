@@ -15,8 +15,8 @@ from sqlalchemy.engine import make_url
 
 from app.models import User
 from app.services.users import serialize_user
-from tests.conftest import AppHarness
 from tests.faults.tools import TcpProxy
+from tests.support.app_harness import AppHarness
 
 
 def _value(name: str, **labels: str) -> float:

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from tests.conftest import PASSWORD, AppHarness
+from tests.support.app_harness import PASSWORD, AppHarness
 
 PROBLEM = "application/problem+json"
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from app.infra.key_encryption import KeyEncryption, KeyEncryptionError
-from tests.conftest import AppHarness
+from tests.support.app_harness import AppHarness
 from tests.support.database import fresh_database
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import text
 
 from app.infra.key_encryption import KeyEncryption
 from app.services import jwk
-from tests.conftest import AppHarness
+from tests.support.app_harness import AppHarness
 from tests.support.database import fresh_database
 
 

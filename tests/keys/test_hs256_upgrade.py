@@ -10,7 +10,7 @@ from typing import Any
 import jwt
 import pytest
 
-from tests.conftest import AppHarness
+from tests.support.app_harness import AppHarness
 from tests.support.database import fresh_database
 
 SECRET = "the-old-deployments-hmac-secret-0123456789abcdef"

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from app.infra.key_encryption import KeyEncryption
 from app.services import jwk
-from tests.conftest import AppHarness
+from tests.support.app_harness import AppHarness
 
 CLIENTS = "orders:orders-secret-0123456789abcdef, billing:billing-secret-0123456789abcdef"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import jwt
 import pytest
 
-from tests.conftest import AppHarness
+from tests.support.app_harness import AppHarness
 
 
 async def _verify_as_a_consumer(harness: AppHarness, token: str) -> dict[str, object]:

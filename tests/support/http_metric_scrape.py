@@ -22,12 +22,9 @@ import types
 import uuid
 from typing import Any
 
-import httpx
-
 from app.observability import http_metrics, request_context
 from app.observability.http_metrics import HttpMetrics, metrics_text
 
-PASSWORD = "scraped metrics password"
 HANDLER = "/api/v1/users/{user_id}"
 # Durations at, just above and between bucket bounds, beyond every finite bound, and NaN.
 SECONDS = (0.0, 0.005, 0.0050001, 0.01, 0.0004, 0.25, 2.5, 7.5, 59.9, 60.0, 100.0, math.inf)
@@ -66,36 +63,28 @@ class _SteppingClock:
 
 
 async def _app() -> bool:
-    from app.main import create_app
     from app.settings import Settings
+    from tests.support.app_harness import start_harness
 
     request_context.time = types.SimpleNamespace(perf_counter=_SteppingClock().perf_counter)  # type: ignore[assignment]
-    app = create_app()
-    port = Settings().metrics_port
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            email = f"scrape-{uuid.uuid4().hex[:8]}@example.com"
-            created = await client.post(
-                "/api/v1/users", json={"email": email, "password": PASSWORD}
-            )
-            assert created.status_code == 201, created.text
-            login = await client.post(
-                "/api/v1/auth/token", data={"username": email, "password": PASSWORD}
-            )
-            assert login.status_code == 200, login.text
-            headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
-            url = f"/api/v1/users/{created.json()['id']}"
-            for _ in range(25):
-                assert (await client.get(url, headers=headers)).status_code == 200
-            assert (
-                await client.get(f"/api/v1/users/{uuid.uuid4()}", headers=headers)
-            ).status_code == 404
-            assert (await client.get(url)).status_code == 401
-            assert (await client.get("/api/v1/nowhere")).status_code == 404
-            scrape = await client.get(f"http://testserver:{port}/metrics")
-            assert scrape.status_code == 200
-            text = scrape.text
+    settings = Settings()
+    harness, stop = await start_harness(settings)
+    try:
+        client = harness.client
+        user, headers = await harness.user_with_token(f"scrape-{uuid.uuid4().hex[:8]}@example.com")
+        url = f"/api/v1/users/{user['id']}"
+        for _ in range(25):
+            assert (await client.get(url, headers=headers)).status_code == 200
+        assert (
+            await client.get(f"/api/v1/users/{uuid.uuid4()}", headers=headers)
+        ).status_code == 404
+        assert (await client.get(url)).status_code == 401
+        assert (await client.get("/api/v1/nowhere")).status_code == 404
+        scrape = await client.get(f"http://testserver:{settings.metrics_port}/metrics")
+        assert scrape.status_code == 200
+        text = scrape.text
+    finally:
+        await stop()
     buffered = HttpMetrics().route("GET", HANDLER).buffered is not None
     sys.stdout.write(_lines(text))
     return buffered

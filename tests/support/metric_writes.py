@@ -16,14 +16,13 @@ import time
 import uuid
 from typing import Any
 
-import httpx
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.main import create_app
 from app.observability.http_metrics import metrics_text
+from app.settings import Settings
+from tests.support.app_harness import start_harness
 
-PASSWORD = "counting writes password"
 HANDLER = "/api/v1/users/{user_id}"
 
 
@@ -44,31 +43,23 @@ async def measure(requests: int) -> dict[str, Any]:
         writes.append((threading.current_thread().name, key))
         original(self, key, value, timestamp)
 
-    app = create_app()
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            email = f"writes-{uuid.uuid4().hex[:8]}@example.com"
-            created = await client.post(
-                "/api/v1/users", json={"email": email, "password": PASSWORD}
-            )
-            created.raise_for_status()
-            login = await client.post(
-                "/api/v1/auth/token", data={"username": email, "password": PASSWORD}
-            )
-            login.raise_for_status()
-            headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
-            url = f"/api/v1/users/{created.json()['id']}"
-            (await client.get(url, headers=headers)).raise_for_status()  # fills the cache
-            started = time.monotonic()
-            MmapedDict.write_value = counting  # type: ignore[method-assign]
-            try:
-                for _ in range(requests):
-                    (await client.get(url, headers=headers)).raise_for_status()
-            finally:
-                MmapedDict.write_value = original  # type: ignore[method-assign]
-            elapsed = time.monotonic() - started
-            text = metrics_text().decode()
+    harness, stop = await start_harness(Settings())
+    try:
+        client = harness.client
+        user, headers = await harness.user_with_token(f"writes-{uuid.uuid4().hex[:8]}@example.com")
+        url = f"/api/v1/users/{user['id']}"
+        (await client.get(url, headers=headers)).raise_for_status()  # fills the cache
+        started = time.monotonic()
+        MmapedDict.write_value = counting  # type: ignore[method-assign]
+        try:
+            for _ in range(requests):
+                (await client.get(url, headers=headers)).raise_for_status()
+        finally:
+            MmapedDict.write_value = original  # type: ignore[method-assign]
+        elapsed = time.monotonic() - started
+        text = metrics_text().decode()
+    finally:
+        await stop()
     serving = threading.current_thread().name
     return {
         "requests": requests,

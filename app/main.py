@@ -31,6 +31,7 @@ from app.infra.schema import shipped_migrations
 from app.observability import metrics as service_metrics
 from app.observability.http_metrics import HttpMetrics
 from app.observability.logging import configure_logging
+from app.observability.loop_lag import LoopLagProbe
 from app.observability.metric_values import flush as flush_metrics
 from app.observability.metrics_port import MetricsPortMiddleware
 from app.observability.request_context import RequestContextMiddleware
@@ -162,12 +163,15 @@ def _lifespan(settings: Settings, span_processor: SpanProcessor | None) -> Any:
         )
         service_metrics.WORKER_PROCESSES.set(1)
         service_metrics.initialise_label_sets()
+        loop_lag = LoopLagProbe(service_metrics.EVENT_LOOP_LAG.observe)
+        loop_lag.start()
         await resources.passwords.warm_up()
         await _load_keys(resources)
         log.info("started", version=__version__, environment=settings.app_env.value)
         try:
             yield
         finally:
+            loop_lag.stop()
             await resources.close()
             flush_tracing(provider)
             # The worker is about to die (uvicorn re-raises SIGTERM): its last samples now.

@@ -29,6 +29,7 @@ FIRING = 'alertstate="firing", alertname=~"UserService.*", job=~"$job", namespac
 # 5xx is the service's fault: always drawn red, whatever the palette picks.
 RED = DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": "red"})
 DURATION_BUCKET = "http_request_duration_seconds_bucket"
+LOOP_LAG_BUCKET = "user_service_event_loop_lag_seconds_bucket"
 AVAILABILITY = "user_service:slo_availability_objective"
 LATENCY = "user_service:slo_latency_objective"
 # Each objective's ratio of bad requests, recorded per window (the record name ends in it).
@@ -313,6 +314,19 @@ def _latency(board: Board) -> None:
             "whole band moving up is a slower database or CPU saturation.",
             "s",
             Query(f"sum by (le) ({sel.rate(DURATION_BUCKET, sel.HTTP)})", "{{le}}"),
+        ),
+        width=8,
+    )
+    board.add(
+        timeseries_panel(
+            "Event loop lag p99 by pod",
+            "How late the workers' event loops ran work that was already due (a timer checked "
+            "ten times a second): every request waits that long before its code runs. Lag "
+            "rising with latency means the pod is short of CPU (see CPU against its limit) or "
+            "code blocks the loop; latency rising while lag stays low points at a dependency.",
+            "s",
+            [Query(sel.quantile(0.99, LOOP_LAG_BUCKET, "pod, le"), "{{pod}}")],
+            thresholds=[Step(None, "green"), Step(0.05, "orange"), Step(0.1, "red")],
         ),
         width=8,
     )

@@ -188,6 +188,13 @@ PASSWORD_HASH_DURATION: Final = _histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 
+EVENT_LOOP_LAG: Final = _histogram(
+    "event_loop_lag_seconds",
+    "How much later than due a worker's event loop ran a timer, checked every 0.1 s: the "
+    "wait any ready request had before its code ran (CPU starvation or a blocked loop).",
+    buckets=SHORT_WAIT_BUCKETS,
+)
+
 DEPENDENCY_UP: Final = _gauge(
     "dependency_up",
     "1 when the last readiness check found the dependency usable, else 0 (min over workers).",

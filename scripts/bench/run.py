@@ -34,6 +34,7 @@ from scripts.bench.report import (
     UNCACHED,
     Row,
     print_report,
+    tail_ratio,
 )
 from scripts.bench.stack import REPO, Server, baselines, database, otlp_sink, redis_server, service
 
@@ -50,6 +51,9 @@ class Bench:
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     constant: tuple[Load, list[float]] | None = None
+    # The same constant rate against the bare one-Redis-GET endpoint: the tail that this
+    # machine and the generator give a server doing next to nothing.
+    floor: Load | None = None
 
     def measure(
         self,
@@ -155,7 +159,9 @@ def main() -> int:
         run(bench, sink)
         if args.quick:
             return 0
-        print_report(bench.rows, bench.notes, bench.constant, MIX.describe(), bench.args.passes)
+        print_report(
+            bench.rows, bench.notes, bench.constant, bench.floor, MIX.describe(), bench.args.passes
+        )
     return 0
 
 
@@ -210,13 +216,17 @@ def run(bench: Bench, sink: str) -> None:
         bench.measure(CACHED, start(all_on, "cached"), reads, profile=bench.args.profile)
         bench.measure(OFF, start(off, "off"), reads, profile=_beside(bench.args.profile, "off"))
         return
+
+    def bare() -> AbstractContextManager[Server]:
+        return baselines(common, log_dir)
+
     compared: list[tuple[str, Callable[[], AbstractContextManager[Server]], list[pop.Target]]] = [
         (CACHED, start(all_on, "cached"), reads),
         (SAMPLED, start({**all_on, "OTEL_TRACES_SAMPLER_ARG": "1.0"}, "sampled"), reads),
         (OFF, start(off, "off"), reads),
         (UNCACHED, start({**all_on, "CACHE_ENABLED": "false"}, "uncached"), reads),
         *(
-            (name, lambda: baselines(common, log_dir), pop.bare(people, MIX, route, LIST_LENGTH))
+            (name, bare, pop.bare(people, MIX, route, LIST_LENGTH))
             for name, route in ((ASYNCPG, "asyncpg"), (REDIS_GET, "redis"), (ORM, "orm"))
         ),
     ]
@@ -229,7 +239,8 @@ def run(bench: Bench, sink: str) -> None:
             profile = bench.args.profile if number == 0 and name == CACHED else None
             bench.measure(name, starter, targets, profile=profile)
     cached_rps = median(row.load.rps for row in bench.rows if row.name == CACHED)
-    constant_phase(bench, start(all_on, "constant"), reads, cached_rps)
+    floor = (bare, pop.bare(people, MIX, "redis", LIST_LENGTH))
+    constant_phase(bench, start(all_on, "constant"), reads, cached_rps, floor)
     login_phase(bench, start(all_on, "login"), people, reads, cached_rps)
     bench.measure(
         "PATCH user (own full_name), all on",
@@ -249,6 +260,7 @@ def constant_phase(
     start: Callable[[], AbstractContextManager[Server]],
     reads: list[pop.Target],
     wrk_peak: float,
+    floor: tuple[Callable[[], AbstractContextManager[Server]], list[pop.Target]],
 ) -> None:
     """70% of the measured peak offered at a constant rate: latency with queueing visible.
 
@@ -262,21 +274,31 @@ def constant_phase(
     run with the median p99/p50 (errors count over all runs): a tail is what 1 request in 100
     meets, and on a shared machine a few seconds of another process's burst decide it, so one
     run measured the neighbours as much as the service. Each run also reports how long the
-    workers' event loops waited for a CPU (the scheduler's count), so a reader sees which."""
-    with start() as server:
+    workers' event loops waited for a CPU (the scheduler's count), so a reader sees which.
+
+    Between the service's runs the same rate goes to the bare one-Redis-GET endpoint (`floor`):
+    its p99/p50 is what the machine and the generator leave of the tail for a server that
+    does next to nothing, measured in the same minutes."""
+    floor_start, floor_targets = floor
+    with start() as server, floor_start() as bare:
         constant_rate(server.base_url, reads, bench.work_dir, 3, max(1, int(wrk_peak * 0.1)))
         peak, tried = sustained_rate(server.base_url, reads, bench.work_dir, wrk_peak)
         rate = max(1, int(peak * 0.7))
         constant_rate(server.base_url, reads, bench.work_dir, 3, rate)  # warm-up
+        constant_rate(bare.base_url, floor_targets, bench.work_dir, 3, rate)
         seconds = bench.args.constant_seconds
         pids = server.worker_pids()
         runs: list[tuple[Load, float]] = []
+        floor_runs: list[Load] = []
         for _ in range(max(1, bench.args.passes)):
             waited = run_queue_wait_seconds(pids)
             load = constant_rate(server.base_url, reads, bench.work_dir, seconds, rate)
             runs.append((load, (run_queue_wait_seconds(pids) - waited) / len(pids) / seconds))
+            floor_runs.append(
+                constant_rate(bare.base_url, floor_targets, bench.work_dir, seconds, rate)
+            )
         rss = rss_mb(pids)
-    ordered = sorted(runs, key=lambda run: _tail_ratio(run[0]))
+    ordered = sorted(runs, key=lambda run: tail_ratio(run[0]))
     load = replace(ordered[len(ordered) // 2][0], errors=sum(run.errors for run, _ in runs))
     bench.notes.append(
         f"highest constant rate kept up with (vegeta, steps of a tenth of wrk's peak "
@@ -287,20 +309,26 @@ def constant_phase(
         f"GET user cached all on: "
         + "; ".join(
             f"p50 {run.p50_ms:.2f} ms, p99 {run.p99_ms:.2f} ms (p99/p50 "
-            f"{_tail_ratio(run):.1f}), a worker's event loop waited for a CPU "
+            f"{tail_ratio(run):.1f}), a worker's event loop waited for a CPU "
             f"{wait * 1000:.0f} ms per second"
             for run, wait in runs
         )
-        + f"; median p99/p50 {_tail_ratio(load):.1f} (goal <= 4), "
+        + f"; median p99/p50 {tail_ratio(load):.1f} (goal <= 4), "
         f"errors {load.errors} of {sum(run.requests for run, _ in runs)}, worker RSS after "
         + ", ".join(f"{size:.0f}" for size in rss)
         + " MB (goal <= 150 each)"
     )
     bench.constant = (load, rss)
-
-
-def _tail_ratio(load: Load) -> float:
-    return load.p99_ms / max(load.p50_ms, 1e-9)
+    bench.floor = sorted(floor_runs, key=tail_ratio)[len(floor_runs) // 2]
+    bench.notes.append(
+        f"the same {rate}/s against the bare one-Redis-GET endpoint, between those runs: "
+        + "; ".join(
+            f"p50 {run.p50_ms:.2f} ms, p99 {run.p99_ms:.2f} ms (p99/p50 {tail_ratio(run):.1f})"
+            for run in floor_runs
+        )
+        + f"; median p99/p50 {tail_ratio(bench.floor):.1f}, "
+        f"errors {sum(run.errors for run in floor_runs)}"
+    )
 
 
 def login_phase(

@@ -135,6 +135,7 @@ def test_dashboards_cover_the_required_panels() -> None:
         "Dependency errors (database, pool, Redis)",
         *PODS_PANELS,
         "Latency heatmap (selected routes)",
+        "Event loop lag p99 by pod",
         "Availability objective",
         "Latency objective (< 250 ms)",
         "Availability budget remaining (30d)",

@@ -114,29 +114,30 @@ def print_report(
         ("cache on / cache off", CACHED, UNCACHED, 1.5),
         ("cache off / bare ORM", UNCACHED, ORM, 1.2),
     ]
-    print("\nratios (one run, medians)   req/s  CPU-us  verdict on req/s")
+    print(f"\n{'ratios (one run, medians)':32} {'req/s':>5}  {'CPU-us':>6}  verdict on req/s")
     for label, top, bottom, goal in ratios:
         by_rps = rps[top] / rps[bottom]
         # The same ratio from CPU per request: steadier when the machine is shared.
         by_cpu = cpu[bottom] / cpu[top]
-        print(f"  {label:28} {by_rps:5.2f}  {by_cpu:6.2f}  {_verdict(by_rps, goal)}")
+        # Three decimals: a ratio just under its goal must not print as the goal itself.
+        print(f"  {label:30} {by_rps:5.3f}  {by_cpu:6.3f}  {_verdict(by_rps, goal)}")
     if constant is not None:
         load, rss = constant
         print(
-            f"  {'p99 / p50 at 70% of peak':28} {tail_ratio(load):5.2f}  "
+            f"  {'p99 / p50 at 70% of peak':30} {tail_ratio(load):5.2f}  "
             f"{'':6}  {_verdict(tail_ratio(load), 4.0, higher=False)}"
         )
         if floor is not None:
             print(
-                f"  {'  bare Redis GET, same rate':28} {tail_ratio(floor):5.2f}  {'':6}  "
+                f"  {'  bare Redis GET, same rate':30} {tail_ratio(floor):5.2f}  {'':6}  "
                 "no goal: the machine's and the generator's own tail"
             )
         print(
-            f"  {'errors at 70% of peak':28} {load.errors:5d}  {'':6}  "
+            f"  {'errors at 70% of peak':30} {load.errors:5d}  {'':6}  "
             f"{'PASS' if load.errors == 0 else 'MISS'} (goal 0)"
         )
         print(
-            f"  {'max worker RSS MB':28} {max(rss):5.0f}  {'':6}  "
+            f"  {'max worker RSS MB':30} {max(rss):5.0f}  {'':6}  "
             f"{_verdict(max(rss), 150, higher=False)}"
         )
     print(f"\nload average at the end: {load1:.2f} {load5:.2f} {load15:.2f}", end="")

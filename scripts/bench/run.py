@@ -15,6 +15,7 @@ from statistics import median
 
 import redis
 
+from loadtests.promscrape import histogram_delta, scrape
 from scripts.bench import population as pop
 from scripts.bench.counters import (
     cpu_seconds,
@@ -39,6 +40,7 @@ from scripts.bench.report import (
 from scripts.bench.stack import REPO, Server, baselines, database, otlp_sink, redis_server, service
 
 MIX = pop.Mix(users=2000, hot_fraction=0.2, hot_share=0.8)
+LOOP_LAG = "user_service_event_loop_lag_seconds"
 LIST_LENGTH = 20_000
 
 
@@ -289,11 +291,16 @@ def constant_phase(
         seconds = bench.args.constant_seconds
         pids = server.worker_pids()
         runs: list[tuple[Load, float]] = []
+        lags: list[float | None] = []
         floor_runs: list[Load] = []
         for _ in range(max(1, bench.args.passes)):
             waited = run_queue_wait_seconds(pids)
+            scraped = scrape(server.metrics_url)
             load = constant_rate(server.base_url, reads, bench.work_dir, seconds, rate)
             runs.append((load, (run_queue_wait_seconds(pids) - waited) / len(pids) / seconds))
+            lags.append(
+                histogram_delta(scraped, scrape(server.metrics_url), LOOP_LAG).quantile(0.99)
+            )
             floor_runs.append(
                 constant_rate(bare.base_url, floor_targets, bench.work_dir, seconds, rate)
             )
@@ -310,8 +317,9 @@ def constant_phase(
         + "; ".join(
             f"p50 {run.p50_ms:.2f} ms, p99 {run.p99_ms:.2f} ms (p99/p50 "
             f"{tail_ratio(run):.1f}), a worker's event loop waited for a CPU "
-            f"{wait * 1000:.0f} ms per second"
-            for run, wait in runs
+            f"{wait * 1000:.0f} ms per second, its lag p99 (the service's own metric) "
+            + ("none recorded" if lag is None else f"{lag * 1000:.1f} ms")
+            for (run, wait), lag in zip(runs, lags, strict=True)
         )
         + f"; median p99/p50 {tail_ratio(load):.1f} (goal <= 4), "
         f"errors {load.errors} of {sum(run.requests for run, _ in runs)}, worker RSS after "

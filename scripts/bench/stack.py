@@ -114,6 +114,8 @@ class Server:
     base_url: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    # The service's own /metrics (its METRICS_PORT); the bare endpoints serve none.
+    metrics_url: str
 
     def worker_pids(self) -> list[int]:
         """gunicorn's workers: the master's children."""
@@ -143,12 +145,13 @@ def serving(
     """Run `command` (gunicorn, bound by $BIND or by the `{bind}` it holds) until the block
     ends."""
     port = free_port()
+    metrics_port = free_port()
     metrics_dir = Path(tempfile.mkdtemp(prefix="bench-metrics-"))
     full_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PROMETHEUS_"))},
         "BIND": f"127.0.0.1:{port}",
         # The service's metrics port too: the default one may be taken by another server.
-        "METRICS_PORT": str(free_port()),
+        "METRICS_PORT": str(metrics_port),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "PYTHONPATH": str(REPO),
         **env,
@@ -164,7 +167,9 @@ def serving(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = Server(f"http://127.0.0.1:{port}", process, log_path)
+    server = Server(
+        f"http://127.0.0.1:{port}", process, log_path, f"http://127.0.0.1:{metrics_port}"
+    )
     try:
         _wait_ready(server.base_url + ready_path, process, log_path, 60)
         yield server

@@ -16,6 +16,7 @@ CACHE_REQUESTS = "user_service_cache_requests_total"
 POOL_WAIT = "user_service_db_pool_checkout_wait_seconds"
 POOL_TIMEOUTS = "user_service_db_pool_checkout_timeouts_total"
 HTTP_REQUESTS = "http_requests_total"
+LOOP_LAG = "user_service_event_loop_lag_seconds"
 # The service serves /metrics on its own port (METRICS_PORT), never on the public one.
 DEFAULT_METRICS_PORT = 9464
 

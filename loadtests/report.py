@@ -108,6 +108,7 @@ def service_rows(metrics: ServiceMetrics) -> list[tuple[str, str]]:
         ("pool wait p99", fmt(metrics.pool_wait_p99_ms, "ms")),
         ("pool timeouts", f"{metrics.pool_timeouts:.0f}"),
         ("server-side requests", f"{metrics.server_requests:.0f}"),
+        ("event-loop lag p99", fmt(metrics.loop_lag_p99_ms, "ms")),
     ]
 
 

@@ -20,6 +20,9 @@ class ServiceMetrics:
     pool_checkouts: float
     pool_timeouts: float
     server_requests: float
+    # How late the workers' event loops ran (None: the service does not export it): high
+    # while the database waits are low means the pods were short of CPU, not of connections.
+    loop_lag_p99_ms: float | None
     missing: tuple[str, ...]  # contract metrics the service did not export
 
     @property
@@ -65,5 +68,8 @@ def summarise(before: Snapshot, after: Snapshot) -> ServiceMetrics:
         pool_checkouts=wait.count,
         pool_timeouts=promscrape.counter_delta(before, after, promscrape.POOL_TIMEOUTS),
         server_requests=promscrape.counter_delta(before, after, promscrape.HTTP_REQUESTS),
+        loop_lag_p99_ms=_ms(
+            promscrape.histogram_delta(before, after, promscrape.LOOP_LAG).quantile(0.99)
+        ),
         missing=tuple(missing),
     )

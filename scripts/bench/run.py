@@ -15,7 +15,7 @@ from statistics import median
 
 import redis
 
-from loadtests.promscrape import histogram_delta, scrape
+from loadtests.promscrape import LOOP_LAG, histogram_delta, scrape
 from scripts.bench import population as pop
 from scripts.bench.counters import (
     cpu_seconds,
@@ -40,7 +40,6 @@ from scripts.bench.report import (
 from scripts.bench.stack import REPO, Server, baselines, database, otlp_sink, redis_server, service
 
 MIX = pop.Mix(users=2000, hot_fraction=0.2, hot_share=0.8)
-LOOP_LAG = "user_service_event_loop_lag_seconds"
 LIST_LENGTH = 20_000
 
 

@@ -28,6 +28,8 @@ def test_summary_of_recorded_scrapes(data: Path) -> None:
     assert metrics.pool_wait_p99_ms == pytest.approx(37.5)
     assert metrics.pool_wait_mean_ms == pytest.approx(3.0)
     assert metrics.server_requests == 1200
+    # 600 checks; rank 594 sits halfway into (10, 25] ms, which holds 8 of them.
+    assert metrics.loop_lag_p99_ms == pytest.approx(17.5)
     assert metrics.missing == ()
 
 
@@ -61,3 +63,8 @@ def test_pod_urls_resolve_every_address() -> None:
     assert "http://127.0.0.1:8000" in promscrape.pod_urls("127.0.0.1:8000")
     with pytest.raises(ValueError, match="HOST:PORT"):
         promscrape.pod_urls("no-port")
+
+
+def test_a_service_without_the_loop_lag_metric_reports_none() -> None:
+    scrape = promscrape.parse_metrics("# TYPE http_requests_total counter\nhttp_requests_total 5\n")
+    assert summarise(scrape, scrape).loop_lag_p99_ms is None

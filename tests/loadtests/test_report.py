@@ -95,9 +95,11 @@ def test_tight_thresholds_fail_and_say_by_how_much(data: Path, tmp_path: Path) -
     )
     assert "| pool timeouts | at most 0 | 2 | FAIL | 2 over the limit |" in text
     assert "| reads p95 | at most 0.0 ms |" in text
+    assert "| event-loop lag p99 | 17.5 ms |" in text
     report = json.loads((tmp_path / "summary.json").read_text())
     assert report["passed"] is False
     assert report["service"]["cache_hit_ratio"] == pytest.approx(0.9)
+    assert report["service"]["loop_lag_p99_ms"] == pytest.approx(17.5)
 
 
 def test_group_with_no_requests_fails_rather_than_passes(data: Path) -> None:

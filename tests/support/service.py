@@ -4,6 +4,7 @@ the launcher of loadtests/local_service.py, with the settings every test service
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,3 +35,6 @@ def running_service(
     settings = {**TEST_SERVICE_ENV, "WEB_CONCURRENCY": str(workers), **env}
     with serving(settings, log_dir / "service.log", ready_timeout, base_env=base) as service:
         yield service
+    # Reached only when the caller's block ended without an error: a failure keeps the log
+    # for whoever reads it, a clean run leaves nothing in the temporary directory.
+    shutil.rmtree(log_dir, ignore_errors=True)

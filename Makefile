@@ -23,8 +23,8 @@ k8s:  ## Regenerate the chart's app defaults and README values table; re-render 
 	. .venv/bin/activate && python -m scripts.chart.app_defaults --write && python -m scripts.chart.readme --write
 	. .venv/bin/activate && PATH="$$(bash scripts/install-helm.sh):$$PATH" python -m scripts.chart.k8s_manifests --write
 
-bench:  ## Service vs bare FastAPI baselines: req/s, CPU, queries per request (PROFILE=1: flame graph)
-	PROFILE=$(PROFILE) bash scripts/bench.sh
+bench:  ## Service vs bare FastAPI baselines: req/s, CPU, instructions, queries per request (PROFILE=1: flame graph)
+	PROFILE=$(PROFILE) INSTRUCTIONS=$(INSTRUCTIONS) bash scripts/bench.sh
 
 token-throughput:  ## Offline token verification and introspection next to the cached read, one run
 	. .venv/bin/activate && python -m scripts.token_throughput

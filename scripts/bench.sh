@@ -2,11 +2,16 @@
 # The service against bare FastAPI baselines, in one run on this machine: throughput (wrk),
 # CPU, database transactions and Redis commands per request, logins, PATCH, and latency at a
 # constant offered rate (vegeta). Prints a table and the goal ratios; the rows the ratios
-# compare are measured in three interleaved passes and reported as medians.
+# compare are measured in three interleaved passes and reported as medians. The rows the
+# instrumentation goals compare run once more with one worker under callgrind, which counts
+# the instructions each request executes: the one figure the machine's other load does not
+# move, printed beside those ratios.
 #
 # Usage: scripts/bench.sh [seconds-per-row] [connections]     (defaults 10 and 32)
 #        PROFILE=1 scripts/bench.sh   also writes a flame graph of the cached read under load
 #                                     to scripts/bench/flamegraphs/flamegraph-cached-read.svg (py-spy).
+#        INSTRUCTIONS=N scripts/bench.sh   counts N requests per row under callgrind (default
+#                                     1000; 0 skips the count).
 # Every server runs under gunicorn with 2 uvicorn workers on 127.0.0.1, with a redis-server
 # and a database of the run's own; the numbers are only meaningful as ratios within one run.
 set -euo pipefail
@@ -17,6 +22,7 @@ ensure_venv dev
 ensure_postgres
 command -v redis-server >/dev/null || apt_install redis-server
 command -v wrk >/dev/null || apt_install wrk
+command -v valgrind >/dev/null || apt_install valgrind
 
 # vegeta, the constant-rate generator: built once from its pinned Go module, then cached.
 VEGETA_VERSION=v12.13.0
@@ -28,7 +34,7 @@ if [ ! -x "$VEGETA_DIR/vegeta" ]; then
 fi
 export VEGETA="$VEGETA_DIR/vegeta"
 
-args=(--duration "${1:-10}" --connections "${2:-32}")
+args=(--duration "${1:-10}" --connections "${2:-32}" --instructions "${INSTRUCTIONS:-1000}")
 if [ "${PROFILE:-0}" = "1" ]; then
   args+=(--profile scripts/bench/flamegraphs/flamegraph-cached-read.svg)
 fi

@@ -87,6 +87,7 @@ def print_report(
     floor: Load | None,
     mix: str,
     passes: int,
+    instructions: dict[str, float],
 ) -> None:
     by_name: dict[str, list[Row]] = {}
     for row in measured:
@@ -114,30 +115,50 @@ def print_report(
         ("cache on / cache off", CACHED, UNCACHED, 1.5),
         ("cache off / bare ORM", UNCACHED, ORM, 1.2),
     ]
-    print(f"\n{'ratios (one run, medians)':32} {'req/s':>5}  {'CPU-us':>6}  verdict on req/s")
+    if instructions:
+        print(
+            "\nuser-space instructions per request (callgrind: one worker, one connection, the "
+            "requests counted after\nthe same requests warmed it, less the idle worker's own "
+            "rate; the kernel's work is not counted)"
+        )
+        for name, count in instructions.items():
+            print(f"  {name:50} {count:12,.0f}")
+    print(
+        f"\n{'ratios (one run, medians)':32} {'req/s':>5}  {'CPU-us':>6}  {'instr':>6}  "
+        "verdict on req/s"
+    )
     for label, top, bottom, goal in ratios:
         by_rps = rps[top] / rps[bottom]
         # The same ratio from CPU per request: steadier when the machine is shared.
         by_cpu = cpu[bottom] / cpu[top]
+        # And from instructions per request, which the machine's other load does not move.
+        by_instructions = (
+            f"{instructions[bottom] / instructions[top]:6.3f}"
+            if top in instructions and bottom in instructions
+            else f"{'-':>6}"
+        )
         # Three decimals: a ratio just under its goal must not print as the goal itself.
-        print(f"  {label:30} {by_rps:5.3f}  {by_cpu:6.3f}  {_verdict(by_rps, goal)}")
+        print(
+            f"  {label:30} {by_rps:5.3f}  {by_cpu:6.3f}  {by_instructions}  "
+            f"{_verdict(by_rps, goal)}"
+        )
     if constant is not None:
         load, rss = constant
         print(
             f"  {'p99 / p50 at 70% of peak':30} {tail_ratio(load):5.2f}  "
-            f"{'':6}  {_verdict(tail_ratio(load), 4.0, higher=False)}"
+            f"{'':6}  {'':6}  {_verdict(tail_ratio(load), 4.0, higher=False)}"
         )
         if floor is not None:
             print(
-                f"  {'  bare Redis GET, same rate':30} {tail_ratio(floor):5.2f}  {'':6}  "
+                f"  {'  bare Redis GET, same rate':30} {tail_ratio(floor):5.2f}  {'':6}  {'':6}  "
                 "no goal: the machine's and the generator's own tail"
             )
         print(
-            f"  {'errors at 70% of peak':30} {load.errors:5d}  {'':6}  "
+            f"  {'errors at 70% of peak':30} {load.errors:5d}  {'':6}  {'':6}  "
             f"{'PASS' if load.errors == 0 else 'MISS'} (goal 0)"
         )
         print(
-            f"  {'max worker RSS MB':30} {max(rss):5.0f}  {'':6}  "
+            f"  {'max worker RSS MB':30} {max(rss):5.0f}  {'':6}  {'':6}  "
             f"{_verdict(max(rss), 150, higher=False)}"
         )
     print(f"\nload average at the end: {load1:.2f} {load5:.2f} {load15:.2f}", end="")

@@ -16,6 +16,7 @@ from statistics import median
 import redis
 
 from loadtests.promscrape import LOOP_LAG, histogram_delta, scrape
+from scripts.bench import instructions
 from scripts.bench import population as pop
 from scripts.bench.counters import (
     cpu_seconds,
@@ -55,6 +56,8 @@ class Bench:
     # The same constant rate against the bare one-Redis-GET endpoint: the tail that this
     # machine and the generator give a server doing next to nothing.
     floor: Load | None = None
+    # Each compared row's user-space instructions per request (instruction_phase).
+    instructions: dict[str, float] = field(default_factory=dict)
 
     def measure(
         self,
@@ -143,6 +146,12 @@ def main() -> int:
     parser.add_argument(
         "--passes", type=int, default=3, help="interleaved passes over the compared rows"
     )
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        default=1000,
+        help="requests per row counted under callgrind (0: none)",
+    )
     parser.add_argument("--profile", type=Path, default=None, help="flame graph SVG to write")
     parser.add_argument(
         "--quick",
@@ -161,7 +170,13 @@ def main() -> int:
         if args.quick:
             return 0
         print_report(
-            bench.rows, bench.notes, bench.constant, bench.floor, MIX.describe(), bench.args.passes
+            bench.rows,
+            bench.notes,
+            bench.constant,
+            bench.floor,
+            MIX.describe(),
+            bench.args.passes,
+            bench.instructions,
         )
     return 0
 
@@ -199,8 +214,8 @@ def run(bench: Bench, sink: str) -> None:
         "LOG_LEVEL": "WARNING",
     }
 
-    def start(env: dict[str, str], label: str) -> Callable[[], AbstractContextManager[Server]]:
-        return lambda: service(env, log_dir, label)
+    def start(env: dict[str, str], label: str) -> instructions.Launch:
+        return lambda wrapper=(): service(env, log_dir, label, wrapper)
 
     print(f"seeding: {MIX.describe()}", flush=True)
     ids, emails = pop.insert_users(bench.database_url, MIX.users, login_users=200)
@@ -221,10 +236,14 @@ def run(bench: Bench, sink: str) -> None:
     def bare() -> AbstractContextManager[Server]:
         return baselines(common, log_dir)
 
+    # The rows the instrumentation goals compare: their instructions are counted too.
+    instrumented: list[tuple[str, instructions.Launch]] = [
+        (CACHED, start(all_on, "cached")),
+        (SAMPLED, start({**all_on, "OTEL_TRACES_SAMPLER_ARG": "1.0"}, "sampled")),
+        (OFF, start(off, "off")),
+    ]
     compared: list[tuple[str, Callable[[], AbstractContextManager[Server]], list[pop.Target]]] = [
-        (CACHED, start(all_on, "cached"), reads),
-        (SAMPLED, start({**all_on, "OTEL_TRACES_SAMPLER_ARG": "1.0"}, "sampled"), reads),
-        (OFF, start(off, "off"), reads),
+        *((name, launch, reads) for name, launch in instrumented),
         (UNCACHED, start({**all_on, "CACHE_ENABLED": "false"}, "uncached"), reads),
         *(
             (name, bare, pop.bare(people, MIX, route, LIST_LENGTH))
@@ -239,6 +258,7 @@ def run(bench: Bench, sink: str) -> None:
         for name, starter, targets in compared:
             profile = bench.args.profile if number == 0 and name == CACHED else None
             bench.measure(name, starter, targets, profile=profile)
+    instruction_phase(bench, instrumented, reads)
     cached_rps = median(row.load.rps for row in bench.rows if row.name == CACHED)
     floor = (bare, pop.bare(people, MIX, "redis", LIST_LENGTH))
     constant_phase(bench, start(all_on, "constant"), reads, cached_rps, floor)
@@ -254,6 +274,29 @@ def _beside(profile: Path | None, suffix: str) -> Path | None:
     return (
         None if profile is None else profile.with_name(f"{profile.stem}-{suffix}{profile.suffix}")
     )
+
+
+def instruction_phase(
+    bench: Bench, rows: list[tuple[str, instructions.Launch]], reads: list[pop.Target]
+) -> None:
+    """The user-space instructions per request (scripts/bench/instructions.py) of the rows the
+    instrumentation goals compare, over the first `--instructions` reads.
+
+    Only those: they differ in the worker's own code alone. The other ratios compare servers
+    whose PostgreSQL or Redis does a different share of the work, which a count of the
+    worker's instructions cannot see (a cache hit saves the database's work, not the
+    worker's)."""
+    count = bench.args.instructions
+    if count <= 0:
+        return
+    if not instructions.available():
+        bench.notes.append("instructions per request: not counted (valgrind is not installed)")
+        return
+    print(f"counting instructions: {count} requests per row, one worker under callgrind")
+    for name, launch in rows:
+        out_dir = bench.work_dir / f"callgrind-{len(bench.instructions)}"
+        bench.instructions[name] = instructions.per_request(launch, reads[:count], out_dir)
+        print(f"{name:50} {bench.instructions[name]:12,.0f} instructions/request", flush=True)
 
 
 def constant_phase(

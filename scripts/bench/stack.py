@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -140,7 +140,12 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: 
 
 @contextmanager
 def serving(
-    command: list[str], env: dict[str, str], ready_path: str, log_dir: Path, label: str
+    command: list[str],
+    env: dict[str, str],
+    ready_path: str,
+    log_dir: Path,
+    label: str,
+    ready_seconds: float = 60,
 ) -> Iterator[Server]:
     """Run `command` (gunicorn, bound by $BIND or by the `{bind}` it holds) until the block
     ends."""
@@ -171,16 +176,24 @@ def serving(
         f"http://127.0.0.1:{port}", process, log_path, f"http://127.0.0.1:{metrics_port}"
     )
     try:
-        _wait_ready(server.base_url + ready_path, process, log_path, 60)
+        _wait_ready(server.base_url + ready_path, process, log_path, ready_seconds)
         yield server
     finally:
         stop(process)
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def service(env: dict[str, str], log_dir: Path, label: str) -> AbstractContextManager[Server]:
-    """`user-service serve` (gunicorn, 2 workers) with `env`."""
-    return serving([str(BIN / "user-service"), "serve"], env, "/readyz", log_dir, label)
+def service(
+    env: dict[str, str], log_dir: Path, label: str, wrapper: Sequence[str] = ()
+) -> AbstractContextManager[Server]:
+    """`user-service serve` (gunicorn, 2 workers) with `env`; under a `wrapper` (callgrind,
+    scripts/bench/instructions.py), one worker."""
+    if not wrapper:
+        return serving([str(BIN / "user-service"), "serve"], env, "/readyz", log_dir, label)
+    command = [*wrapper, str(BIN / "user-service"), "serve"]
+    # Under callgrind a request takes tens of milliseconds and start-up tens of seconds.
+    counted = {**env, "WEB_CONCURRENCY": "1", "GUNICORN_TIMEOUT": "900"}
+    return serving(command, counted, "/readyz", log_dir, label, ready_seconds=600)
 
 
 def baselines(env: dict[str, str], log_dir: Path) -> AbstractContextManager[Server]:

@@ -1,0 +1,117 @@
+"""The benchmark's instruction counts: read from callgrind's dumps and shown beside each ratio."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scripts.bench.instructions import net_per_request, prefix, total_instructions
+from scripts.bench.load import Load
+from scripts.bench.report import (
+    ASYNCPG,
+    CACHED,
+    OFF,
+    ORM,
+    REDIS_GET,
+    SAMPLED,
+    UNCACHED,
+    Row,
+    print_report,
+)
+
+# The head and tail of a dump as callgrind 3.19 writes it (`callgrind_control --dump`).
+DUMP = """# callgrind format
+version: 1
+creator: callgrind-3.19.0
+pid: 19901
+cmd:  gunicorn --config gunicorn.conf.py app.main:create_app()
+part: 1
+
+desc: Trigger: dump
+
+positions: line
+events: Ir
+summary: 1497809436
+
+
+ob=(30) math.cpython-311-x86_64-linux-gnu.so
+fn=(7794) math_ceil
+1217 4000
+totals: 1497809436
+"""
+
+
+def test_the_total_comes_from_the_dump() -> None:
+    assert total_instructions(DUMP) == 1_497_809_436
+    assert total_instructions(DUMP.split("summary:")[0] + "totals: 42\n") == 42
+
+
+@pytest.mark.parametrize("text", ["", "events: Ir\n", "totals: many\n", "totals:\n"])
+def test_a_dump_without_a_total_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="totals"):
+        total_instructions(text)
+
+
+def test_the_prefix_follows_the_exec_and_names_dumps_by_pid() -> None:
+    command = prefix(Path("/tmp/out"))
+    assert command[:2] == ["valgrind", "--tool=callgrind"]
+    assert "--instr-atstart=no" in command  # start-up is not counted
+    assert "--trace-children=yes" in command  # `user-service serve` executes gunicorn
+    assert command[-1] == "--callgrind-out-file=/tmp/out/callgrind.%p"
+
+
+def test_the_idle_rate_is_taken_off_for_the_pass_duration() -> None:
+    # 4 M a second idle; a 10 s pass of 400 requests counted 500 M: 40 M of it the timers'.
+    assert net_per_request(500_000_000, 10.0, 16_000_000, 4.0, 400) == 1_150_000
+    # Twice as slow a pass (a busier machine) counts twice the timers, and the same net.
+    assert net_per_request(540_000_000, 20.0, 16_000_000, 4.0, 400) == 1_150_000
+
+
+def test_a_net_count_is_never_negative() -> None:
+    assert net_per_request(1_000, 10.0, 16_000_000, 4.0, 400) == 0
+
+
+def _row(name: str, rps: float, cpu_us: float) -> Row:
+    load = Load(requests=int(rps * 10), seconds=10, p50_ms=1.0, p99_ms=3.0, errors=0)
+    return Row(name, load, cpu_us, cores=1.0, xacts=0.0, redis=3.0, rss_mb=[100.0])
+
+
+ROWS = [
+    _row(CACHED, 5000, 360),
+    _row(SAMPLED, 4000, 460),
+    _row(OFF, 6000, 280),
+    _row(UNCACHED, 2000, 800),
+    _row(ASYNCPG, 3000, 460),
+    _row(REDIS_GET, 7000, 230),
+    _row(ORM, 1500, 1100),
+]
+
+
+def _ratio_line(output: str, label: str) -> list[str]:
+    (line,) = [line for line in output.splitlines() if line.strip().startswith(label)]
+    return line.removeprefix(f"  {label}").split()
+
+
+def test_each_ratio_shows_its_instruction_twin(capsys: pytest.CaptureFixture[str]) -> None:
+    counts = {CACHED: 1_540_000, SAMPLED: 1_850_000, OFF: 1_384_000, UNCACHED: 3_080_000}
+    counts |= {ASYNCPG: 1_100_000, REDIS_GET: 700_000, ORM: 2_500_000}
+    print_report(ROWS, [], None, None, "mix", 1, counts)
+    output = capsys.readouterr().out
+    assert f"{CACHED:50} {1_540_000:12,}" in output
+    # on / off: the bottom row's count over the top row's, as for CPU per request.
+    rps, cpu, instr, verdict = _ratio_line(output, "instrumentation on / off")[:4]
+    assert (rps, cpu, instr, verdict) == ("0.833", "0.778", f"{1_384_000 / 1_540_000:.3f}", "MISS")
+    assert _ratio_line(output, "sampling 1.0 / sampling 0.1")[2] == "0.832"
+    assert _ratio_line(output, "cached all-on / one Redis GET")[2] == "0.455"
+
+
+def test_ratios_without_counts_show_a_dash(capsys: pytest.CaptureFixture[str]) -> None:
+    print_report(ROWS, [], None, None, "mix", 1, {CACHED: 1_540_000})
+    output = capsys.readouterr().out
+    assert "user-space instructions per request" in output
+    assert _ratio_line(output, "instrumentation on / off")[2] == "-"
+    print_report(ROWS, [], None, None, "mix", 1, {})
+    output = capsys.readouterr().out
+    assert "user-space instructions per request" not in output
+    assert _ratio_line(output, "cache on / cache off")[:3] == ["2.500", "2.222", "-"]

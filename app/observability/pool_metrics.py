@@ -46,6 +46,24 @@ class InstrumentedPool(AsyncAdaptedQueuePool):
             DB_POOL_CHECKOUT_WAIT.observe(time.perf_counter() - started)
 
 
+class _CheckedOut:
+    """Connections checked out of this process's instrumented pools, in all and beyond each
+    pool's size: a worker has one pool, but the gauges are the process's, and a process with
+    two (tests, tools) must show both rather than whichever pool moved last. Kept as running
+    totals, so a checkout costs the same however many pools there are."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.overflow = 0
+
+    def publish(self) -> None:
+        DB_POOL_CHECKED_OUT.set(self.total)
+        DB_POOL_OVERFLOW.set(self.overflow)
+
+
+_checked_out = _CheckedOut()
+
+
 def instrument_pool(pool: Pool, settings: Settings) -> None:
     """Keep the pool gauges current on every checkout and checkin."""
     DB_POOL_SIZE.set(settings.db_pool_size)
@@ -56,24 +74,30 @@ def instrument_pool(pool: Pool, settings: Settings) -> None:
     # Counted here rather than read from pool.checkedout(): the checkin event fires before
     # the pool takes the connection back, so reading the pool there lags by one.
     in_use = 0
+    size = settings.db_pool_size
+    totals = _checked_out
 
-    def _publish() -> None:
-        DB_POOL_CHECKED_OUT.set(in_use)
-        DB_POOL_OVERFLOW.set(max(0, in_use - settings.db_pool_size))
-
-    def _checked_out(*_args: Any) -> None:
+    def _on_checkout(*_args: Any) -> None:
         nonlocal in_use
         in_use += 1
-        _publish()
+        totals.total += 1
+        if in_use > size:
+            totals.overflow += 1
+        totals.publish()
 
-    def _checked_in(*_args: Any) -> None:
+    def _on_checkin(*_args: Any) -> None:
         nonlocal in_use
-        in_use = max(0, in_use - 1)
-        _publish()
+        if in_use == 0:  # a connection checked out before the listeners were added
+            return
+        if in_use > size:
+            totals.overflow -= 1
+        in_use -= 1
+        totals.total -= 1
+        totals.publish()
 
-    event.listen(pool, "checkout", _checked_out)
-    event.listen(pool, "checkin", _checked_in)
-    _publish()
+    event.listen(pool, "checkout", _on_checkout)
+    event.listen(pool, "checkin", _on_checkin)
+    totals.publish()
 
 
 def _operation(statement: str) -> str:

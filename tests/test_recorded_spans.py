@@ -3,7 +3,10 @@ record_span uses one only where the SDK's outcome is known."""
 
 from __future__ import annotations
 
+import ast
+import inspect
 import logging
+import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -13,7 +16,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, _TracerConfig
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
@@ -27,7 +30,7 @@ from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanKind, Status, StatusCode, TraceState
 
 from app.observability.otlp_encoding import encode_spans as service_encode_spans
-from app.observability.recorded_spans import RecordedSpan
+from app.observability.recorded_spans import _EMPTY_ON_ENDING, _EMPTY_ON_START, RecordedSpan
 from app.observability.tracing import (
     ServiceTracerProvider,
     end_server_span,
@@ -388,3 +391,76 @@ def test_a_tracer_switched_off_after_recording_child_spans_records_no_more() -> 
         with record_span(tracer, "after") as span:
             assert not span.is_recording()
     assert [span.name for span in exporter.get_finished_spans()] == ["before", "GET /"]
+
+
+class _Watching(SpanProcessor):
+    """Every hook a processor has, each recording the span's name and what it was given."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, Any]] = []
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self.calls.append(("start", span.name, parent_context))
+
+    def _on_ending(self, span: Any) -> None:
+        self.calls.append(("ending", span.name, None))
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.calls.append(("end", span.name, None))
+
+
+def _child_of_a_sampled_server_span(provider: ServiceTracerProvider) -> None:
+    span = start_server_span(http_scope(), "/api/v1/users/{user_id}", provider)
+    assert isinstance(span, RecordedSpan)
+    token = otel_context.attach(trace.set_span_in_context(span))
+    try:
+        tracer = provider.get_tracer("user-service.test")
+        with record_span(tracer, "cache.get user", SpanKind.CLIENT) as child:
+            assert isinstance(child, RecordedSpan)
+    finally:
+        otel_context.detach(token)
+        end_server_span(span, 200, None)
+
+
+def test_a_processor_added_later_sees_the_spans_that_start_after() -> None:
+    provider, exporter = _provider()
+    _child_of_a_sampled_server_span(provider)
+    watching = _Watching()
+    provider.add_span_processor(watching)
+    _child_of_a_sampled_server_span(provider)
+    server, child = "GET /api/v1/users/{user_id}", "cache.get user"
+    assert [(hook, name) for hook, name, _ in watching.calls] == [
+        ("start", server),
+        ("start", child),
+        ("ending", child),
+        ("end", child),
+        ("ending", server),
+        ("end", server),
+    ]
+    # A server span is handed the context it started in, as the SDK hands it.
+    assert watching.calls[0][2] is None
+    assert [span.name for span in exporter.get_finished_spans()] == [child, server] * 2
+
+
+def test_a_batch_processor_exports_recorded_spans() -> None:
+    exporter = InMemorySpanExporter()
+    provider = ServiceTracerProvider(sampler=ParentBased(ALWAYS_ON))
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000))
+    try:
+        _child_of_a_sampled_server_span(provider)
+        assert provider.force_flush(10_000)
+        names = [span.name for span in exporter.get_finished_spans()]
+        assert names == ["cache.get user", "GET /api/v1/users/{user_id}"]
+    finally:
+        provider.shutdown()
+
+
+@pytest.mark.parametrize("hook", sorted(_EMPTY_ON_START | _EMPTY_ON_ENDING, key=str))
+def test_the_hooks_recorded_spans_skip_are_empty(hook: Callable[..., None]) -> None:
+    # Should the SDK give one of them a body, a recorded span would have to call it again.
+    (definition,) = ast.parse(textwrap.dedent(inspect.getsource(hook))).body
+    assert isinstance(definition, ast.FunctionDef)
+    body = definition.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]  # a docstring
+    assert all(isinstance(statement, ast.Pass) for statement in body), hook.__qualname__

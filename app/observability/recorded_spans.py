@@ -22,16 +22,23 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from time import time_ns
 from types import TracebackType
-from typing import Final, cast
+from typing import Any, Final, NamedTuple, cast
 
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import Event, ReadableSpan, Tracer
+from opentelemetry.sdk.trace import (
+    Event,
+    ReadableSpan,
+    SpanProcessor,
+    SynchronousMultiSpanProcessor,
+    Tracer,
+)
 from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.semconv.attributes.exception_attributes import (
@@ -117,7 +124,8 @@ class RecordedSpan(trace.Span, ReadableSpan):
         if attributes:
             self.set_attributes(attributes)
         self._start_time = time_ns()
-        tracer.span_processor.on_start(self, parent_context=parent_context)  # type: ignore[arg-type]
+        for on_start in processor_calls(tracer.span_processor).on_start:
+            on_start(self, parent_context=parent_context)
 
     def get_span_context(self) -> SpanContext:
         return cast(SpanContext, self._context)  # set once, in __init__
@@ -274,12 +282,13 @@ class RecordedSpan(trace.Span, ReadableSpan):
         self._end_time = end_time if end_time is not None else time_ns()
         if isinstance(self._attributes, BoundedAttributes):
             self._attributes._immutable = True  # as the SDK's span freezes its own at end
-        tracer = self._tracer
-        processor = tracer.span_processor
-        processor._on_ending(self)  # type: ignore[arg-type]
+        calls = processor_calls(self._tracer.span_processor)
+        for on_ending in calls.on_ending:
+            on_ending(self)
         # The span itself, a ReadableSpan that nothing changes any more: the SDK hands on a
         # copy of its span, whose lock and limits a processor must not reach.
-        processor.on_end(self)
+        for on_end in calls.on_end:
+            on_end(self)
 
     def __exit__(
         self,
@@ -292,6 +301,61 @@ class RecordedSpan(trace.Span, ReadableSpan):
             self.record_exception(exc_val, escaped=True)
             self.set_status(Status(StatusCode.ERROR, f"{type(exc_val).__name__}: {exc_val}"))
         super().__exit__(exc_type, exc_val, exc_tb)
+
+
+# The SDK's processors whose on_start and _on_ending do nothing.
+_EMPTY_ON_START: Final = frozenset(
+    {SpanProcessor.on_start, BatchSpanProcessor.on_start, SimpleSpanProcessor.on_start}
+)
+_EMPTY_ON_ENDING: Final = frozenset(
+    {SpanProcessor._on_ending, BatchSpanProcessor._on_ending, SimpleSpanProcessor._on_ending}
+)
+
+
+class ProcessorCalls(NamedTuple):
+    """What a recorded span calls as it starts and ends, worked out from `members`."""
+
+    members: tuple[SpanProcessor, ...]
+    on_start: tuple[Callable[..., None], ...]
+    on_ending: tuple[Callable[[Any], None], ...]
+    on_end: tuple[Callable[[Any], None], ...]
+
+
+def processor_calls(processor: SpanProcessor) -> ProcessorCalls:
+    """The provider's processors as a recorded span calls them: each member in turn, as the
+    provider's list would call it, leaving out the SDK processors' empty on_start and
+    _on_ending, and handing a batch processor's span straight to its queue (its on_end only
+    checks first that the span is sampled, which a recorded span always is). The list costs
+    a sampled request three calls per span and hook; worked out again when a processor is
+    added (the provider replaces its tuple of members)."""
+    members: tuple[SpanProcessor, ...] = (
+        processor._span_processors
+        if type(processor) is SynchronousMultiSpanProcessor
+        else (processor,)
+    )
+    calls = _CALLS.get(processor)
+    if calls is not None and calls.members is members:
+        return calls
+    if len(_CALLS) >= 64:  # processors made on the fly (tests) must not grow this forever
+        _CALLS.clear()
+    calls = _CALLS[processor] = ProcessorCalls(
+        members,
+        tuple(each.on_start for each in members if type(each).on_start not in _EMPTY_ON_START),
+        tuple(each._on_ending for each in members if type(each)._on_ending not in _EMPTY_ON_ENDING),
+        tuple(_on_end(each) for each in members),
+    )
+    return calls
+
+
+def _on_end(processor: SpanProcessor) -> Callable[[Any], None]:
+    if type(processor) is BatchSpanProcessor:
+        emit = getattr(getattr(processor, "_batch_processor", None), "emit", None)
+        if callable(emit):
+            return cast("Callable[[Any], None]", emit)
+    return processor.on_end
+
+
+_CALLS: dict[SpanProcessor, ProcessorCalls] = {}
 
 
 def sampled_context(

@@ -70,6 +70,16 @@ def _spread(rows: list[Row]) -> str:
     return f"{100 * (max(rates) - min(rates)) / median(rates):5.0f}%"
 
 
+def _per_pass(top: list[Row], bottom: list[Row]) -> str:
+    """The req/s ratio within each pass, whose rows ran a minute apart at most: how far the
+    machine moved it between passes."""
+    if len(top) < 2 or len(top) != len(bottom):
+        return ""
+    return "  " + " ".join(
+        f"{upper.load.rps / lower.load.rps:.2f}" for upper, lower in zip(top, bottom, strict=True)
+    )
+
+
 def tail_ratio(load: Load) -> float:
     """p99 over p50: how far the slowest 1 in 100 requests is from the typical one."""
     return load.p99_ms / max(load.p50_ms, 1e-9)
@@ -125,7 +135,7 @@ def print_report(
             print(f"  {name:50} {count:12,.0f}")
     print(
         f"\n{'ratios (one run, medians)':32} {'req/s':>5}  {'CPU-us':>6}  {'instr':>6}  "
-        "verdict on req/s"
+        f"{'verdict on req/s':22}  req/s, pass by pass"
     )
     for label, top, bottom, goal in ratios:
         by_rps = rps[top] / rps[bottom]
@@ -138,10 +148,11 @@ def print_report(
             else f"{'-':>6}"
         )
         # Three decimals: a ratio just under its goal must not print as the goal itself.
-        print(
+        line = (
             f"  {label:30} {by_rps:5.3f}  {by_cpu:6.3f}  {by_instructions}  "
-            f"{_verdict(by_rps, goal)}"
+            f"{_verdict(by_rps, goal):22}{_per_pass(by_name[top], by_name[bottom])}"
         )
+        print(line.rstrip())
     if constant is not None:
         load, rss = constant
         print(

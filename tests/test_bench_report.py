@@ -1,4 +1,5 @@
-"""The benchmark's instruction counts: read from callgrind's dumps and shown beside each ratio."""
+"""The benchmark's report: instruction counts read from callgrind's dumps and shown beside the
+ratios, and each ratio pass by pass."""
 
 from __future__ import annotations
 
@@ -115,3 +116,23 @@ def test_ratios_without_counts_show_a_dash(capsys: pytest.CaptureFixture[str]) -
     output = capsys.readouterr().out
     assert "user-space instructions per request" not in output
     assert _ratio_line(output, "cache on / cache off")[:3] == ["2.500", "2.222", "-"]
+
+
+def test_each_ratio_is_shown_pass_by_pass(capsys: pytest.CaptureFixture[str]) -> None:
+    passes = [
+        _row(CACHED, 3751, 479),
+        _row(OFF, 3198, 394),
+        _row(CACHED, 3946, 452),
+        _row(OFF, 5797, 307),
+        _row(CACHED, 4877, 365),
+        _row(OFF, 5368, 333),
+    ]
+    others = [row for row in ROWS if row.name not in (CACHED, OFF)]
+    print_report(passes + others, [], None, None, "mix", 3, {})
+    output = capsys.readouterr().out
+    line = _ratio_line(output, "instrumentation on / off")
+    # The verdict is on the medians' ratio (3946 / 5368); each pass's own ratio follows it.
+    assert line[0] == "0.735"
+    assert line[-3:] == ["1.17", "0.68", "0.91"]
+    # A ratio of rows measured once shows no passes.
+    assert _ratio_line(output, "cache on / cache off")[-1] == "1.5)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import shutil
@@ -29,7 +30,11 @@ NAMESPACE = "users"
 
 @functools.cache
 def _helm_home() -> Path:
-    return Path(tempfile.mkdtemp(prefix="user-service-helm-"))
+    """helm's HOME for this process (its caches and config stay out of the user's), removed
+    when the process exits."""
+    home = Path(tempfile.mkdtemp(prefix="user-service-helm-"))
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    return home
 
 
 class HelmError(RuntimeError):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -246,6 +247,8 @@ class LocalProcess:
     log_path: Path
     overrides: dict[str, str]
     host: str = "127.0.0.1"
+    # Its HOME and emptyDir stand-ins: removed once the process is gone.
+    scratch: Path | None = None
 
     def url(self, port: int, path: str) -> str:
         return f"http://{self.host}:{port}{path}"
@@ -254,10 +257,14 @@ class LocalProcess:
         self.popen.send_signal(signal.SIGTERM)
 
     def kill(self) -> None:
+        """Kill the process group if it still runs, and remove the scratch directory."""
         if self.popen.poll() is None:
             # The whole process group: gunicorn's workers must not outlive a failed test.
             os.killpg(self.popen.pid, signal.SIGKILL)
             self.popen.wait(10)
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None
 
     def wait(self, timeout: float) -> int | None:
         try:
@@ -315,7 +322,7 @@ class LocalLauncher:
             start_new_session=True,  # own process group, so kill() reaches the workers
         )
         log.close()
-        return LocalProcess(popen=popen, log_path=log_path, overrides=changed)
+        return LocalProcess(popen=popen, log_path=log_path, overrides=changed, scratch=scratch)
 
 
 @contextmanager
@@ -335,8 +342,7 @@ def run_to_completion(
     """A Job's container: run it, wait up to `deadline` (activeDeadlineSeconds)."""
     proc = launcher.start(spec, overrides)
     code = proc.wait(deadline)
-    if code is None:
-        proc.kill()
+    proc.kill()  # past its deadline it still runs; either way its scratch goes
     return code, proc
 
 

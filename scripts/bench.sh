@@ -2,12 +2,13 @@
 # The service against bare FastAPI baselines, in one run on this machine: throughput (wrk),
 # CPU, database transactions and Redis commands per request, logins, PATCH, and latency at a
 # constant offered rate (vegeta). Prints a table and the goal ratios; the rows the ratios
-# compare are measured in three interleaved passes and reported as medians. The rows the
-# instrumentation goals compare run once more with one worker under callgrind, which counts
-# the instructions each request executes: the one figure the machine's other load does not
-# move, printed beside those ratios.
+# compare run side by side in ten interleaved passes of 3 s and are reported as medians.
+# The rows the instrumentation goals compare run once more with one worker under callgrind,
+# which counts the instructions each request executes: the one figure the machine's other
+# load does not move, printed beside those ratios. wrk and vegeta run under SCHED_BATCH.
 #
-# Usage: scripts/bench.sh [seconds-per-row] [connections]     (defaults 10 and 32)
+# Usage: scripts/bench.sh [seconds-per-row] [connections]     (defaults 10 and 32; the
+#                                     compared rows' passes take 3 s bursts)
 #        PROFILE=1 scripts/bench.sh   also writes a flame graph of the cached read under load
 #                                     to scripts/bench/flamegraphs/flamegraph-cached-read.svg (py-spy).
 #        INSTRUCTIONS=N scripts/bench.sh   counts N requests per row under callgrind (default

@@ -3,12 +3,15 @@ ratios, and each ratio pass by pass."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from scripts.bench.instructions import net_per_request, prefix, total_instructions
-from scripts.bench.load import Load
+from scripts.bench.load import GENERATOR, Load
 from scripts.bench.report import (
     ASYNCPG,
     CACHED,
@@ -18,6 +21,8 @@ from scripts.bench.report import (
     SAMPLED,
     UNCACHED,
     Row,
+    _spread,
+    median_tail,
     print_report,
 )
 
@@ -134,3 +139,32 @@ def test_each_ratio_is_shown_pass_by_pass(capsys: pytest.CaptureFixture[str]) ->
     assert line[-3:] == ["1.17", "0.68", "0.91"]
     # A ratio of rows measured once shows no passes.
     assert _ratio_line(output, "cache on / cache off")[-1] == "1.5)"
+
+
+def test_the_tail_verdict_takes_the_run_with_the_median_ratio() -> None:
+    def run(p50: float, p99: float) -> Load:
+        return Load(requests=100, seconds=1, p50_ms=p50, p99_ms=p99, errors=0)
+
+    runs = [run(1.0, 9.0), run(2.0, 5.0), run(1.0, 3.0)]
+    assert median_tail(runs) is runs[2]  # ratios 9, 2.5 and 3: the median is 3
+    assert median_tail(runs[:1]) is runs[0]
+
+
+def test_the_spread_is_the_middle_half_of_the_passes() -> None:
+    # One pass far off moves the full range but not the interquartile one.
+    steady = [_row(CACHED, rps, 360) for rps in (4800, 4900, 5000, 5100, 5200)]
+    wild = [*steady[:4], _row(CACHED, 9000, 360)]
+    assert _spread(steady) == _spread(wild) == f"{100 * 200 / 5000:5.0f}%"
+    assert _spread(steady[:1]) == ""
+
+
+def test_the_generators_never_preempt_the_server() -> None:
+    # The prefix puts the generator under SCHED_BATCH, which needs no privilege.
+    policy = subprocess.run(
+        [*GENERATOR, sys.executable, "-c", "import os; print(os.sched_getscheduler(0))"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    assert int(policy) == os.SCHED_BATCH

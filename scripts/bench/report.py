@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from statistics import median
+from statistics import median, quantiles
 
 from scripts.bench.load import Load
 
@@ -63,16 +63,18 @@ def _median_row(rows: list[Row]) -> Row:
 
 
 def _spread(rows: list[Row]) -> str:
-    """How far apart the passes' req/s were, relative to their median."""
+    """How far apart the middle half of the passes' req/s were (the interquartile range),
+    relative to their median."""
     if len(rows) < 2:
         return ""
     rates = [row.load.rps for row in rows]
-    return f"{100 * (max(rates) - min(rates)) / median(rates):5.0f}%"
+    lower, _, upper = quantiles(rates, n=4, method="inclusive")
+    return f"{100 * (upper - lower) / median(rates):5.0f}%"
 
 
 def _per_pass(top: list[Row], bottom: list[Row]) -> str:
-    """The req/s ratio within each pass, whose rows ran a minute apart at most: how far the
-    machine moved it between passes."""
+    """The req/s ratio within each pass, whose rows ran seconds apart: how far the machine
+    moved it between passes."""
     if len(top) < 2 or len(top) != len(bottom):
         return ""
     return "  " + " ".join(
@@ -83,6 +85,11 @@ def _per_pass(top: list[Row], bottom: list[Row]) -> str:
 def tail_ratio(load: Load) -> float:
     """p99 over p50: how far the slowest 1 in 100 requests is from the typical one."""
     return load.p99_ms / max(load.p50_ms, 1e-9)
+
+
+def median_tail(runs: list[Load]) -> Load:
+    """The run with the median p99/p50 (of an even count, the higher of the middle two)."""
+    return sorted(runs, key=tail_ratio)[len(runs) // 2]
 
 
 def _verdict(value: float, goal: float, higher: bool = True) -> str:
@@ -108,9 +115,10 @@ def print_report(
     load1, load5, load15 = os.getloadavg()
     print(f"\nworkload: {mix}")
     print("per request: CPU us = the gunicorn workers' own CPU time; DB tx = PostgreSQL")
-    print("transactions; Redis = commands Redis processed. 2 workers, wrk -t2 on the same cores.")
+    print("transactions; Redis = commands Redis processed. 2 workers, wrk -t2 on the same cores")
+    print("(the generators under SCHED_BATCH).")
     print(f"rows measured in {passes} interleaved passes show each figure's median, and how")
-    print("far apart the passes' req/s were (spread).")
+    print("far apart the middle half of the passes' req/s were (spread: interquartile range).")
     print(f"\n{HEADER} {'spread':>7}")
     for row in rows:
         print(f"{row.line()} {_spread(by_name[row.name]):>7}")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from statistics import median
@@ -25,7 +26,7 @@ from scripts.bench.counters import (
     run_queue_wait_seconds,
     transactions,
 )
-from scripts.bench.load import SCRIPT, Load, constant_rate, sustained_rate, wrk
+from scripts.bench.load import GENERATOR, SCRIPT, Load, constant_rate, sustained_rate, wrk
 from scripts.bench.report import (
     ASYNCPG,
     CACHED,
@@ -35,6 +36,7 @@ from scripts.bench.report import (
     SAMPLED,
     UNCACHED,
     Row,
+    median_tail,
     print_report,
     tail_ratio,
 )
@@ -66,35 +68,58 @@ class Bench:
         targets: list[pop.Target],
         *,
         connections: int | None = None,
+        seconds: int | None = None,
         profile: Path | None = None,
+        record: bool = True,
     ) -> Row:
-        """One closed-loop row: a fresh server, a 2 s warm-up, the measured run. Transactions
-        and Redis commands are counted over warm-up and run (the same traffic); CPU over the
-        measured run only."""
+        """One row on a server of its own: a fresh server, a 2 s warm-up, the measured run.
+        Its transactions are read once the server has stopped (over warm-up and run, the same
+        traffic): a PostgreSQL backend reports its counts at most once a second, and an idle
+        one up to 10 s later, but always as it exits."""
         connections = connections or self.args.connections
-        seconds = self.args.duration
         xacts_before = transactions(self.database_url)
-        commands_before = redis_commands(self.redis_url)
         with start() as server:
             warm = wrk(server.base_url, targets, self.work_dir, 2, connections)
-            pids = server.worker_pids()
-            cpu_before = cpu_seconds(pids)
-            with _profiling(server, profile, seconds):
-                load = wrk(server.base_url, targets, self.work_dir, seconds, connections)
-            cpu = cpu_seconds(pids) - cpu_before
-            commands = redis_commands(self.redis_url) - commands_before - 1
-            rss = rss_mb(pids)
+            row = self.run_on(
+                name, server, targets, seconds or self.args.duration, connections, profile
+            )
         xacts = transactions(self.database_url) - xacts_before
-        requests = warm.requests + load.requests
-        row = Row(
+        row = replace(row, xacts=xacts / max(1, warm.requests + row.load.requests))
+        if record:
+            return self.keep(row)
+        print(f"{row.line()}  (counting run)", flush=True)
+        return row
+
+    def run_on(
+        self,
+        name: str,
+        server: Server,
+        targets: list[pop.Target],
+        seconds: int,
+        connections: int,
+        profile: Path | None = None,
+    ) -> Row:
+        """One closed-loop run against a warm server, its transactions not counted (NaN):
+        Redis commands from the server's own counter, CPU from this server's workers."""
+        commands_before = redis_commands(self.redis_url)
+        pids = server.worker_pids()
+        cpu_before = cpu_seconds(pids)
+        with _profiling(server, profile, seconds):
+            load = wrk(server.base_url, targets, self.work_dir, seconds, connections)
+        cpu = cpu_seconds(pids) - cpu_before
+        # Less the INFO that read the count before the run.
+        commands = redis_commands(self.redis_url) - commands_before - 1
+        return Row(
             name=name,
             load=load,
             cpu_us=cpu * 1e6 / max(1, load.requests),
             cores=cpu / load.seconds,
-            xacts=xacts / requests,
-            redis=commands / requests,
-            rss_mb=rss,
+            xacts=math.nan,
+            redis=commands / max(1, load.requests),
+            rss_mb=rss_mb(pids),
         )
+
+    def keep(self, row: Row) -> Row:
         self.rows.append(row)
         print(row.line(), flush=True)
         return row
@@ -144,7 +169,13 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--constant-seconds", type=int, default=15)
     parser.add_argument(
-        "--passes", type=int, default=3, help="interleaved passes over the compared rows"
+        "--passes", type=int, default=10, help="interleaved passes over the compared rows"
+    )
+    parser.add_argument(
+        "--burst", type=int, default=3, help="seconds of each compared row in each pass"
+    )
+    parser.add_argument(
+        "--constant-runs", type=int, default=3, help="runs at 70%% of the peak constant rate"
     )
     parser.add_argument(
         "--instructions",
@@ -242,22 +273,15 @@ def run(bench: Bench, sink: str) -> None:
         (SAMPLED, start({**all_on, "OTEL_TRACES_SAMPLER_ARG": "1.0"}, "sampled")),
         (OFF, start(off, "off")),
     ]
-    compared: list[tuple[str, Callable[[], AbstractContextManager[Server]], list[pop.Target]]] = [
-        *((name, launch, reads) for name, launch in instrumented),
-        (UNCACHED, start({**all_on, "CACHE_ENABLED": "false"}, "uncached"), reads),
+    compared: list[Compared] = [
+        *(Compared(name, launch, reads) for name, launch in instrumented),
+        Compared(UNCACHED, start({**all_on, "CACHE_ENABLED": "false"}, "uncached"), reads),
         *(
-            (name, bare, pop.bare(people, MIX, route, LIST_LENGTH))
+            Compared(name, bare, pop.bare(people, MIX, route, LIST_LENGTH), shared="bare")
             for name, route in ((ASYNCPG, "asyncpg"), (REDIS_GET, "redis"), (ORM, "orm"))
         ),
     ]
-    # The rows the goal ratios compare, measured in interleaved passes: a burst from another
-    # process on this shared machine, or a slow drift, lands on one pass of every row rather
-    # than on one row, and the report takes each row's median.
-    for number in range(bench.args.passes):
-        print(f"pass {number + 1} of {bench.args.passes}", flush=True)
-        for name, starter, targets in compared:
-            profile = bench.args.profile if number == 0 and name == CACHED else None
-            bench.measure(name, starter, targets, profile=profile)
+    compared_phase(bench, compared)
     instruction_phase(bench, instrumented, reads)
     cached_rps = median(row.load.rps for row in bench.rows if row.name == CACHED)
     floor = (bare, pop.bare(people, MIX, "redis", LIST_LENGTH))
@@ -268,6 +292,70 @@ def run(bench: Bench, sink: str) -> None:
         start(all_on, "patch"),
         pop.patches(people, MIX, LIST_LENGTH),
     )
+
+
+@dataclass(frozen=True)
+class Compared:
+    """A row the goal ratios compare: how to start its server and what to send it. Rows
+    with the same `shared` name are served by one server (the bare endpoints)."""
+
+    name: str
+    start: Callable[[], AbstractContextManager[Server]]
+    targets: list[pop.Target]
+    shared: str = ""
+
+    @property
+    def server(self) -> str:
+        return self.shared or self.name
+
+
+def compared_phase(bench: Bench, rows: list[Compared]) -> None:
+    """The rows the goal ratios compare, side by side in interleaved passes.
+
+    Each row first runs once on a server of its own, which stops before its database
+    transactions are read (Bench.measure); that run is not one of the medians. Then every
+    row's server runs at once, and each pass sends each row a burst of `--burst` seconds in
+    turn: the machine's other load moves CPU per request by 10-30% within seconds, so a
+    ratio is steadiest from many short runs of its two rows a few seconds apart. The idle
+    servers beside the measured one cost the machine their timers alone, the same for every
+    row. The table takes each row's median over the passes."""
+    counted = {
+        row.name: bench.measure(
+            row.name, row.start, row.targets, seconds=bench.args.burst, record=False
+        )
+        for row in rows
+    }
+    profile = bench.args.profile
+    with ExitStack() as stack:
+        servers: dict[str, Server] = {}
+        for row in rows:
+            if row.server not in servers:
+                servers[row.server] = stack.enter_context(row.start())
+        for row in rows:
+            wrk(
+                servers[row.server].base_url, row.targets, bench.work_dir, 2, bench.args.connections
+            )
+        if profile is not None:  # a run of its own: a flame graph wants more than a burst
+            (cached,) = (row for row in rows if row.name == CACHED)
+            bench.run_on(
+                CACHED,
+                servers[CACHED],
+                cached.targets,
+                bench.args.duration,
+                bench.args.connections,
+                profile,
+            )
+        for number in range(bench.args.passes):
+            print(f"pass {number + 1} of {bench.args.passes}", flush=True)
+            for row in rows:
+                measured = bench.run_on(
+                    row.name,
+                    servers[row.server],
+                    row.targets,
+                    bench.args.burst,
+                    bench.args.connections,
+                )
+                bench.keep(replace(measured, xacts=counted[row.name].xacts))
 
 
 def _beside(profile: Path | None, suffix: str) -> Path | None:
@@ -314,7 +402,7 @@ def constant_phase(
     request than wrk's busy connections: 70% of wrk's peak was past what the service can
     serve beside vegeta, so the percentiles measured an overloaded queue.
 
-    The rate is offered in as many runs as the rows have passes, and the verdict takes the
+    The rate is offered in `--constant-runs` runs, and the verdict takes the
     run with the median p99/p50 (errors count over all runs): a tail is what 1 request in 100
     meets, and on a shared machine a few seconds of another process's burst decide it, so one
     run measured the neighbours as much as the service. Each run also reports how long the
@@ -335,7 +423,7 @@ def constant_phase(
         runs: list[tuple[Load, float]] = []
         lags: list[float | None] = []
         floor_runs: list[Load] = []
-        for _ in range(max(1, bench.args.passes)):
+        for _ in range(max(1, bench.args.constant_runs)):
             waited = run_queue_wait_seconds(pids)
             scraped = scrape(server.metrics_url)
             load = constant_rate(server.base_url, reads, bench.work_dir, seconds, rate)
@@ -347,8 +435,7 @@ def constant_phase(
                 constant_rate(bare.base_url, floor_targets, bench.work_dir, seconds, rate)
             )
         rss = rss_mb(pids)
-    ordered = sorted(runs, key=lambda run: tail_ratio(run[0]))
-    load = replace(ordered[len(ordered) // 2][0], errors=sum(run.errors for run, _ in runs))
+    load = replace(median_tail([run for run, _ in runs]), errors=sum(run.errors for run, _ in runs))
     bench.notes.append(
         f"highest constant rate kept up with (vegeta, steps of a tenth of wrk's peak "
         f"{wrk_peak:.0f}/s): {peak}/s; steps: " + "; ".join(tried)
@@ -369,7 +456,7 @@ def constant_phase(
         + " MB (goal <= 150 each)"
     )
     bench.constant = (load, rss)
-    bench.floor = sorted(floor_runs, key=tail_ratio)[len(floor_runs) // 2]
+    bench.floor = median_tail(floor_runs)
     bench.notes.append(
         f"the same {rate}/s against the bare one-Redis-GET endpoint, between those runs: "
         + "; ".join(
@@ -405,7 +492,7 @@ def login_phase(
         listing = pop.write_targets(logins, bench.work_dir / "storm.tsv")
         storm = subprocess.Popen(
             [
-                *("wrk", "-t1", "-c8", f"-d{seconds + 2}s", "-s", str(SCRIPT)),
+                *(*GENERATOR, "wrk", "-t1", "-c8", f"-d{seconds + 2}s", "-s", str(SCRIPT)),
                 *(server.base_url, "--", str(listing)),
             ],
             stdout=subprocess.PIPE,

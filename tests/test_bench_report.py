@@ -158,7 +158,7 @@ def test_the_spread_is_the_middle_half_of_the_passes() -> None:
     assert _spread(steady[:1]) == ""
 
 
-def test_the_generators_never_preempt_the_server() -> None:
+def test_the_generators_run_under_sched_batch() -> None:
     # The prefix puts the generator under SCHED_BATCH, which needs no privilege.
     policy = subprocess.run(
         [*GENERATOR, sys.executable, "-c", "import os; print(os.sched_getscheduler(0))"],

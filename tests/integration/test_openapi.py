@@ -3,6 +3,7 @@ error status reachable on the real service (and each answered as declared)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -18,6 +19,7 @@ from sqlalchemy import text
 
 from app.errors import PROBLEM_MEDIA_TYPE
 from tests.support.app_harness import AppHarness
+from tests.support.rate_windows import room_wait
 
 METHODS = {"get", "post", "put", "patch", "delete"}
 CAMEL_CASE = re.compile(r"^[a-z][a-zA-Z]+$")
@@ -147,6 +149,7 @@ class Calls:
     async def rate_limited(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """The limited app allows one authenticated call a minute per user: spend it first."""
         user_id, headers = await self.user(self.limited)
+        await asyncio.sleep(room_wait(60, 2))  # spent and refused in one window
         spent = await self.limited.client.get("/api/v1/users/me", headers=headers)
         assert spent.status_code == 200, spent.text
         return await self.limited.client.request(

@@ -7,6 +7,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from app.settings import Settings
 from tests.support.database import fresh_database
 from tests.support.isolation import redis_url
+from tests.support.rate_windows import room_wait
 from tests.support.service import REPO, RunningService, running_service
 
 LOGIN_BUDGET = 3
@@ -59,6 +61,8 @@ def _login(service: RunningService, client_ip: str) -> httpx.Response:
 
 
 def _spend(service: RunningService, client_ip: str) -> list[int]:
+    # The limit is a fixed window of a minute: every counted login must fall in one.
+    time.sleep(room_wait(60, 10))
     return [_login(service, client_ip).status_code for _ in range(LOGIN_BUDGET + 1)]
 
 
@@ -75,6 +79,7 @@ def test_trusted_proxy_each_client_has_its_own_budget(
 
 def test_untrusted_peer_cannot_pick_its_address(untrusted_peer: RunningService) -> None:
     # A client that forges X-Forwarded-For still spends the budget of its real address.
+    time.sleep(room_wait(60, 10))  # the limit is a fixed window of a minute
     statuses = [
         _login(untrusted_peer, f"203.0.113.{n}").status_code for n in range(LOGIN_BUDGET + 1)
     ]

@@ -4,7 +4,12 @@ This is what a non-transactional pipeline does on the wire, without redis-py's P
 object: admission runs it on every authenticated request, and the Pipeline's own work
 (building and resetting the object, its command stack and response callbacks, the client
 library's per-call bookkeeping) cost about as much CPU as the round trip itself. The pool,
-the connections, their timeouts, health checks and retry policy are the client's own.
+the connections, their health checks and retry policy are the client's own, and so is the
+length of their timeout.
+
+The client's socket timeout bounds the whole round trip, as one deadline: its own send
+keeps it in a task of its own (asyncio.wait_for) and each read in a timeout scope of its
+own, a task, extra turns of the event loop and four timers per request.
 
 A sampled request gets the span the Redis instrumentation would make for the same pipeline:
 named after the commands, with the sanitized statement and the server's address.
@@ -19,6 +24,8 @@ is kept, so the client's other calls never wait on the connections kept here.
 
 from __future__ import annotations
 
+import asyncio
+import math
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -27,7 +34,9 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import SpanKind
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import Connection
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.observability.tracing import record_span
 
@@ -125,15 +134,59 @@ class RoundTrip:
 
     @staticmethod
     async def _send_and_read(connection: Connection, commands: Sequence[Command]) -> list[Any]:
-        await connection.send_packed_command(connection.pack_commands(commands))
-        replies: list[Any] = []
-        error: ResponseError | None = None
-        for _ in commands:
-            # Every reply is read before an error reply is raised, as a pipeline does.
-            try:
-                replies.append(await connection.read_response())
-            except ResponseError as reply_error:
-                error = error or reply_error
-        if error is not None:
-            raise error
-        return replies
+        packed = connection.pack_commands(commands)
+        deadline = connection.socket_timeout
+        if not (deadline and connection.is_connected and _CAN_WRITE_DIRECTLY):
+            # Connecting, or no timeout to keep: the client's own send does both.
+            await connection.send_packed_command(packed)
+            return await _read_replies(connection, len(commands), None)
+        try:
+            # One deadline of the socket timeout's length for the whole round trip.
+            async with asyncio.timeout(deadline):
+                await connection.check_health()  # type: ignore[no-untyped-call]
+                await _write(connection, packed)
+                return await _read_replies(connection, len(commands), math.inf)
+        except TimeoutError:
+            # The send or a read was cancelled midway, and the client closed the connection.
+            await connection.disconnect(nowait=True)
+            raise RedisTimeoutError(f"Timeout in a round trip to {_address(connection)}") from None
+
+
+async def _write(connection: Connection, packed: list[bytes]) -> None:
+    """The client's send without its timeout task, failing as the client's send fails."""
+    try:
+        await connection._send_packed_command(packed)
+    except OSError as error:
+        await connection.disconnect(nowait=True)
+        raise RedisConnectionError(
+            f"Error while writing to {_address(connection)}: {error}"
+        ) from error
+    except BaseException:
+        await connection.disconnect(nowait=True)
+        raise
+
+
+async def _read_replies(
+    connection: Connection, count: int, read_timeout: float | None
+) -> list[Any]:
+    """Every reply is read before an error reply is raised, as a pipeline does. The client
+    reads with `read_timeout`: None for its socket timeout, math.inf for none of its own."""
+    replies: list[Any] = []
+    error: ResponseError | None = None
+    for _ in range(count):
+        try:
+            replies.append(await connection.read_response(timeout=read_timeout))
+        except ResponseError as reply_error:
+            error = error or reply_error
+    if error is not None:
+        raise error
+    return replies
+
+
+def _address(connection: Connection) -> str:
+    return f"{getattr(connection, 'host', '?')}:{getattr(connection, 'port', '?')}"
+
+
+# The client's send, less its timeout task: a private method of the pinned client. Should a
+# release drop it, round trips go through the client's own send again.
+_CAN_WRITE_DIRECTLY: Final = callable(getattr(Connection, "_send_packed_command", None))

@@ -5,16 +5,21 @@ through an error reply, a dropped connection and a cancelled read."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.infra.redis_round_trip import RoundTrip
 from app.infra.redis_topology import connect_standalone
 from app.settings import Settings
 from tests.support.isolation import redis_url
+from tests.support.redis_server import RedisServer
 
 URL = redis_url(11)
 
@@ -151,3 +156,59 @@ async def test_at_most_a_quarter_of_the_pool_is_kept() -> None:
             await pool.release(connection)
     finally:
         await client.aclose()
+
+
+async def test_a_round_trip_on_a_kept_connection_starts_no_task(
+    one_connection: tuple[RoundTrip, Redis],
+) -> None:
+    """The client's own send waits in a task of its own (asyncio.wait_for) to keep its socket
+    timeout: a task and extra turns of the loop on every request."""
+    round_trip, _ = one_connection
+    assert await round_trip.execute([("PING",)]) == [b"PONG"]  # connected, in step
+    loop = asyncio.get_running_loop()
+    started: list[object] = []
+
+    def counting(
+        loop: asyncio.AbstractEventLoop, coroutine: Any, **kwargs: Any
+    ) -> asyncio.Task[Any]:
+        started.append(coroutine)
+        return asyncio.Task(coroutine, loop=loop, **kwargs)
+
+    loop.set_task_factory(counting)
+    try:
+        replies = await round_trip.execute([("INCRBY", "tasks", 1), ("GET", "tasks")])
+    finally:
+        loop.set_task_factory(None)
+    assert replies == [1, b"1"]
+    assert started == []
+
+
+async def test_a_frozen_server_fails_the_round_trip_within_its_socket_timeout() -> None:
+    server = RedisServer()
+    server.start()
+    client = connect_standalone(
+        Settings(
+            APP_ENV="test",
+            DATABASE_URL="postgresql+asyncpg://unused@127.0.0.1/unused",
+            REDIS_URL=server.url,
+            REDIS_SOCKET_TIMEOUT=0.3,
+        )
+    )
+    round_trip = RoundTrip(client)
+    assert server.process is not None
+    try:
+        assert await round_trip.execute([("INCRBY", "n", 1)]) == [1]
+        server.process.send_signal(signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises(RedisTimeoutError):
+            await round_trip.execute([("INCRBY", "n", 1), ("GET", "n")])
+        waited = time.monotonic() - started
+        assert 0.25 <= waited < 1.5, waited
+        server.process.send_signal(signal.SIGCONT)
+        # The timed-out connection was closed, not kept: a new one gets the next replies.
+        assert await round_trip.execute([("INCRBY", "n", 1), ("GET", "n")]) == [3, b"3"]
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+        await round_trip.release_kept()
+        await client.aclose()
+        server.kill()

@@ -26,10 +26,15 @@ def _bearer(token: str) -> dict[str, str]:
 
 async def test_login_issues_a_bearer_pair(harness: AppHarness) -> None:
     await harness.sign_up("login@example.com")
+    before = int(time.time())
     tokens = await harness.login("LOGIN@example.com")
-    assert tokens["token_type"] == "bearer" and tokens["expires_in"] == 900
+    after = int(time.time())
     claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
     assert {"sub", "exp", "iat", "jti"} <= claims.keys()
+    assert tokens["token_type"] == "bearer" and claims["exp"] - claims["iat"] == 900
+    # The whole seconds left of the token's 900 as the answer was made: 900, or 899 when a
+    # second began between the session's issue time and that moment.
+    assert claims["exp"] - after <= tokens["expires_in"] <= claims["exp"] - before
 
 
 async def test_wrong_password_and_unknown_email_look_the_same(harness: AppHarness) -> None:

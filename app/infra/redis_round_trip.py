@@ -147,8 +147,7 @@ class RoundTrip:
                 await _write(connection, packed)
                 return await _read_replies(connection, len(commands), math.inf)
         except TimeoutError:
-            # The send or a read was cancelled midway, and the client closed the connection.
-            await connection.disconnect(nowait=True)
+            # The send or a read was cancelled midway: it closed the connection itself.
             raise RedisTimeoutError(f"Timeout in a round trip to {_address(connection)}") from None
 
 

@@ -24,12 +24,13 @@ from tests.support.redis_server import RedisServer
 URL = redis_url(11)
 
 
-def _settings(max_connections: int) -> Settings:
+def _settings(max_connections: int = 64, url: str = URL, **overrides: Any) -> Settings:
     return Settings(
         APP_ENV="test",
         DATABASE_URL="postgresql+asyncpg://unused@127.0.0.1/unused",
-        REDIS_URL=URL,
+        REDIS_URL=url,
         REDIS_MAX_CONNECTIONS=max_connections,
+        **overrides,
     )
 
 
@@ -186,14 +187,7 @@ async def test_a_round_trip_on_a_kept_connection_starts_no_task(
 async def test_a_frozen_server_fails_the_round_trip_within_its_socket_timeout() -> None:
     server = RedisServer()
     server.start()
-    client = connect_standalone(
-        Settings(
-            APP_ENV="test",
-            DATABASE_URL="postgresql+asyncpg://unused@127.0.0.1/unused",
-            REDIS_URL=server.url,
-            REDIS_SOCKET_TIMEOUT=0.3,
-        )
-    )
+    client = connect_standalone(_settings(url=server.url, REDIS_SOCKET_TIMEOUT=0.3))
     round_trip = RoundTrip(client)
     assert server.process is not None
     try:

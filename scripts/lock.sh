@@ -14,20 +14,20 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib/setup.sh
 source scripts/lib/setup.sh
 
-# The resolver is pinned too, in a venv of its own (cached), so every lock is made alike.
-UV_VERSION=0.13.8
-UV_VENV=${XDG_CACHE_HOME:-$HOME/.cache}/user-service/uv-$UV_VERSION
-if [ ! -x "$UV_VENV/bin/uv" ]; then
-  log "installing uv $UV_VERSION"
-  "$PYTHON" -m venv "$UV_VENV"
-  "$UV_VENV/bin/pip" install --quiet --disable-pip-version-check "uv==$UV_VERSION"
+# The resolver is pinned too (scripts/requirements/uv.txt, with its hashes), so every lock is
+# made alike; `UV_VERSION=x.y.z make lock` moves it, resolved by the uv pinned before.
+ensure_uv
+if [ -n "${UV_VERSION:-}" ]; then
+  echo "uv==$UV_VERSION" | "$UV" pip compile - --quiet --universal --python-version 3.11 \
+    --generate-hashes --custom-compile-command "make lock" --output-file scripts/requirements/uv.txt
+  ensure_uv
 fi
 
 compile() {  # name, source (pyproject.toml, or - for stdin), uv options...
   local name=$1
   shift
   # --universal: one lock for every platform and Python >= 3.11 (markers where they differ).
-  "$UV_VENV/bin/uv" pip compile "$@" --quiet --universal --python-version 3.11 \
+  "$UV" pip compile "$@" --quiet --universal --python-version 3.11 \
     --generate-hashes --custom-compile-command "make lock" \
     --output-file "scripts/requirements/$name.txt"
   log "scripts/requirements/$name.txt: $(grep -c '^[a-z0-9]' "scripts/requirements/$name.txt") packages"

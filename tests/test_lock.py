@@ -3,6 +3,7 @@ image and the test command install; the runtime lock holds nothing development-o
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import tomllib
@@ -88,6 +89,51 @@ def test_the_image_and_the_test_command_install_from_the_lock() -> None:
     assert "ensure_venv dev" in (REPO / "scripts" / "test.sh").read_text(encoding="utf-8")
     run = (REPO / "scripts" / "run.sh").read_text(encoding="utf-8")
     assert "ensure_venv runtime" in run and "ensure_venv dev" not in run
+
+
+def test_the_installer_is_pinned_with_its_hashes() -> None:
+    locked, _ = _lock("uv")
+    assert list(locked) == ["uv"]
+    setup = (REPO / "scripts" / "lib" / "setup.sh").read_text(encoding="utf-8")
+    start = setup.index("ensure_uv() {")
+    ensure_uv = setup[start : setup.index("\n}\n", start)]
+    assert "lock=scripts/requirements/uv.txt" in ensure_uv
+    assert '--require-hashes -r "$lock"' in ensure_uv
+
+
+def test_a_lock_installs_exactly_itself_and_a_second_run_installs_nothing(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+
+    def ensure() -> str:
+        result = subprocess.run(
+            ["bash", "-c", "source scripts/lib/setup.sh && ensure_venv runtime"],
+            cwd=REPO,
+            env={**os.environ, "VENV": str(venv)},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stderr
+
+    assert "installing scripts/requirements/runtime.txt" in ensure()
+    listed = subprocess.run(
+        [venv / "bin" / "python", "-m", "pip", "list", "--format=freeze"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    installed = _pins(listed.split())
+    locked, _ = _lock("runtime")
+    assert installed.pop("user-service") == PROJECT["version"]
+    # What `python -m venv` seeds every venv with (setuptools only before Python 3.12).
+    assert installed.pop("pip", None) is not None
+    installed.pop("setuptools", None)
+    assert {n: v for n, v in installed.items() if locked.get(n) != v} == {}
+    assert "fastapi" in installed and "uvicorn" in installed
+    assert "installing" not in ensure()
 
 
 # The load-test gate's own packages; its lock holds them and what they pull in, nothing else.

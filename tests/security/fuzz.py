@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import subprocess
 import sys
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 import httpx
+import jwt
 
 from tests.security.conftest import clear_prefix
 from tests.support.database import ADMIN_DSN, async_url, drop_database, fresh_database
 from tests.support.isolation import database_name, redis_url
-from tests.support.service import running_service
+from tests.support.service import REPO, running_service
 
 REDIS_URL = os.environ.get("SECURITY_REDIS_URL") or redis_url(6)
 CHECKS = ",".join(
@@ -66,6 +69,19 @@ def _admin_token(base_url: str, database: str) -> str:
         response.raise_for_status()
         token: str = response.json()["access_token"]
         return token
+
+
+def _hooks_env(token: str) -> dict[str, str]:
+    """The environment that loads tests/security/fuzz_hooks.py into `st`, naming the admin
+    (and its session) that no generated request may revoke, delete or edit."""
+    claims = jwt.decode(token, options={"verify_signature": False})
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        "SCHEMATHESIS_HOOKS": "tests.security.fuzz_hooks",
+        "FUZZ_ADMIN_ID": claims["sub"],
+        "FUZZ_ADMIN_SESSION": claims["sid"],
+    }
 
 
 def run_fuzz(
@@ -129,7 +145,11 @@ def run_fuzz(
                 report_dir.mkdir(parents=True, exist_ok=True)
                 command += ["--report", "junit,har", "--report-dir", str(report_dir)]
             completed = subprocess.run(
-                command, capture_output=True, text=True, timeout=(max_time or 600) + 120
+                command,
+                capture_output=True,
+                text=True,
+                timeout=(max_time or 600) + 120,
+                env=_hooks_env(token),
             )
             return FuzzResult(
                 completed.returncode, completed.stdout + completed.stderr, service.logs()
@@ -137,6 +157,22 @@ def run_fuzz(
     finally:
         drop_database(database)
         clear_prefix(prefix)
+
+
+def statuses(log: str, method: str, route: str) -> Counter[int]:
+    """How the service answered `method` `route` in its JSON access log."""
+    answered: Counter[int] = Counter()
+    for line in log.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("event") == "request" and (entry.get("method"), entry.get("route")) == (
+            method,
+            route,
+        ):
+            answered[entry["status"]] += 1
+    return answered
 
 
 def main() -> int:

@@ -35,7 +35,7 @@ from tests.support.service import running_service
 
 DATABASE = "user_service_dash_test"
 REDIS_URL = redis_url(4)
-TRAFFIC_SECONDS = 40
+TRAFFIC_SECONDS = 20
 
 # Panels that only show data during a fault: (dashboard uid, panel title) -> why.
 # Counters the app pre-creates at 0 return a 0 series, which is data, so they need no entry.

@@ -11,6 +11,7 @@ import orjson
 from sqlalchemy import bindparam, delete, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
 from app.errors import (
     ConflictError,
@@ -170,6 +171,10 @@ class UserService:
                 await session.commit()
             except IntegrityError as error:
                 raise ConflictError(_EMAIL_TAKEN) from error
+            except StaleDataError as error:
+                # The row was read, then deleted by another transaction before this one
+                # wrote it: the user no longer exists.
+                raise NotFoundError(f"User {user_id} does not exist.") from error
         # Only after the commit: a reader in between refills the cache from the old row
         # at worst for the moment until this delete lands, never after it.
         await self._cache.invalidate(user_id)

@@ -7,7 +7,9 @@ import base64
 import uuid
 from typing import Any
 
+import asyncpg
 import orjson
+import pytest
 import redis.asyncio as aioredis
 
 from tests.support.app_harness import PASSWORD, AppHarness
@@ -315,3 +317,39 @@ async def test_two_admins_demoting_each_other_at_once_leave_one(harness: AppHarn
             text("SELECT count(*) FROM users WHERE is_admin AND is_active")
         )
     assert admins == 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"full_name": "Renamed"}, {"password": "a new long password"}],
+    ids=["name", "password"],
+)
+async def test_a_change_to_a_user_deleted_meanwhile_is_a_404(
+    harness: AppHarness, database_url: str, change: dict[str, str]
+) -> None:
+    """The row is read, then deleted by another transaction before the change is written:
+    the answer is the 404 of a user that no longer exists, not a 500."""
+    me, headers = await harness.user_with_token("deleted-meanwhile@example.com")
+    deleter = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    try:
+        deleting = deleter.transaction()
+        await deleting.start()
+        await deleter.execute("DELETE FROM users WHERE id = $1", uuid.UUID(me["id"]))
+        patch = asyncio.create_task(
+            harness.client.patch(f"/api/v1/users/{me['id']}", json=change, headers=headers)
+        )
+        # The change has read the row (the delete is not yet committed) and now waits on the
+        # deleting transaction's row lock to write it.
+        async with asyncio.timeout(10):
+            while not await deleter.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+            ):
+                assert not patch.done(), patch.result().text
+                await asyncio.sleep(0.02)
+        await deleting.commit()
+        response = await patch
+    finally:
+        await deleter.close()
+    assert response.status_code == 404, response.text
+    assert response.headers["content-type"] == PROBLEM

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -191,12 +191,28 @@ min_throughput_rps = 25
 """
 
 
+ScaledGate = Callable[[int], tuple[subprocess.CompletedProcess[str], Path]]
+
+
+@pytest.fixture(scope="module")
+def scaled_gate(service: RunningService, tmp_path_factory: pytest.TempPathFactory) -> ScaledGate:
+    """The gate under SCALED thresholds for a number of users, run once per number: the
+    verdict tests and the report's screenshot read the same run."""
+    runs: dict[int, tuple[subprocess.CompletedProcess[str], Path]] = {}
+
+    def run(users: int) -> tuple[subprocess.CompletedProcess[str], Path]:
+        if users not in runs:
+            out = tmp_path_factory.mktemp("scaled") / f"users-{users}"
+            result = _gate(service, SCALED, out, users=users, duration="8s", wait=(0.1, 0.5))
+            runs[users] = (result, out)
+        return runs[users]
+
+    return run
+
+
 @pytest.mark.parametrize("users", [3, 12])
-def test_gate_judges_the_service_not_the_user_count(
-    service: RunningService, tmp_path: Path, users: int
-) -> None:
-    out = tmp_path / f"users-{users}"
-    result = _gate(service, SCALED, out, users=users, duration="8s", wait=(0.1, 0.5))
+def test_gate_judges_the_service_not_the_user_count(scaled_gate: ScaledGate, users: int) -> None:
+    result, out = scaled_gate(users)
     summary = json.loads((out / "summary.json").read_text())
     checks = {c["name"]: c for c in summary["checks"]}
     scaled = checks["throughput / offered"]
@@ -244,13 +260,12 @@ def test_distributed_gate_totals_add_up(service: RunningService, tmp_path: Path)
     assert summary["service"]["server_requests"] >= summary["total"]["requests"]
 
 
-def test_report_first_screen_is_the_verdict(service: RunningService, tmp_path: Path) -> None:
+def test_report_first_screen_is_the_verdict(scaled_gate: ScaledGate) -> None:
     """Render the report in headless Chromium at 1920x1080: the artefact a reviewer opens
     (build/loadtest-report/first-screen.png)."""
     chromium = shutil.which("chromium")
     assert chromium, "run scripts/install-docs-tools.sh (Debian chromium)"
-    out = tmp_path / "shown"
-    result = _gate(service, SCALED, out, users=12, duration="8s", wait=(0.1, 0.5))
+    result, out = scaled_gate(12)
     assert result.returncode in (0, 1), result.stdout + result.stderr
     artefacts = REPO / "build" / "loadtest-report"
     artefacts.mkdir(parents=True, exist_ok=True)

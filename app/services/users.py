@@ -53,6 +53,10 @@ _READ_ONE = select(*(getattr(User, name) for name in UserRead.model_fields)).whe
 )
 
 
+def _no_such_user(user_id: uuid.UUID) -> NotFoundError:
+    return NotFoundError(f"User {user_id} does not exist.")
+
+
 def _encode_cursor(user: User) -> str:
     raw = orjson.dumps([user.created_at.isoformat(), str(user.id)])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -126,14 +130,14 @@ class UserService:
 
         payload = await self._cache.read_through(user_id, load, cached)
         if payload is None:
-            raise NotFoundError(f"User {user_id} does not exist.")
+            raise _no_such_user(user_id)
         return payload
 
     @staticmethod
     async def _get(session: AsyncSession, user_id: uuid.UUID) -> User:
         user = await session.get(User, user_id)
         if user is None:
-            raise NotFoundError(f"User {user_id} does not exist.")
+            raise _no_such_user(user_id)
         return user
 
     @staticmethod
@@ -174,7 +178,7 @@ class UserService:
             except StaleDataError as error:
                 # The row was read, then deleted by another transaction before this one
                 # wrote it: the user no longer exists.
-                raise NotFoundError(f"User {user_id} does not exist.") from error
+                raise _no_such_user(user_id) from error
         # Only after the commit: a reader in between refills the cache from the old row
         # at worst for the moment until this delete lands, never after it.
         await self._cache.invalidate(user_id)
@@ -226,7 +230,7 @@ class UserService:
             result = await session.execute(delete(User).where(User.id == user_id))
             await session.commit()
         if not getattr(result, "rowcount", 0):
-            raise NotFoundError(f"User {user_id} does not exist.")
+            raise _no_such_user(user_id)
         await self._cache.invalidate(user_id)
         await self._login_sessions.after_commit(revoked)
 

@@ -21,7 +21,6 @@ _PROTECTED = frozenset(
 
 @schemathesis.hook
 def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
-    parameters = case.path_parameters or {}
-    for name, value in parameters.items():
+    for name, value in case.path_parameters.items():
         if str(value) in _PROTECTED:
-            parameters[name] = str(uuid.uuid4())
+            case.path_parameters[name] = str(uuid.uuid4())

@@ -83,7 +83,13 @@ def create_admin(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"--email: {error}", file=sys.stderr)
         return 2
-    outcome = asyncio.run(_create_admin(settings, email, password))
+    from app.services.admins import AdminCommandError
+
+    try:
+        outcome = asyncio.run(_create_admin(settings, email, password))
+    except AdminCommandError as error:
+        print(f"create-admin failed: {error}", file=sys.stderr)
+        return 1
     print(f"admin {email} {outcome}")
     return 0
 

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.infra.database import database_error_cause
 from app.models import User
 from app.services.passwords import PasswordService
+
+# Each round but the last lost a race: a user of the address was created, or deleted, between
+# its write and the previous one. Three rounds need two such races within milliseconds.
+_ROUNDS = 3
+
+
+class AdminCommandError(RuntimeError):
+    """The admin could not be made; the message says why, in words for the command's user."""
 
 
 async def create_or_promote_admin(
@@ -21,11 +31,32 @@ async def create_or_promote_admin(
     becomes an active admin with this password; otherwise a new admin is created."""
     # Hashed before the session opens: Argon2 must not hold a connection.
     password_hash = await passwords.hash(password)
-    async with sessions() as session:
-        user = await session.scalar(select(User).where(User.email == email))
-        if user is None:
-            session.add(User(email=email, password_hash=password_hash, is_admin=True))
-        else:
-            user.is_admin, user.is_active, user.password_hash = True, True, password_hash
-        await session.commit()
-    return "created" if user is None else "promoted"
+    promote = (
+        update(User)
+        .where(User.email == email)
+        .values(is_admin=True, is_active=True, password_hash=password_hash)
+    )
+    try:
+        async with sessions() as session:
+            for _ in range(_ROUNDS):
+                # Promote first, create if nobody has the address: each step is one statement,
+                # so a user signing up meanwhile makes the create fail on the unique address,
+                # and the next round promotes that user (a read, then a write, would crash).
+                result = await session.execute(promote)
+                if getattr(result, "rowcount", 0):
+                    await session.commit()
+                    return "promoted"
+                session.add(User(email=email, password_hash=password_hash, is_admin=True))
+                try:
+                    await session.commit()
+                except IntegrityError:
+                    await session.rollback()
+                    continue
+                return "created"
+    except (OSError, SQLAlchemyError) as error:
+        raise AdminCommandError(
+            f"database unreachable or refused the write: {database_error_cause(error)}"
+        ) from error
+    raise AdminCommandError(
+        f"{email} was created and deleted again {_ROUNDS} times meanwhile; run it again"
+    )

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -223,28 +220,3 @@ async def test_every_answer_of_a_limited_route_shows_the_budget(
     for response in (failed, invalid, missing, forbidden):
         assert int(response.headers["ratelimit-reset"]) >= 1
         assert "retry-after" not in response.headers
-
-
-def _create_admin(email: str, database_url: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "APP_ENV": "test", "DATABASE_URL": database_url}
-    return subprocess.run(
-        [sys.executable, "-m", "app", "create-admin", "--email", email],
-        env={**env, "ADMIN_PASSWORD": PASSWORD},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-async def test_an_admin_made_on_the_command_line_logs_in_as_typed(
-    harness: AppHarness, database_url: str
-) -> None:
-    typed = "Ada\u0301m@Example.COM"
-    made = await asyncio.to_thread(_create_admin, typed, database_url)
-    assert made.returncode == 0, made.stderr
-    tokens = await harness.login(typed)
-    me = await harness.client.get("/api/v1/users/me", headers=_bearer(tokens["access_token"]))
-    assert me.json()["is_admin"] is True
-    refused = await asyncio.to_thread(_create_admin, "not an address", database_url)
-    assert refused.returncode == 2 and "--email" in refused.stderr
-    assert "Traceback" not in refused.stderr

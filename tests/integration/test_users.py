@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.support.app_harness import PASSWORD, AppHarness
+from tests.support.database import WAITING_ON_ME
 
 PROBLEM = "application/problem+json"
 
@@ -341,10 +342,7 @@ async def test_a_change_to_a_user_deleted_meanwhile_is_a_404(
         # The change has read the row (the delete is not yet committed) and now waits on the
         # deleting transaction's row lock to write it.
         async with asyncio.timeout(10):
-            while not await deleter.fetchval(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))"
-            ):
+            while not await deleter.fetchval(WAITING_ON_ME):
                 assert not patch.done(), patch.result().text
                 await asyncio.sleep(0.02)
         await deleting.commit()

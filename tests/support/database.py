@@ -11,9 +11,16 @@ from loadtests import local_service
 from loadtests.local_service import REPO, migrate
 from tests.support.isolation import database_name
 
-__all__ = ["ADMIN_DSN", "CREATED", "REPO", "async_url", "migrate"]
+__all__ = ["ADMIN_DSN", "CREATED", "REPO", "WAITING_ON_ME", "async_url", "migrate"]
 
 ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+# How many backends wait on a lock this connection holds. pg_locks, not pg_stat_activity: a
+# transaction keeps its first statistics snapshot, which misses a backend that connects later.
+WAITING_ON_ME = (
+    "SELECT count(*) FROM pg_locks"
+    " WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+)
 
 # Databases this run created, dropped when the run ends (see tests/conftest.py).
 CREATED: set[str] = set()

@@ -1,0 +1,82 @@
+"""The create-admin command against the real database: made, promoted, raced, refused."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+
+import asyncpg
+
+from loadtests.local_service import free_port
+from tests.support.app_harness import PASSWORD, AppHarness
+from tests.support.database import WAITING_ON_ME
+
+
+def _create_admin(email: str, database_url: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "APP_ENV": "test", "DATABASE_URL": database_url}
+    return subprocess.run(
+        [sys.executable, "-m", "app", "create-admin", "--email", email],
+        env={**env, "ADMIN_PASSWORD": PASSWORD},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_an_admin_made_on_the_command_line_logs_in_as_typed(
+    harness: AppHarness, database_url: str
+) -> None:
+    typed = "Ada\u0301m@Example.COM"
+    made = await asyncio.to_thread(_create_admin, typed, database_url)
+    assert made.returncode == 0, made.stderr
+    tokens = await harness.login(typed)
+    me = await harness.client.get("/api/v1/users/me", headers=_bearer(tokens["access_token"]))
+    assert me.json()["is_admin"] is True
+    refused = await asyncio.to_thread(_create_admin, "not an address", database_url)
+    assert refused.returncode == 2 and "--email" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+async def test_an_address_signed_up_meanwhile_is_promoted_not_a_crash(
+    harness: AppHarness, database_url: str
+) -> None:
+    """A sign-up of the same address commits between the command's look-up and its write:
+    the command promotes that user instead of failing on the unique address."""
+    email = "raced-admin@example.com"
+    other = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    try:
+        signing_up = other.transaction()
+        await signing_up.start()
+        await other.execute(
+            "INSERT INTO users (id, email, password_hash) VALUES (gen_random_uuid(), $1, 'x')",
+            email,
+        )
+        command = asyncio.create_task(asyncio.to_thread(_create_admin, email, database_url))
+        # The command waits on the uncommitted row's unique-index entry before it commits.
+        async with asyncio.timeout(30):
+            while not await other.fetchval(WAITING_ON_ME):
+                assert not command.done(), command.result().stderr
+                await asyncio.sleep(0.05)
+        await signing_up.commit()
+        result = await command
+    finally:
+        await other.close()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"admin {email} promoted"
+    tokens = await harness.login(email)
+    me = await harness.client.get("/api/v1/users/me", headers=_bearer(tokens["access_token"]))
+    assert me.json()["is_admin"] is True and me.json()["is_active"] is True
+
+
+def test_an_unreachable_database_is_a_clear_error() -> None:
+    unreachable = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/none"
+    result = _create_admin("someone@example.com", unreachable)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("create-admin failed: database unreachable"), result.stderr

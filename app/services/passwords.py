@@ -88,6 +88,11 @@ class PasswordService:
     def needs_rehash(self, password_hash: str) -> bool:
         return self._hasher.check_needs_rehash(password_hash)
 
+    def close(self) -> None:
+        """End the hashing threads once their current hash is done, without blocking the event
+        loop on it. Closing comes after the drain: a hash still running has nobody waiting."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
     async def warm_up(self) -> None:
         """Compute the dummy hash at start-up so the first unknown-email login is not faster."""
         if self._dummy_hash is None:

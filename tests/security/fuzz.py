@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -39,6 +41,24 @@ CHECKS = ",".join(
 # Logout would revoke the very token the run authenticates with; it is exercised by
 # tests/integration/test_auth.py and tests/security/test_logs.py instead.
 EXCLUDED_PATHS = ["/api/v1/auth/logout"]
+# Introspection (RFC 7662) authenticates a service client with HTTP Basic, not the admin's
+# bearer token: the run configures one client and sends its credentials to that operation, so
+# it is fuzzed past its 401.
+CLIENT_ID, CLIENT_SECRET = "fuzz-client", "fuzz-client-secret-0123456789"
+CLIENT_OPERATION = "^/api/v1/auth/introspect$"
+
+
+def _client_config(directory: Path) -> Path:
+    """A schemathesis config whose client operation sends the client's credentials (an
+    operation's headers take the place of the run's --header for that operation)."""
+    basic = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+    config = directory / "schemathesis.toml"
+    config.write_text(
+        f"[[operations]]\ninclude-path-regex = {json.dumps(CLIENT_OPERATION)}\n"
+        f'headers = {{ Authorization = "Basic {basic}" }}\n',
+        encoding="utf-8",
+    )
+    return config
 
 
 @dataclass
@@ -108,12 +128,15 @@ def run_fuzz(
         "RATE_LIMIT_LOGIN": "1000000/minute",
         "RATE_LIMIT_API": "1000000/minute",
         "OTEL_SDK_DISABLED": "true",
+        "INTROSPECTION_CLIENTS": f"{CLIENT_ID}:{CLIENT_SECRET}",
     }
     try:
-        with running_service(env) as service:
+        with running_service(env) as service, tempfile.TemporaryDirectory() as scratch:
             token = _admin_token(service.base_url, database)
             command = [
                 str(Path(sys.executable).with_name("st")),
+                "--config-file",
+                str(_client_config(Path(scratch))),
                 "run",
                 f"{service.base_url}/openapi.json",
                 "--checks",

@@ -23,6 +23,7 @@ import structlog
 from jwt.types import Options
 
 from app.errors import DependencyUnavailableError
+from app.infra.background import cancel_and_wait
 from app.infra.key_encryption import KeyEncryption, KeyEncryptionError
 from app.infra.key_store import KeyStore
 from app.models import SigningKey
@@ -115,13 +116,16 @@ class KeyRing:
     async def refresh(self) -> None:
         """Reload every key; create the very first one if the database holds none."""
         self._last_attempt = time.monotonic()
-        rows = await asyncio.wait_for(self._store.load(), SIGNING_KEY_LOAD_TIMEOUT_SECONDS)
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can drop a cancel.
+        async with asyncio.timeout(SIGNING_KEY_LOAD_TIMEOUT_SECONDS):
+            rows = await self._store.load()
         now = time.time()
         if not any(times_of(row).is_published(now) for row in rows):
             created = await self._manager.bootstrap(now)
             if created:
                 log.info("signing_key_bootstrapped", kid=created)
-            rows = await asyncio.wait_for(self._store.load(), SIGNING_KEY_LOAD_TIMEOUT_SECONDS)
+            async with asyncio.timeout(SIGNING_KEY_LOAD_TIMEOUT_SECONDS):
+                rows = await self._store.load()
         self._install(rows)
 
     def _install(self, rows: Sequence[SigningKey]) -> None:
@@ -177,9 +181,7 @@ class KeyRing:
     async def stop(self) -> None:
         for task in (self._task, self._reload):
             if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                await cancel_and_wait(task)
 
     def _reload_soon(self) -> None:
         """A token names a kid we do not hold: maybe a key younger than our last reload

@@ -5,7 +5,6 @@ revocation commits first; the Redis cache follows (see app/infra/session_cache.p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import AuthenticationError, NotFoundError
+from app.infra.background import cancel_and_wait
 from app.infra.session_cache import SessionCache
 from app.infra.session_state import SessionStateReader
 from app.models import SessionCacheBacklog, User, UserSession
@@ -361,7 +361,5 @@ class SessionCacheKeeper:
     async def stop(self) -> None:
         if self._task is not None:
             self._stopping = True
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None

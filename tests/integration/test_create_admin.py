@@ -7,11 +7,9 @@ import os
 import subprocess
 import sys
 
-import asyncpg
-
 from loadtests.local_service import free_port
 from tests.support.app_harness import PASSWORD, AppHarness
-from tests.support.database import WAITING_ON_ME
+from tests.support.database import committed_under
 
 
 def _create_admin(email: str, database_url: str) -> subprocess.CompletedProcess[str]:
@@ -49,24 +47,14 @@ async def test_an_address_signed_up_meanwhile_is_promoted_not_a_crash(
     """A sign-up of the same address commits between the command's look-up and its write:
     the command promotes that user instead of failing on the unique address."""
     email = "raced-admin@example.com"
-    other = await asyncpg.connect(database_url.replace("+asyncpg", ""))
-    try:
-        signing_up = other.transaction()
-        await signing_up.start()
-        await other.execute(
-            "INSERT INTO users (id, email, password_hash) VALUES (gen_random_uuid(), $1, 'x')",
-            email,
-        )
-        command = asyncio.create_task(asyncio.to_thread(_create_admin, email, database_url))
-        # The command waits on the uncommitted row's unique-index entry before it commits.
-        async with asyncio.timeout(30):
-            while not await other.fetchval(WAITING_ON_ME):
-                assert not command.done(), command.result().stderr
-                await asyncio.sleep(0.05)
-        await signing_up.commit()
-        result = await command
-    finally:
-        await other.close()
+    # The command waits on the uncommitted row's unique-index entry before it commits.
+    result = await committed_under(
+        database_url,
+        "INSERT INTO users (id, email, password_hash) VALUES (gen_random_uuid(), $1, 'x')",
+        email,
+        racing=lambda: asyncio.to_thread(_create_admin, email, database_url),
+        describe=lambda completed: completed.stderr,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"admin {email} promoted"
     tokens = await harness.login(email)

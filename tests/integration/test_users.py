@@ -7,13 +7,12 @@ import base64
 import uuid
 from typing import Any
 
-import asyncpg
 import orjson
 import pytest
 import redis.asyncio as aioredis
 
 from tests.support.app_harness import PASSWORD, AppHarness
-from tests.support.database import WAITING_ON_ME
+from tests.support.database import committed_under
 
 PROBLEM = "application/problem+json"
 
@@ -331,23 +330,17 @@ async def test_a_change_to_a_user_deleted_meanwhile_is_a_404(
     """The row is read, then deleted by another transaction before the change is written:
     the answer is the 404 of a user that no longer exists, not a 500."""
     me, headers = await harness.user_with_token("deleted-meanwhile@example.com")
-    deleter = await asyncpg.connect(database_url.replace("+asyncpg", ""))
-    try:
-        deleting = deleter.transaction()
-        await deleting.start()
-        await deleter.execute("DELETE FROM users WHERE id = $1", uuid.UUID(me["id"]))
-        patch = asyncio.create_task(
-            harness.client.patch(f"/api/v1/users/{me['id']}", json=change, headers=headers)
-        )
-        # The change has read the row (the delete is not yet committed) and now waits on the
-        # deleting transaction's row lock to write it.
-        async with asyncio.timeout(10):
-            while not await deleter.fetchval(WAITING_ON_ME):
-                assert not patch.done(), patch.result().text
-                await asyncio.sleep(0.02)
-        await deleting.commit()
-        response = await patch
-    finally:
-        await deleter.close()
+    # The change has read the row (the delete is not yet committed) and waits on the deleting
+    # transaction's row lock to write it.
+    response = await committed_under(
+        database_url,
+        "DELETE FROM users WHERE id = $1",
+        uuid.UUID(me["id"]),
+        racing=lambda: harness.client.patch(
+            f"/api/v1/users/{me['id']}", json=change, headers=headers
+        ),
+        describe=lambda answer: answer.text,
+        within=10,
+    )
     assert response.status_code == 404, response.text
     assert response.headers["content-type"] == PROBLEM

@@ -3,21 +3,27 @@ PostgreSQL and migrated with the service's own command, dropped when the run end
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
+import asyncpg
 import redis
 
 from loadtests import local_service
 from loadtests.local_service import REPO, migrate
 from tests.support.isolation import database_name
 
-__all__ = ["ADMIN_DSN", "CREATED", "REPO", "WAITING_ON_ME", "async_url", "migrate"]
+T = TypeVar("T")
+
+__all__ = ["ADMIN_DSN", "CREATED", "REPO", "async_url", "committed_under", "migrate"]
 
 ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 # How many backends wait on a lock this connection holds. pg_locks, not pg_stat_activity: a
 # transaction keeps its first statistics snapshot, which misses a backend that connects later.
-WAITING_ON_ME = (
+_WAITING_ON_ME = (
     "SELECT count(*) FROM pg_locks"
     " WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid))"
 )
@@ -55,3 +61,30 @@ def fresh_database(name: str) -> str:
 
 def drop_database(name: str) -> None:
     local_service.drop_database(database_name(name), ADMIN_DSN)
+
+
+async def committed_under(
+    database_url: str,
+    statement: str,
+    *args: object,
+    racing: Callable[[], Awaitable[T]],
+    describe: Callable[[T], str] = repr,
+    within: float = 30,
+) -> T:
+    """Run `statement` in a transaction held open, start `racing()`, commit once it waits on a
+    lock of that transaction, and return its result: a write committed between another's
+    read and its write, made to happen every time."""
+    connection = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    try:
+        transaction = connection.transaction()
+        await transaction.start()
+        await connection.execute(statement, *args)
+        race = asyncio.ensure_future(racing())
+        async with asyncio.timeout(within):
+            while not await connection.fetchval(_WAITING_ON_ME):
+                assert not race.done(), f"done without waiting: {describe(race.result())}"
+                await asyncio.sleep(0.02)
+        await transaction.commit()
+        return await race
+    finally:
+        await connection.close()

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.integration import test_auth, test_users
+from tests.integration import test_auth, test_create_admin, test_users
 
 # Every journey of those modules, collected here as well: a test added there runs here too.
 globals().update(
     {
         name: getattr(module, name)
-        for module in (test_users, test_auth)
+        for module in (test_users, test_auth, test_create_admin)
         for name in dir(module)
         if name.startswith("test_")
     }

@@ -20,6 +20,11 @@ and release events) cost about a third as much CPU as the round trip itself. A c
 kept only after every reply was read from it, so it is in step. A failed, cancelled or
 disconnected one always goes back to the pool, which checks it. At most a quarter of the pool
 is kept, so the client's other calls never wait on the connections kept here.
+
+The commands are packed here, and on a hiredis connection their replies are taken from its
+reader here: the client's packer checks and joins every argument in several steps, and its
+read goes through three layers per reply (each with its own bookkeeping): together 7% of
+the instructions of a cached read. What is sent and what is raised are the client's own.
 """
 
 from __future__ import annotations
@@ -32,10 +37,13 @@ from typing import Any, Final
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import SpanKind
+from redis import _parsers as redis_parsers
+from redis._parsers import hiredis as redis_hiredis
+from redis._parsers.socket import SERVER_CLOSED_CONNECTION_ERROR
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import DataError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.observability.tracing import record_span
@@ -134,7 +142,8 @@ class RoundTrip:
 
     @staticmethod
     async def _send_and_read(connection: Connection, commands: Sequence[Command]) -> list[Any]:
-        packed = connection.pack_commands(commands)
+        encoder = connection.encoder
+        packed = [pack(commands, encoder.encoding, encoder.encoding_errors)]
         deadline = connection.socket_timeout
         if not (deadline and connection.is_connected and _CAN_WRITE_DIRECTLY):
             # Connecting, or no timeout to keep: the client's own send does both.
@@ -145,6 +154,8 @@ class RoundTrip:
             async with asyncio.timeout(deadline):
                 await connection.check_health()  # type: ignore[no-untyped-call]
                 await _write(connection, packed)
+                if _reads_directly(connection):
+                    return await _read_from_reader(connection, len(commands))
                 return await _read_replies(connection, len(commands), math.inf)
         except TimeoutError:
             # The send or a read was cancelled midway: it closed the connection itself.
@@ -155,13 +166,10 @@ async def _write(connection: Connection, packed: list[bytes]) -> None:
     """The client's send without its timeout task, failing as the client's send fails."""
     try:
         await connection._send_packed_command(packed)
-    except OSError as error:
+    except BaseException as error:
         await connection.disconnect(nowait=True)
-        raise RedisConnectionError(
-            f"Error while writing to {_address(connection)}: {error}"
-        ) from error
-    except BaseException:
-        await connection.disconnect(nowait=True)
+        if isinstance(error, OSError):
+            raise _connection_error(connection, "writing to", error) from error
         raise
 
 
@@ -182,6 +190,97 @@ async def _read_replies(
     return replies
 
 
+def pack(commands: Sequence[Command], encoding: str, errors: str) -> bytes:
+    """The commands as RESP arrays of bulk strings, byte for byte what the client's packer
+    sends. A command's name is one word (every caller here sends one)."""
+    parts: list[bytes] = []
+    for command in commands:
+        parts.append(b"*%d\r\n" % len(command))
+        for argument in command:
+            # The exact types first: they are what callers send, and the cheapest test.
+            kind = type(argument)
+            if kind is str:
+                data = argument.encode(encoding, errors)  # type: ignore[union-attr]
+            elif kind is bytes:
+                data = argument
+            elif kind is int:
+                data = b"%d" % argument  # type: ignore[str-format]
+            else:
+                data = _encode_subclass(argument, encoding, errors)
+            parts.append(b"$%d\r\n" % len(data))
+            parts.append(data)
+            parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def _encode_subclass(argument: object, encoding: str, errors: str) -> bytes:
+    # As the client's encoder: bool is refused though it is an int, and so is any other type.
+    if isinstance(argument, bytes):
+        return bytes(argument)
+    if isinstance(argument, str):
+        return argument.encode(encoding, errors)
+    if isinstance(argument, int) and not isinstance(argument, bool):
+        return b"%d" % argument
+    raise DataError(
+        f"Invalid input of type: '{type(argument).__name__}'. "
+        "Convert to a bytes, string, int or float first."
+    )
+
+
+def _reads_directly(connection: Connection) -> bool:
+    parser = getattr(connection, "_parser", None)
+    return _NOT_ENOUGH_DATA is not None and type(parser) is _HIREDIS_PARSER
+
+
+async def _read_from_reader(connection: Connection, count: int) -> list[Any]:
+    """`count` replies from the connection's hiredis reader, fed from its stream as the
+    client's parser feeds it; failing as the client's read fails: a connection error or a
+    cancel closes the connection, an error reply is raised once every reply was read. A
+    RESP3 push message in between goes to the parser's handlers, as the client's read does."""
+    parser: Any = connection._parser
+    if not parser._connected:
+        raise RedisConnectionError(SERVER_CLOSED_CONNECTION_ERROR)
+    reader = parser._reader
+    push_type = parser._hiredis_PushNotificationType
+    replies: list[Any] = []
+    error: ResponseError | None = None
+    try:
+        while len(replies) < count:
+            reply = reader.gets()
+            if reply is _NOT_ENOUGH_DATA:
+                data = await parser._stream.read(parser._read_size)
+                if not data:
+                    raise RedisConnectionError(SERVER_CLOSED_CONNECTION_ERROR)
+                reader.feed(data)
+                continue
+            if push_type is not None and isinstance(reply, push_type):
+                await parser.handle_push_response(reply)
+                continue
+            if isinstance(reply, RedisConnectionError) or (
+                isinstance(reply, list) and reply and isinstance(reply[0], RedisConnectionError)
+            ):
+                raise reply if isinstance(reply, RedisConnectionError) else reply[0]
+            if isinstance(reply, ResponseError):
+                error = error or reply
+            replies.append(reply)
+    except BaseException as failure:
+        await connection.disconnect(nowait=True)
+        if isinstance(failure, OSError):
+            raise _connection_error(connection, "reading from", failure) from failure
+        raise
+    if connection.health_check_interval:
+        interval = connection.health_check_interval
+        connection.next_health_check = asyncio.get_running_loop().time() + interval
+    if error is not None:
+        raise error
+    return replies
+
+
+def _connection_error(connection: Connection, action: str, error: OSError) -> RedisConnectionError:
+    """A failed send or read as the client reports it, once the connection was closed."""
+    return RedisConnectionError(f"Error while {action} {_address(connection)}: {error}")
+
+
 def _address(connection: Connection) -> str:
     return f"{getattr(connection, 'host', '?')}:{getattr(connection, 'port', '?')}"
 
@@ -189,3 +288,7 @@ def _address(connection: Connection) -> str:
 # The client's send, less its timeout task: a private method of the pinned client. Should a
 # release drop it, round trips go through the client's own send again.
 _CAN_WRITE_DIRECTLY: Final = callable(getattr(Connection, "_send_packed_command", None))
+# The client's hiredis parser and its reader's "not enough data" marker: private names of the
+# pinned client too. Without them, replies come through the client's own read.
+_HIREDIS_PARSER: Final = getattr(redis_parsers, "_AsyncHiredisParser", None)
+_NOT_ENOUGH_DATA: Final = getattr(redis_hiredis, "NOT_ENOUGH_DATA", None)

@@ -5,6 +5,7 @@ through an error reply, a dropped connection and a cancelled read."""
 from __future__ import annotations
 
 import asyncio
+import enum
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -12,10 +13,11 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.asyncio.connection import Connection
+from redis.exceptions import DataError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app.infra.redis_round_trip import RoundTrip
+from app.infra.redis_round_trip import Command, RoundTrip, pack
 from app.infra.redis_topology import connect_standalone
 from app.settings import Settings
 from tests.support.isolation import redis_url
@@ -182,6 +184,67 @@ async def test_a_round_trip_on_a_kept_connection_starts_no_task(
         loop.set_task_factory(None)
     assert replies == [1, b"1"]
     assert started == []
+
+
+class _Key(enum.StrEnum):
+    SESSION = "us:{s}:session"
+
+
+def test_commands_are_packed_byte_for_byte_as_the_client_packs_them() -> None:
+    commands: list[Command] = [
+        ("MGET", "us:{s}:session", "us:{s}:lease", "caf\u00e9 \u2603"),
+        ("INCRBY", "counter", -17),
+        ("SET", b"binary\r\n\x00key", b"", "EX", 0),
+        ("PEXPIREAT", "counter", 32503680000000),
+        ("GET", _Key.SESSION),  # a str subclass, encoded as its text
+    ]
+    connection = Connection()
+    assert pack(commands, "utf-8", "strict") == b"".join(connection.pack_commands(commands))
+
+
+@pytest.mark.parametrize("argument", [True, 1.5, None], ids=["bool", "float", "none"])
+def test_an_argument_the_client_would_refuse_is_refused_by_type(argument: object) -> None:
+    with pytest.raises(DataError, match=type(argument).__name__):
+        pack([("SET", "key", argument)], "utf-8", "strict")  # type: ignore[list-item]
+
+
+async def test_replies_are_taken_from_the_hiredis_reader_not_the_clients_read(
+    one_connection: tuple[RoundTrip, Redis],
+) -> None:
+    """On the service's own client the kept connection's replies never go through the
+    client's per-reply read: the three layers it costs are what this module saves."""
+    round_trip, other = one_connection
+    await other.set("here", b"1")
+    assert await round_trip.execute([("PING",)]) == [b"PONG"]  # connected, in step
+
+    async def refused(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the client's read_response was used")
+
+    connection = round_trip._kept[-1] if round_trip._kept else None
+    if connection is None:  # the pool of one: its only connection
+        connection = await round_trip._pool.get_connection()  # type: ignore[no-untyped-call]
+        await round_trip._pool.release(connection)
+    assert type(connection._parser).__name__ == "_AsyncHiredisParser"
+    connection.read_response = refused  # type: ignore[method-assign]
+    try:
+        replies = await round_trip.execute([("GET", "here"), ("INCRBY", "here", 2), ("PING",)])
+    finally:
+        del connection.read_response
+    assert replies == [b"1", 3, b"PONG"]
+
+
+async def test_a_push_message_between_replies_is_not_taken_for_a_reply(
+    one_connection: tuple[RoundTrip, Redis],
+) -> None:
+    """RESP3 (the client's default) lets the server push messages on any connection, here an
+    invalidation of a tracked key: it goes to the client's push handling, and the replies
+    that follow it are the commands' own."""
+    round_trip, other = one_connection
+    await other.set("tracked", b"old")
+    assert await round_trip.execute([("CLIENT", "TRACKING", "ON")]) == [b"OK"]
+    assert await round_trip.execute([("GET", "tracked")]) == [b"old"]
+    await other.set("tracked", b"new")  # the server pushes an invalidation to the tracker
+    assert await round_trip.execute([("GET", "tracked"), ("PING",)]) == [b"new", b"PONG"]
 
 
 async def test_a_frozen_server_fails_the_round_trip_within_its_socket_timeout() -> None:

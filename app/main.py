@@ -19,7 +19,7 @@ from app import __version__
 from app.api import auth, health, introspection, sessions, users, wellknown
 from app.api.body_limit import BodySizeLimitMiddleware
 from app.api.compression import FastGZipMiddleware
-from app.api.deps import RATE_LIMIT_HEADERS
+from app.api.deps import RATE_LIMIT_DECISION
 from app.api.draining import CloseWhileDrainingMiddleware
 from app.api.flat_routes import include_flat
 from app.api.openapi import install_docs
@@ -27,6 +27,7 @@ from app.api.service_app import ServiceApp
 from app.api.trusted_host import TrustedHostMiddleware
 from app.errors import PROBLEM_MEDIA_TYPE, DomainError, problem_body
 from app.infra.database import DRIVER_ERRORS, classify_database_error, database_error_cause
+from app.infra.rate_limit import RateLimitDecision
 from app.infra.schema import shipped_migrations
 from app.observability import metrics as service_metrics
 from app.observability.http_metrics import HttpMetrics
@@ -86,9 +87,9 @@ def _problem(
         extra=extra,
     )
     # A limited route shows its budget on errors too: failures count against it.
-    rate_limit: dict[str, str] | None = getattr(request.state, RATE_LIMIT_HEADERS, None)
-    if rate_limit:
-        headers = {**rate_limit, **(headers or {})}
+    decision: RateLimitDecision | None = getattr(request.state, RATE_LIMIT_DECISION, None)
+    if decision is not None:
+        headers = {**decision.headers(), **(headers or {})}
     return Response(orjson.dumps(body), status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 

@@ -4,8 +4,7 @@ cache entry in one Redis round trip), and the services."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 from fastapi import Depends, Request, Response
 from fastapi.security import OAuth2PasswordBearer
@@ -39,9 +38,9 @@ async def get_resources(request: Request) -> Resources:
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
-# Where the rate-limit headers wait for an error response (see main._problem): the
-# dependency's `response` is dropped when the request ends in an exception.
-RATE_LIMIT_HEADERS = "rate_limit_headers"
+# Where the rate-limit decision waits for an error response, in the request's state (see
+# main._problem): the dependency's `response` is dropped when the request ends in an exception.
+RATE_LIMIT_DECISION = "rate_limit_decision"
 
 
 def _apply(
@@ -60,13 +59,13 @@ def _apply(
             f"retry in {decision.reset_seconds}s.",
             headers=decision.headers(),
         )
-    headers = decision.headers()
-    response.headers.update(headers)
-    setattr(request.state, RATE_LIMIT_HEADERS, headers)
+    # Straight into the raw lists: setting headers by name encodes, lowercases and searches
+    # for each, and the state object is built for this one write; both on every request.
+    response.raw_headers.extend(decision.raw_headers())
+    request.scope.setdefault("state", {})[RATE_LIMIT_DECISION] = decision
 
 
-@dataclass(frozen=True, slots=True)
-class ReadRequest:
+class ReadRequest(NamedTuple):
     """An admitted caller, the user it reads, and that user's cache entry if one was read
     in the admission round trip."""
 

@@ -164,5 +164,8 @@ async def list_users(
 
 
 def _json(payload: bytes, response: Response) -> Response:
-    # The cached bytes are already the response body: skip parsing and re-serialising.
-    return Response(content=payload, media_type="application/json", headers=dict(response.headers))
+    # The cached bytes are already the response body: skip parsing and re-serialising. The
+    # headers the dependencies set (lowercase, encoded) are added as they are.
+    result = Response(content=payload, media_type="application/json")
+    result.raw_headers.extend(response.raw_headers)
+    return result

@@ -7,7 +7,7 @@ login and never a revocation."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from app.errors import AuthenticationError, DependencyUnavailableError
 from app.infra.rate_limit import RateLimitDecision, RateLimiter
@@ -20,8 +20,7 @@ from app.services.tokens import TokenClaims
 from app.settings import Rate
 
 
-@dataclass(frozen=True, slots=True)
-class Admission:
+class Admission(NamedTuple):
     rate_limit: RateLimitDecision | None
     # The raw value under the prefetched key (None: absent); only meaningful if prefetched.
     prefetched: bytes | None
@@ -56,7 +55,7 @@ class RequestGate:
         if self._state.known_revoked(session_id):
             raise _revoked()
 
-        window = self._limiter.window("api", str(claims.subject), rate) if rate else None
+        window = self._limiter.window("api", claims.subject_text, rate) if rate else None
         keys = self._cache.state_keys(session_id)
         if prefetch is not None:
             keys.append(prefetch)

@@ -57,7 +57,7 @@ class IntrospectionService:
             return INACTIVE
         return {
             "active": True,
-            "sub": str(claims.subject),
+            "sub": claims.subject_text,
             "exp": claims.expires_at,
             "iat": claims.issued_at,
             "jti": claims.jti,

@@ -37,6 +37,8 @@ class TokenClaims:
     is_admin: bool
     # Refresh tokens: the session's rotation count when issued (0 in access tokens).
     generation: int
+    # str(subject), made once per verified token rather than on every request that uses it.
+    subject_text: str
 
     def remaining_seconds(self) -> int:
         return max(0, self.expires_at - int(time.time()))
@@ -158,8 +160,10 @@ class TokenService:
             )
             if claims["typ"] != kind:
                 raise jwt.InvalidTokenError("wrong token type")
+            subject = uuid.UUID(claims["sub"])
             return TokenClaims(
-                subject=uuid.UUID(claims["sub"]),
+                subject=subject,
+                subject_text=str(subject),
                 session_id=uuid.UUID(claims["sid"]),
                 jti=str(claims["jti"]),
                 issued_at=int(claims["iat"]),

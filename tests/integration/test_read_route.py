@@ -20,6 +20,9 @@ async def test_an_ordinary_read_answers_as_the_generic_handler_would(harness: Ap
         assert int(response.headers["content-length"]) == len(response.content)
         assert int(response.headers["ratelimit-remaining"]) >= 0
         assert response.headers["ratelimit-limit"]
+        # Each header once: the dependency's headers join the response's, never twice.
+        names = [name.lower() for name, _ in response.headers.multi_items()]
+        assert sorted(set(names)) == sorted(names), names
 
 
 async def test_unusual_requests_get_fastapi_s_own_answers(harness: AppHarness) -> None:

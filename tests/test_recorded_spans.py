@@ -29,6 +29,7 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanKind, Status, StatusCode, TraceState
 
+from app.observability.otlp_encoding import _plain_recorded_span
 from app.observability.otlp_encoding import encode_spans as service_encode_spans
 from app.observability.recorded_spans import _EMPTY_ON_ENDING, _EMPTY_ON_START, RecordedSpan
 from app.observability.tracing import (
@@ -178,15 +179,20 @@ def _comparable(span: ReadableSpan) -> Any:
     [None, SpanLimits(max_span_attributes=4), SpanLimits(max_events=1, max_links=1)],
     ids=["", "limit4", "one-event-one-link"],
 )
+@pytest.mark.parametrize(
+    "state", [TraceState([("vendor", "value")]), TraceState()], ids=["state", "no-state"]
+)
 def test_a_child_span_exports_what_the_sdk_span_would(
-    steps: Steps, limits: SpanLimits | None
+    steps: Steps, limits: SpanLimits | None, state: TraceState
 ) -> None:
     provider, exporter = _provider(limits=limits)
-    state = TraceState([("vendor", "value")])
     sdk = _record(provider, exporter, steps, ours=False, trace_state=state)
     ours = _record(provider, exporter, steps, ours=True, trace_state=state)
     assert _comparable(ours) == _comparable(sdk)
     assert ours.context.trace_state == state and ours.context.trace_flags == 0x03
+    # A plain span (the kind a cached read records) is encoded from its own fields.
+    if steps is _plain and not state:
+        assert _plain_recorded_span(ours) is not None
     assert ours.context.span_id != sdk.context.span_id  # each span its own id
     assert ours.start_time is not None and ours.end_time is not None
     assert ours.start_time <= ours.end_time
@@ -349,6 +355,10 @@ def _server_span(sampler: Sampler, *headers: tuple[bytes, bytes]) -> tuple[bool,
     return recorded, finished
 
 
+# The same rule as ALWAYS_ON, but not the SDK's own instance: its outcome is left to the SDK.
+_ALWAYS = StaticSampler(Decision.RECORD_AND_SAMPLE)
+_UNKNOWN = ParentBased(_ALWAYS, remote_parent_sampled=_ALWAYS, local_parent_sampled=_ALWAYS)
+
 CALLER = (
     (b"traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
     (b"tracestate", b"vendor=value"),
@@ -378,6 +388,25 @@ def test_a_sampled_server_span_exports_what_the_sdk_span_would(
     assert ours.status.status_code is StatusCode.ERROR
     assert dict(ours.attributes or {})["http.response.status_code"] == 500
     assert [event.name for event in ours.events] == ["exception"]
+
+
+@pytest.mark.parametrize("headers", [(), CALLER[:1]], ids=["root", "sampled-caller"])
+def test_a_plain_server_span_is_encoded_as_the_sdk_span_would_be(
+    headers: tuple[tuple[bytes, bytes], ...],
+) -> None:
+    """The server span of an ordinary request, encoded from its own fields: the same bytes as
+    the SDK's span with the same ids and times, whether its parent is remote or absent."""
+    spans = []
+    for sampler in (ParentBased(ALWAYS_ON), _UNKNOWN):
+        provider, exporter = _provider(sampler)
+        span = start_server_span(http_scope(*headers), "/api/v1/users/{user_id}", provider)
+        end_server_span(span, 200, None)
+        (finished,) = exporter.get_finished_spans()
+        spans.append(finished)
+    ours, sdk = spans
+    assert isinstance(ours, RecordedSpan) and _plain_recorded_span(ours) is not None
+    assert (ours.parent is not None) == bool(headers)
+    assert service_encode_spans([ours]) == service_encode_spans([_with_ids_and_times_of(sdk, ours)])
 
 
 def test_a_tracer_switched_off_after_recording_child_spans_records_no_more() -> None:

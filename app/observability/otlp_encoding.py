@@ -18,6 +18,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind
 
+from app.observability.recorded_spans import RecordedSpan
+
 _logger = logging.getLogger(__name__)
 
 _DOUBLE = Struct("<d").pack
@@ -163,8 +165,71 @@ def _count(tag: bytes, value: int) -> bytes:
     return tag + _varint(value) if value else b""
 
 
+def _plain_recorded_span(span: ReadableSpan) -> bytes | None:
+    """The body of a RecordedSpan with nothing but plain attributes (every span of a sampled
+    cached read), read from its own fields: the general path below asks a dozen properties
+    and writes several empty fields, a fifth of such a span's encoding (python -m
+    scripts.bench.span_encoding: 5.3 -> 4.2 us per span). None for any other span."""
+    if type(span) is not RecordedSpan:
+        return None
+    attributes = span._attributes
+    if span._events or span._links or type(attributes) is not dict:
+        return None
+    context = span._context
+    parent = span._parent
+    start, end = span._start_time, span._end_time
+    if context is None or context.trace_state or not (start and end):
+        return None
+    status = span._status
+    code = status.status_code.value
+    description = status.description
+    name = span._name
+    head = _HEADS.get((name, span._kind))
+    if head is None:
+        head = _head(name, span._kind)
+    trace_and_span = b"\x0a\x10%b\x12\x08%b" % (
+        context.trace_id.to_bytes(16, "big"),
+        context.span_id.to_bytes(8, "big"),
+    )
+    parent_id = b"\x22\x08" + parent.span_id.to_bytes(8, "big") if parent is not None else b""
+    times = _TIMES(0x39, start, 0x41, end)
+    if code or description:
+        body = _text(b"\x12", description) + (b"\x18" + _varint(code) if code else b"")
+        status_field = _field(b"\x7a", body)
+    else:
+        status_field = b"\x7a\x00"
+    return b"".join(
+        (
+            trace_and_span,
+            parent_id,
+            head,
+            times,
+            _attributes(b"\x4a", attributes),
+            status_field,
+            _FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL,
+        )
+    )
+
+
+# The name and kind fields of a span, kept per name and kind: a bounded number.
+_HEADS: dict[tuple[str, SpanKind], bytes] = {}
+_HEADS_KEPT = 1024
+_TIMES = Struct("<BQBQ").pack
+
+
+def _head(name: str, kind: SpanKind) -> bytes:
+    head = (_field(b"\x2a", name.encode()) if name else b"") + _KIND[kind]
+    if len(_HEADS) >= _HEADS_KEPT:
+        _HEADS.clear()
+    _HEADS[name, kind] = head
+    return head
+
+
 def encode_span(span: ReadableSpan) -> bytes:
     """One Span message's body."""
+    plain = _plain_recorded_span(span)
+    if plain is not None:
+        return plain
     context = span.context
     assert context is not None  # a finished SDK span always has one
     parent = span.parent

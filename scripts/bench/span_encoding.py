@@ -3,12 +3,12 @@ the official one (message objects, then SerializePartialToString); CPU microseco
 
 usage: python -m scripts.bench.span_encoding [ROUNDS]
 
-The batch is what a sampled cached read leaves in the export queue, made by the SDK itself:
-per request its SERVER span with the HTTP attributes, the admission pipeline's CLIENT span
-with the Redis attributes and the cache lookup's INTERNAL span, 512 spans as the batch
-processor exports them. Both encoders must produce the same bytes before anything is timed;
-they alternate round by round, and the minimum and median of the rounds are printed (a
-shared machine only ever adds time).
+The batch is what a sampled cached read leaves in the export queue, recorded by the service's
+own tracer provider as a request records them: per request its SERVER span with the HTTP
+attributes, the admission pipeline's CLIENT span with the Redis attributes and the cache
+lookup's INTERNAL span, 512 spans as the batch processor exports them. Both encoders must
+produce the same bytes before anything is timed; they alternate round by round, and the
+minimum and median of the rounds are printed (a shared machine only ever adds time).
 """
 
 from __future__ import annotations
@@ -19,15 +19,24 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as official
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace import SpanKind
 
 from app.observability.otlp_encoding import encode_spans
-from app.observability.tracing import build_resource
+from app.observability.recorded_spans import RecordedSpan
+from app.observability.tracing import (
+    ServiceTracerProvider,
+    build_resource,
+    end_server_span,
+    record_span,
+    start_server_span,
+)
 from app.settings import Settings
 
 BATCH = 512
@@ -35,46 +44,49 @@ BATCH = 512
 
 def cached_read_spans(count: int = BATCH) -> list[ReadableSpan]:
     exporter = InMemorySpanExporter()
-    # The service's own resource (its hash kept, as the service's provider has it).
-    provider = TracerProvider(resource=build_resource(Settings(_env_file=None)))
+    # The service's own provider and resource, sampling every request: its spans are the
+    # ones a sampled request records (RecordedSpans), not the SDK's.
+    provider = ServiceTracerProvider(
+        resource=build_resource(Settings(_env_file=None)), sampler=ParentBased(ALWAYS_ON)
+    )
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    http = provider.get_tracer("user-service.http")
     redis = provider.get_tracer("user-service.redis")
     cache = provider.get_tracer("user-service.cache")
     for _ in range(count // 3 + 1):
-        path = f"/api/v1/users/{uuid.uuid4()}"
-        server = http.start_span(
-            "GET /api/v1/users/{user_id}",
-            kind=SpanKind.SERVER,
-            attributes={
-                "http.request.method": "GET",
-                "url.scheme": "http",
-                "url.path": path,
-                "http.route": "/api/v1/users/{user_id}",
-                "network.protocol.version": "1.1",
-                "server.address": "10.0.0.12",
-                "server.port": 8000,
-            },
-        )
-        inside = trace.set_span_in_context(server)
-        with redis.start_as_current_span("MGET INCRBY PEXPIREAT", inside, SpanKind.CLIENT) as span:
-            span.set_attributes(
-                {
-                    "db.statement": "MGET ? ? ?\nINCRBY ? ?\nPEXPIREAT ? ?",
-                    "db.redis.pipeline_length": 3,
-                    "db.system": "redis",
-                    "db.redis.database_index": 0,
-                    "net.peer.name": "redis",
-                    "net.peer.port": 6379,
-                    "net.transport": "ip_tcp",
-                }
-            )
-        with cache.start_as_current_span("cache.get user", inside) as span:
-            span.set_attribute("cache.result", "hit")
-            span.set_attribute("cache.hit", True)
-        server.set_attribute("http.response.status_code", 200)
-        server.end()
-    return list(exporter.get_finished_spans())[:count]
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "scheme": "http",
+            "path": f"/api/v1/users/{uuid.uuid4()}",
+            "http_version": "1.1",
+            "server": ("10.0.0.12", 8000),
+            "headers": [(b"host", b"users.example")],
+        }
+        server = start_server_span(scope, "/api/v1/users/{user_id}", provider)
+        token = otel_context.attach(trace.set_span_in_context(server))
+        try:
+            with record_span(redis, "MGET INCRBY PEXPIREAT", SpanKind.CLIENT) as span:
+                span.set_attributes(
+                    {
+                        "db.statement": "MGET ? ? ?\nINCRBY ? ?\nPEXPIREAT ? ?",
+                        "db.redis.pipeline_length": 3,
+                        "db.system": "redis",
+                        "db.redis.database_index": 0,
+                        "net.peer.name": "redis",
+                        "net.peer.port": 6379,
+                        "net.transport": "ip_tcp",
+                    }
+                )
+            with record_span(cache, "cache.get user") as span:
+                span.set_attribute("cache.result", "hit")
+                span.set_attribute("cache.hit", True)
+        finally:
+            otel_context.detach(token)
+        end_server_span(server, 200, None)
+    spans = list(exporter.get_finished_spans())[:count]
+    if not all(isinstance(span, RecordedSpan) for span in spans):
+        raise SystemExit("the service's provider did not record these spans itself")
+    return spans
 
 
 def _per_span(encode: Callable[[], object], spans: int, repeat: int = 5) -> float:

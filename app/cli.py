@@ -57,18 +57,27 @@ def migrate(_args: argparse.Namespace) -> int:
 
 
 async def _create_admin(settings: Settings, email: str, password: str) -> str:
+    from app.infra.cache import UserCache
     from app.infra.database import create_engine, create_session_factory
+    from app.infra.redis import create_redis
     from app.services.admins import create_or_promote_admin
     from app.services.passwords import PasswordService
 
     engine = create_engine(settings, pooled=False)
     passwords = PasswordService(settings)
+    # The service's Redis, to drop a promoted user's cached account; without one (embedded
+    # development mode) the cache lives in the service's own process and expires there.
+    shared = settings.redis_dsn or settings.redis_sentinels or settings.redis_cluster_nodes
+    redis = create_redis(settings) if shared else None
     try:
         sessions = create_session_factory(engine)
-        return await create_or_promote_admin(sessions, passwords, email, password)
+        cache = UserCache(redis, settings) if redis is not None else None
+        return await create_or_promote_admin(sessions, passwords, email, password, cache)
     finally:
         passwords.close()
         await engine.dispose()
+        if redis is not None:
+            await redis.close()
 
 
 def create_admin(args: argparse.Namespace) -> int:

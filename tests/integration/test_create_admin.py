@@ -12,8 +12,12 @@ from tests.support.app_harness import PASSWORD, AppHarness
 from tests.support.database import committed_under
 
 
-def _create_admin(email: str, database_url: str) -> subprocess.CompletedProcess[str]:
+def _create_admin(
+    email: str, database_url: str, redis_url: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "APP_ENV": "test", "DATABASE_URL": database_url}
+    if redis_url is not None:
+        env["REDIS_URL"] = redis_url
     return subprocess.run(
         [sys.executable, "-m", "app", "create-admin", "--email", email],
         env={**env, "ADMIN_PASSWORD": PASSWORD},
@@ -60,6 +64,27 @@ async def test_an_address_signed_up_meanwhile_is_promoted_not_a_crash(
     tokens = await harness.login(email)
     me = await harness.client.get("/api/v1/users/me", headers=_bearer(tokens["access_token"]))
     assert me.json()["is_admin"] is True and me.json()["is_active"] is True
+
+
+async def test_a_promoted_user_reads_as_an_admin_at_once(
+    harness: AppHarness, database_url: str
+) -> None:
+    """A user's account is cached by reads: the promotion drops that entry, so the next read
+    shows the admin, not what the cache held until it expires."""
+    email = "promoted-reader@example.com"
+    user, headers = await harness.user_with_token(email)
+    path = f"/api/v1/users/{user['id']}"
+    for _ in range(2):  # a miss, then a hit
+        read = await harness.client.get(path, headers=headers)
+        assert read.status_code == 200 and read.json()["is_admin"] is False
+    settings = harness.app.state.resources.settings
+    assert settings.redis_url is not None
+    redis_url = settings.redis_url.get_secret_value()
+    made = await asyncio.to_thread(_create_admin, email, database_url, redis_url)
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip() == f"admin {email} promoted"
+    read = await harness.client.get(path, headers=headers)
+    assert read.status_code == 200 and read.json()["is_admin"] is True
 
 
 def test_an_unreachable_database_is_a_clear_error() -> None:

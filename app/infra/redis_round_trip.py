@@ -49,9 +49,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from app.observability.tracing import record_span
 
 Command = tuple[str | bytes | int, ...]
+# Each command's name and length, and what a span of those commands is named and holds.
+_Shape = tuple[tuple[str | bytes | int, int], ...]
+_Described = tuple[str, dict[str, Any]]
 
 _tracer = trace.get_tracer("user-service.redis")
 _MAX_LINE: Final = 1000
+# More command shapes than a service sends; a bound in case some caller makes them from data.
+_SHAPES_KEPT: Final = 256
 
 
 def _statement(commands: Sequence[Command]) -> str:
@@ -72,6 +77,7 @@ class RoundTrip:
         self._pool = pool
         self._kept: list[Connection] = []
         self._keep = pool.max_connections // 4
+        self._shapes: dict[_Shape, _Described] = {}
         options = pool.connection_kwargs
         # The server's attributes, as the instrumentation reads them from the pool: fixed.
         self._attributes: dict[str, Any] = {
@@ -98,17 +104,29 @@ class RoundTrip:
         executed with raise_on_error does."""
         if not is_instrumentation_enabled():
             return await self._execute(commands)
-        name = " ".join(str(command[0]) for command in commands)
+        # A span's name and attributes depend only on the commands' names and lengths: the
+        # few shapes a service sends are worked out once.
+        shape = tuple([(command[0], len(command)) for command in commands])
+        described = self._shapes.get(shape)
+        if described is None:
+            described = self._describe(shape, commands)
+        name, attributes = described
         with record_span(_tracer, name, SpanKind.CLIENT) as span:
             if span.is_recording():
-                span.set_attributes(
-                    {
-                        "db.statement": _statement(commands),
-                        "db.redis.pipeline_length": len(commands),
-                        **self._attributes,
-                    }
-                )
+                span.set_attributes(attributes)
             return await self._execute(commands)
+
+    def _describe(self, shape: _Shape, commands: Sequence[Command]) -> _Described:
+        attributes = {
+            "db.statement": _statement(commands),
+            "db.redis.pipeline_length": len(commands),
+            **self._attributes,
+        }
+        described = (" ".join(str(command[0]) for command in commands), attributes)
+        if len(self._shapes) >= _SHAPES_KEPT:
+            self._shapes.clear()
+        self._shapes[shape] = described
+        return described
 
     async def _execute(self, commands: Sequence[Command]) -> list[Any]:
         kept = self._kept

@@ -8,7 +8,8 @@ import asyncio
 import enum
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from redis.asyncio.connection import Connection
 from redis.exceptions import DataError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app.infra import redis_round_trip
 from app.infra.redis_round_trip import Command, RoundTrip, pack
 from app.infra.redis_topology import connect_standalone
 from app.settings import Settings
@@ -245,6 +247,52 @@ async def test_a_push_message_between_replies_is_not_taken_for_a_reply(
     assert await round_trip.execute([("GET", "tracked")]) == [b"old"]
     await other.set("tracked", b"new")  # the server pushes an invalidation to the tracker
     assert await round_trip.execute([("GET", "tracked"), ("PING",)]) == [b"new", b"PONG"]
+
+
+async def test_each_shape_of_commands_is_described_by_its_own_span(
+    one_connection: tuple[RoundTrip, Redis], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Span names and statements are kept per shape (names and lengths): a shape seen again
+    gets its own description back, never another shape's."""
+    round_trip, _ = one_connection
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    class Recording:
+        def is_recording(self) -> bool:
+            return True
+
+        def set_attributes(self, attributes: dict[str, Any]) -> None:
+            seen[-1][1].update(attributes)
+
+    @contextmanager
+    def recording(_tracer: object, name: str, _kind: object) -> Iterator[Recording]:
+        seen.append((name, {}))
+        yield Recording()
+
+    monkeypatch.setattr(redis_round_trip, "record_span", recording)
+    monkeypatch.setattr(redis_round_trip, "is_instrumentation_enabled", lambda: True)
+    shapes: list[list[Command]] = [
+        [("GET", "a")],
+        [("GET", "a"), ("PING",)],
+        [("GET", "a")],
+        [("MGET", "a", "b")],
+        [("MGET", "a")],  # the same name, another length
+        [("GET", "a"), ("PING",)],
+    ]
+    for commands in shapes:
+        await round_trip.execute(commands)
+    described = [
+        (name, attributes["db.statement"], attributes["db.redis.pipeline_length"])
+        for name, attributes in seen
+    ]
+    assert described == [
+        ("GET", "GET ?", 1),
+        ("GET PING", "GET ?\nPING", 2),
+        ("GET", "GET ?", 1),
+        ("MGET", "MGET ? ?", 1),
+        ("MGET", "MGET ?", 1),
+        ("GET PING", "GET ?\nPING", 2),
+    ]
 
 
 async def test_a_frozen_server_fails_the_round_trip_within_its_socket_timeout() -> None:

@@ -59,7 +59,7 @@ def migrate(_args: argparse.Namespace) -> int:
 async def _create_admin(settings: Settings, email: str, password: str) -> str:
     from app.infra.cache import UserCache
     from app.infra.database import create_engine, create_session_factory
-    from app.infra.redis import create_redis
+    from app.infra.redis import create_redis, redis_configured
     from app.services.admins import create_or_promote_admin
     from app.services.passwords import PasswordService
 
@@ -67,8 +67,7 @@ async def _create_admin(settings: Settings, email: str, password: str) -> str:
     passwords = PasswordService(settings)
     # The service's Redis, to drop a promoted user's cached account; without one (embedded
     # development mode) the cache lives in the service's own process and expires there.
-    shared = settings.redis_dsn or settings.redis_sentinels or settings.redis_cluster_nodes
-    redis = create_redis(settings) if shared else None
+    redis = create_redis(settings) if redis_configured(settings) else None
     try:
         sessions = create_session_factory(engine)
         cache = UserCache(redis, settings) if redis is not None else None

@@ -120,11 +120,17 @@ class RedisGateway:
         await self.client.aclose()
 
 
+def redis_configured(settings: Settings) -> bool:
+    """Whether a Redis server is named (a URL, Sentinels or Cluster nodes); without one the
+    service runs an in-process Redis of its own."""
+    return bool(settings.redis_dsn or settings.redis_sentinels or settings.redis_cluster_nodes)
+
+
 def create_redis(settings: Settings) -> RedisGateway:
     breaker = CircuitBreaker(
         settings.redis_breaker_failures, settings.redis_breaker_cooldown_seconds
     )
-    if not (settings.redis_dsn or settings.redis_sentinels or settings.redis_cluster_nodes):
+    if not redis_configured(settings):
         # Embedded development mode: an in-process Redis (with Lua) so every code path is
         # the same one production runs; the state lives and dies with this worker.
         require_embedded_extra("fakeredis", "REDIS_URL")

@@ -16,7 +16,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, Status
 
 from app.observability.recorded_spans import RecordedSpan
 
@@ -180,9 +180,6 @@ def _plain_recorded_span(span: ReadableSpan) -> bytes | None:
     start, end = span._start_time, span._end_time
     if context is None or context.trace_state or not (start and end):
         return None
-    status = span._status
-    code = status.status_code.value
-    description = status.description
     name = span._name
     head = _HEADS.get((name, span._kind))
     if head is None:
@@ -193,11 +190,6 @@ def _plain_recorded_span(span: ReadableSpan) -> bytes | None:
     )
     parent_id = b"\x22\x08" + parent.span_id.to_bytes(8, "big") if parent is not None else b""
     times = _TIMES(0x39, start, 0x41, end)
-    if code or description:
-        body = _text(b"\x12", description) + (b"\x18" + _varint(code) if code else b"")
-        status_field = _field(b"\x7a", body)
-    else:
-        status_field = b"\x7a\x00"
     return b"".join(
         (
             trace_and_span,
@@ -205,7 +197,7 @@ def _plain_recorded_span(span: ReadableSpan) -> bytes | None:
             head,
             times,
             _attributes(b"\x4a", attributes),
-            status_field,
+            _status(span._status),
             _FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL,
         )
     )
@@ -215,6 +207,15 @@ def _plain_recorded_span(span: ReadableSpan) -> bytes | None:
 _HEADS: dict[tuple[str, SpanKind], bytes] = {}
 _HEADS_KEPT = 1024
 _TIMES = Struct("<BQBQ").pack
+
+
+def _status(status: Status) -> bytes:
+    code = status.status_code.value
+    description = status.description
+    if code or description:
+        body = _text(b"\x12", description) + (b"\x18" + _varint(code) if code else b"")
+        return _field(b"\x7a", body)
+    return b"\x7a\x00"  # an unset status: present, and empty
 
 
 def _head(name: str, kind: SpanKind) -> bytes:
@@ -289,13 +290,7 @@ def encode_span(span: ReadableSpan) -> bytes:
     parts.append(_count(b"\x70", span.dropped_links))
     status = span.status
     if status is not None:
-        code = status.status_code.value
-        description = status.description
-        if code or description:
-            body = _text(b"\x12", description) + (b"\x18" + _varint(code) if code else b"")
-            parts.append(_field(b"\x7a", body))
-        else:
-            parts.append(b"\x7a\x00")  # an unset status: present, and empty
+        parts.append(_status(status))
     parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
     return b"".join(parts)
 

@@ -113,9 +113,10 @@ def pre_fork(_server: Any, _worker: Any) -> None:
     # Request-scoped objects are freed by reference counting and never count towards it.
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])
     # A worker's event loop shares the GIL with its span export and metrics flush threads.
-    # When the loop wakes from its I/O wait while one of them runs (an export of 512 spans
-    # is 20-35 ms of CPU), it waits up to a whole switch interval for the GIL, and again at
-    # its next wake-up: at the default 5 ms every export stalled the loop for tens of ms.
+    # When the loop wakes from its I/O wait while one of them runs (an export's POST of 512
+    # spans is a millisecond or more of CPU), it waits up to a whole switch interval for the
+    # GIL, and again at its next wake-up: at the default 5 ms every export stalled the loop
+    # for tens of ms.
     # Half a millisecond bounds each wait; while no other thread runs nothing changes.
     sys.setswitchinterval(LOOP_GIL_SWITCH_INTERVAL_SECONDS)
 

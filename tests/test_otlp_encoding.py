@@ -22,7 +22,11 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExportResult,
+)
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -39,8 +43,8 @@ from opentelemetry.trace import (
 
 from app.observability import otlp_encoding
 from app.observability.otlp_encoding import encode_spans
-from app.observability.otlp_export import EncodingSpanExporter
-from app.observability.tracing import _otlp_exporter
+from app.observability.otlp_export import EncodeAtEnd, EncodingSpanExporter
+from app.observability.tracing import _export_processors, _otlp_exporter
 
 REMOTE = SpanContext(
     0x0AF7651916CD43DD8448EB211C80319C,
@@ -309,6 +313,18 @@ def test_the_protocol_variable_picks_the_exporter(monkeypatch: pytest.MonkeyPatc
     assert isinstance(grpc, GrpcExporter)  # gRPC keeps the official exporter whole
     grpc.shutdown()
     http.shutdown()
+
+
+def test_only_the_services_encoder_gets_spans_written_as_they_end() -> None:
+    http = EncodingSpanExporter(endpoint="http://127.0.0.1:4318/v1/traces")
+    grpc = GrpcExporter(endpoint="127.0.0.1:4317", insecure=True)
+    processors = _export_processors(http)
+    grpc_processors = _export_processors(grpc)
+    # Written before the batch processor queues the span, not while the export reads it.
+    assert [type(each) for each in processors] == [EncodeAtEnd, BatchSpanProcessor]
+    assert [type(each) for each in grpc_processors] == [BatchSpanProcessor]
+    for each in (*processors, *grpc_processors):
+        each.shutdown()
 
 
 def test_kept_attributes_never_stand_in_for_another_type_or_value() -> None:

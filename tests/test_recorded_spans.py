@@ -29,8 +29,10 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanKind, Status, StatusCode, TraceState
 
+from app.observability import otlp_encoding
 from app.observability.otlp_encoding import _plain_recorded_span
 from app.observability.otlp_encoding import encode_spans as service_encode_spans
+from app.observability.otlp_export import EncodeAtEnd
 from app.observability.recorded_spans import _EMPTY_ON_ENDING, _EMPTY_ON_START, RecordedSpan
 from app.observability.tracing import (
     ServiceTracerProvider,
@@ -482,6 +484,29 @@ def test_a_batch_processor_exports_recorded_spans() -> None:
         assert names == ["cache.get user", "GET /api/v1/users/{user_id}"]
     finally:
         provider.shutdown()
+
+
+def test_a_recorded_span_is_written_as_it_ends_and_exported_as_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The export thread only joins what each span's end wrote: the bytes are the official
+    encoder's, and no span is encoded again at export."""
+    exporter = InMemorySpanExporter()
+    provider = ServiceTracerProvider(sampler=ParentBased(ALWAYS_ON))
+    provider.add_span_processor(EncodeAtEnd())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    _child_of_a_sampled_server_span(provider)
+    spans = exporter.get_finished_spans()
+    assert len(spans) == 2
+    for span in spans:
+        assert isinstance(span, RecordedSpan)
+        assert span._otlp == otlp_encoding._field(b"\x12", otlp_encoding.encode_span(span))
+
+    def encoded_again(span: ReadableSpan) -> bytes:
+        raise AssertionError(f"{span.name} was encoded at export")
+
+    monkeypatch.setattr(otlp_encoding, "encode_span", encoded_again)
+    assert service_encode_spans(spans) == encode_spans(spans).SerializePartialToString()
 
 
 @pytest.mark.parametrize("hook", sorted(_EMPTY_ON_START | _EMPTY_ON_ENDING, key=str))

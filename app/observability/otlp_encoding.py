@@ -295,6 +295,27 @@ def encode_span(span: ReadableSpan) -> bytes:
     return b"".join(parts)
 
 
+def encode_at_end(span: ReadableSpan) -> None:
+    """Write a finished RecordedSpan's Span field now, for encode_spans to take as it is.
+
+    Called on the thread that ends the span (a request's event loop): the export thread then
+    only joins bytes. Encoding a batch of 512 spans there took some 3 ms of CPU in one burst,
+    and on a busy worker the event loop shared its core and the GIL with that burst, so the
+    requests that arrived meanwhile waited: the span export set the worker's p99. Spread over
+    the requests that made the spans, the same work delays none of them by more than its own
+    few microseconds. A finished span does not change, so the bytes stay its bytes."""
+    if type(span) is RecordedSpan:
+        span._otlp = _field(b"\x12", encode_span(span))
+
+
+def _span_field(span: ReadableSpan) -> bytes:
+    if type(span) is RecordedSpan:
+        written = span._otlp
+        if written is not None:
+            return written
+    return _field(b"\x12", encode_span(span))
+
+
 def _scope(scope: InstrumentationScope | None) -> bytes:
     if scope is None:
         return b""
@@ -317,7 +338,7 @@ def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
         encoded = by_scope.get(scope)
         if encoded is None:
             encoded = by_scope[scope] = []
-        encoded.append(_field(b"\x12", encode_span(span)))
+        encoded.append(_span_field(span))
     out = []
     for resource, by_scope in grouped.items():
         scope_spans = []

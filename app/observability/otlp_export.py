@@ -17,11 +17,11 @@ from opentelemetry.exporter.otlp.proto.http._common import (
     _is_request_too_large,
 )
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.semconv.attributes.http_attributes import HTTP_RESPONSE_STATUS_CODE
 
-from app.observability.otlp_encoding import encode_spans
+from app.observability.otlp_encoding import encode_at_end, encode_spans
 
 # The official exporter's logger: its warnings read the same whichever encoder ran.
 _logger = logging.getLogger("opentelemetry.exporter.otlp.proto.http.trace_exporter")
@@ -66,3 +66,12 @@ class EncodingSpanExporter(OTLPSpanExporter):
                 )
                 return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
+
+
+class EncodeAtEnd(SpanProcessor):
+    """Writes each recorded span's OTLP bytes as it ends, on the thread that ends it, for
+    EncodingSpanExporter (otlp_encoding.encode_at_end says why). Placed before the batch
+    processor, so a span is written before it is queued."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        encode_at_end(span)

@@ -96,6 +96,9 @@ class RecordedSpan(trace.Span, ReadableSpan):
     """A sampled, recording span on a context already decided. Readable as the SDK's span
     is, for processors that look at it as it starts or ends."""
 
+    # Its OTLP Span field, once written as it ended (otlp_encoding.encode_at_end).
+    _otlp: bytes | None = None
+
     def __init__(
         self,
         tracer: Tracer,

@@ -102,6 +102,15 @@ def _otlp_exporter() -> SpanExporter:
     return EncodingSpanExporter(session=export_session())
 
 
+def _export_processors(exporter: SpanExporter) -> tuple[SpanProcessor, ...]:
+    """The exporter, batched. Before the batch, the service's own OTLP/HTTP encoder gets each
+    recorded span's bytes written as the span ends."""
+    from app.observability.otlp_export import EncodeAtEnd, EncodingSpanExporter
+
+    batch = BatchSpanProcessor(exporter)
+    return (EncodeAtEnd(), batch) if isinstance(exporter, EncodingSpanExporter) else (batch,)
+
+
 def _children_follow_parent(sampler: Sampler) -> bool:
     """True when this sampler never samples a span whose parent was not sampled (ParentBased
     with its default "not sampled" delegates, as every parentbased_* setting builds it)."""
@@ -320,7 +329,8 @@ def start_tracing(
         return current
     # The sampler comes from OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG.
     provider = ServiceTracerProvider(resource=build_resource(settings))
-    provider.add_span_processor(processor or BatchSpanProcessor(_otlp_exporter()))
+    for each in (processor,) if processor is not None else _export_processors(_otlp_exporter()):
+        provider.add_span_processor(each)
     if processor is not None:
         _added_processors.append(processor)
     trace.set_tracer_provider(provider)

@@ -4,10 +4,11 @@ service's (the environment's proxy settings read once); CPU microseconds per exp
 usage: python -m scripts.bench.export_post [ROUNDS]
 
 Each export is the service's exporter sending a batch of 512 spans of cached reads to a
-local OTLP sink that drops them. It runs with this process's environment, then with the
-variables Kubernetes' service links add for 60 Services in the pod's namespace (seven
-each). The two sessions alternate round by round; the minimum and median of the rounds are
-printed (a shared machine only ever adds time).
+local OTLP sink that drops them, each span's bytes written as it ended, as in the service.
+It runs with this process's environment, then with the variables Kubernetes' service links
+add for 60 Services in the pod's namespace (seven each). The two sessions alternate round
+by round; the minimum and median of the rounds are printed (a shared machine only ever adds
+time).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def _per_export(export: Callable[[], SpanExportResult]) -> float:
 
 def main(argv: Sequence[str]) -> None:
     rounds = int(argv[0]) if argv else 10
-    spans = cached_read_spans()
+    spans = cached_read_spans(written=True)
     with otlp_sink() as sink:
         endpoint = f"{sink}/v1/traces"
         for label, links in (("this environment", 0), (f"+{SERVICES} Services' links", SERVICES)):

@@ -29,6 +29,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace import SpanKind
 
 from app.observability.otlp_encoding import encode_spans
+from app.observability.otlp_export import EncodeAtEnd
 from app.observability.recorded_spans import RecordedSpan
 from app.observability.tracing import (
     ServiceTracerProvider,
@@ -42,13 +43,17 @@ from app.settings import Settings
 BATCH = 512
 
 
-def cached_read_spans(count: int = BATCH) -> list[ReadableSpan]:
+def cached_read_spans(count: int = BATCH, written: bool = False) -> list[ReadableSpan]:
+    """`written`: each span's OTLP bytes written as it ended, as the service's OTLP/HTTP
+    exporter gets them (otherwise the encoder has them all to write)."""
     exporter = InMemorySpanExporter()
     # The service's own provider and resource, sampling every request: its spans are the
     # ones a sampled request records (RecordedSpans), not the SDK's.
     provider = ServiceTracerProvider(
         resource=build_resource(Settings(_env_file=None)), sampler=ParentBased(ALWAYS_ON)
     )
+    if written:
+        provider.add_span_processor(EncodeAtEnd())
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     redis = provider.get_tracer("user-service.redis")
     cache = provider.get_tracer("user-service.cache")

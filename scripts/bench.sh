@@ -13,8 +13,9 @@
 #                                     to scripts/bench/flamegraphs/flamegraph-cached-read.svg (py-spy).
 #        INSTRUCTIONS=N scripts/bench.sh   counts N requests per row under callgrind (default
 #                                     1000; 0 skips the count).
-# Every server runs under gunicorn with 2 uvicorn workers on 127.0.0.1, with a redis-server
-# and a database of the run's own; the numbers are only meaningful as ratios within one run.
+# Every server runs under gunicorn with 2 uvicorn workers on 127.0.0.1 (one, on a core of its
+# own, in the latency runs), with a redis-server and a database of the run's own; the numbers
+# are only meaningful as ratios within one run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib/setup.sh

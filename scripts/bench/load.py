@@ -13,12 +13,14 @@ from typing import Final
 
 import orjson
 
+from scripts.bench import cores
 from scripts.bench.population import Target, write_targets
 
 SCRIPT = Path(__file__).with_name("replay.lua")
-# Each generator runs under SCHED_BATCH: it keeps its fair share of the two cores, but its
-# wake-ups (an answer arrived) no longer preempt the server it measures in the middle of a
-# request, as a client on another machine never does. At 1200 requests a second (three
+# Each generator runs under SCHED_BATCH: where it shares the cores with the server (every run
+# but the latency runs, which split them: cores.py) it keeps its fair share, but its wake-ups
+# (an answer arrived) no longer preempt the server it measures in the middle of a request, as
+# a client on another machine never does. At 1200 requests a second on shared cores (three
 # interleaved 15 s runs each, medians), vegeta's wake-ups had the service's p99/p50 at 8.1 and
 # the bare Redis GET's at 5.9; under SCHED_BATCH, 5.5 and 4.3.
 GENERATOR: Final = ("chrt", "--batch", "0")
@@ -47,12 +49,17 @@ def _ms(text: str) -> float:
 
 
 def wrk(
-    base_url: str, targets: list[Target], work_dir: Path, seconds: int, connections: int
+    base_url: str,
+    targets: list[Target],
+    work_dir: Path,
+    seconds: int,
+    connections: int,
+    cpus: frozenset[int] | None = None,
 ) -> Load:
     """A closed-loop run: `connections` connections, each sending its next request as soon
     as the last one is answered."""
     listing = write_targets(targets, work_dir / "wrk-targets.tsv")
-    command = [*GENERATOR, "wrk", "-t2", f"-c{connections}", f"-d{seconds}s"]
+    command = [*cores.on(cpus), *GENERATOR, "wrk", "-t2", f"-c{connections}", f"-d{seconds}s"]
     command += ["--timeout", "30s", "--latency", "-s", str(SCRIPT)]
     out = subprocess.run(
         [*command, base_url, "--", str(listing)],
@@ -101,14 +108,21 @@ def _vegeta_targets(base_url: str, targets: list[Target], path: Path) -> Path:
 
 
 def constant_rate(
-    base_url: str, targets: list[Target], work_dir: Path, seconds: int, rate: int
+    base_url: str,
+    targets: list[Target],
+    work_dir: Path,
+    seconds: int,
+    rate: int,
+    cpus: frozenset[int] | None = None,
 ) -> Load:
     """An open-loop run: `rate` requests every second whatever the latency, so queueing
-    shows up in the percentiles instead of slowing the generator down."""
+    shows up in the percentiles instead of slowing the generator down. vegeta runs on `cpus`
+    when given."""
     listing = _vegeta_targets(base_url, targets, work_dir / "vegeta-targets.jsonl")
     attack = subprocess.run(
         [
-            *(*GENERATOR, vegeta_binary(), "attack", "-format=json", f"-targets={listing}"),
+            *(*cores.on(cpus), *GENERATOR, vegeta_binary(), "attack", "-format=json"),
+            f"-targets={listing}",
             *(f"-rate={rate}/s", f"-duration={seconds}s", "-max-workers=256", "-timeout=10s"),
         ],
         check=True,
@@ -136,7 +150,11 @@ def constant_rate(
 
 
 def sustained_rate(
-    base_url: str, targets: list[Target], work_dir: Path, ceiling: float
+    base_url: str,
+    targets: list[Target],
+    work_dir: Path,
+    ceiling: float,
+    cpus: frozenset[int] | None = None,
 ) -> tuple[int, list[str]]:
     """The highest constant rate the service keeps up with, in steps of a tenth of `ceiling`
     (wrk's closed-loop peak): each step offers its rate for 4 s and is kept up with when every
@@ -149,7 +167,7 @@ def sustained_rate(
     tried: list[str] = []
     for tenth in range(1, 11):
         rate = max(1, int(ceiling * tenth / 10))
-        probe = constant_rate(base_url, targets, work_dir, 4, rate)
+        probe = constant_rate(base_url, targets, work_dir, 4, rate, cpus)
         idle_p50 = probe.p50_ms if idle_p50 is None else idle_p50
         ok = (
             probe.errors == 0

@@ -17,7 +17,7 @@ from statistics import median
 import redis
 
 from loadtests.promscrape import LOOP_LAG, histogram_delta, scrape
-from scripts.bench import instructions
+from scripts.bench import cores, instructions
 from scripts.bench import population as pop
 from scripts.bench.counters import (
     cpu_seconds,
@@ -284,8 +284,15 @@ def run(bench: Bench, sink: str) -> None:
     compared_phase(bench, compared)
     instruction_phase(bench, instrumented, reads)
     cached_rps = median(row.load.rps for row in bench.rows if row.name == CACHED)
-    floor = (bare, pop.bare(people, MIX, "redis", LIST_LENGTH))
-    constant_phase(bench, start(all_on, "constant"), reads, cached_rps, floor)
+
+    def on_cpus(env: dict[str, str], label: str) -> OnCpus:
+        return lambda cpus: service(env, log_dir, label, cpus=cpus)
+
+    floor = (
+        lambda cpus: baselines(common, log_dir, cpus),
+        pop.bare(people, MIX, "redis", LIST_LENGTH),
+    )
+    constant_phase(bench, on_cpus(all_on, "constant"), reads, cached_rps, floor)
     login_phase(bench, start(all_on, "login"), people, reads, cached_rps)
     bench.measure(
         "PATCH user (own full_name), all on",
@@ -387,20 +394,43 @@ def instruction_phase(
         print(f"{name:50} {bench.instructions[name]:12,.0f} instructions/request", flush=True)
 
 
+# Starts a server on the given CPUs, a worker for each (None: as the other rows run).
+OnCpus = Callable[[frozenset[int] | None], AbstractContextManager[Server]]
+
+
+@contextmanager
+def _others_on(redis_url: str, cpus: frozenset[int] | None) -> Iterator[None]:
+    """Redis and this process (its OTLP sink) on `cpus` while the block runs."""
+    if cpus is None:
+        yield
+        return
+    client = redis.Redis.from_url(redis_url)
+    redis_pid = int(client.info("server")["process_id"])
+    client.close()
+    everywhere = cores.available()
+    for pid in (redis_pid, os.getpid()):
+        cores.pin(pid, cpus)
+    try:
+        yield
+    finally:
+        for pid in (redis_pid, os.getpid()):
+            cores.pin(pid, everywhere)
+
+
 def constant_phase(
     bench: Bench,
-    start: Callable[[], AbstractContextManager[Server]],
+    start: OnCpus,
     reads: list[pop.Target],
     wrk_peak: float,
-    floor: tuple[Callable[[], AbstractContextManager[Server]], list[pop.Target]],
+    floor: tuple[OnCpus, list[pop.Target]],
 ) -> None:
     """70% of the measured peak offered at a constant rate: latency with queueing visible.
 
-    The peak is the highest constant rate the service keeps up with beside the generator that
-    offers it, found on the same server. vegeta shares the two cores with the service and
-    needs more CPU per request than wrk, and arrivals spread evenly cost the service more per
-    request than wrk's busy connections: 70% of wrk's peak was past what the service can
-    serve beside vegeta, so the percentiles measured an overloaded queue.
+    The server runs on a core of its own (one worker), vegeta and Redis on the others
+    (scripts/bench/cores.py says why), when the machine has two or more. The peak is the
+    highest constant rate the service keeps up with so, found on the same server in steps
+    of a tenth of wrk's peak there: arrivals spread evenly cost the service more per request
+    than wrk's busy connections, so 70% of wrk's peak would measure an overloaded queue.
 
     The rate is offered in `--constant-runs` runs, and the verdict takes the
     run with the median p99/p50 (errors count over all runs): a tail is what 1 request in 100
@@ -411,13 +441,19 @@ def constant_phase(
     Between the service's runs the same rate goes to the bare one-Redis-GET endpoint (`floor`):
     its p99/p50 is what the machine and the generator leave of the tail for a server that
     does next to nothing, measured in the same minutes."""
+    split = cores.split(cores.available())
+    mine, others = (split.server, split.others) if split else (None, None)
     floor_start, floor_targets = floor
-    with start() as server, floor_start() as bare:
-        constant_rate(server.base_url, reads, bench.work_dir, 3, max(1, int(wrk_peak * 0.1)))
-        peak, tried = sustained_rate(server.base_url, reads, bench.work_dir, wrk_peak)
+    work = bench.work_dir
+    with start(mine) as server, floor_start(mine) as bare, _others_on(bench.redis_url, others):
+        if mine is not None:  # the peak of this one worker, not of the other rows' two
+            wrk(server.base_url, reads, work, 2, bench.args.connections, others)
+            wrk_peak = wrk(server.base_url, reads, work, 5, bench.args.connections, others).rps
+        constant_rate(server.base_url, reads, work, 3, max(1, int(wrk_peak * 0.1)), others)
+        peak, tried = sustained_rate(server.base_url, reads, work, wrk_peak, others)
         rate = max(1, int(peak * 0.7))
-        constant_rate(server.base_url, reads, bench.work_dir, 3, rate)  # warm-up
-        constant_rate(bare.base_url, floor_targets, bench.work_dir, 3, rate)
+        constant_rate(server.base_url, reads, work, 3, rate, others)  # warm-up
+        constant_rate(bare.base_url, floor_targets, work, 3, rate, others)
         seconds = bench.args.constant_seconds
         pids = server.worker_pids()
         runs: list[tuple[Load, float]] = []
@@ -426,16 +462,19 @@ def constant_phase(
         for _ in range(max(1, bench.args.constant_runs)):
             waited = run_queue_wait_seconds(pids)
             scraped = scrape(server.metrics_url)
-            load = constant_rate(server.base_url, reads, bench.work_dir, seconds, rate)
+            load = constant_rate(server.base_url, reads, work, seconds, rate, others)
             runs.append((load, (run_queue_wait_seconds(pids) - waited) / len(pids) / seconds))
             lags.append(
                 histogram_delta(scraped, scrape(server.metrics_url), LOOP_LAG).quantile(0.99)
             )
             floor_runs.append(
-                constant_rate(bare.base_url, floor_targets, bench.work_dir, seconds, rate)
+                constant_rate(bare.base_url, floor_targets, work, seconds, rate, others)
             )
         rss = rss_mb(pids)
     load = replace(median_tail([run for run, _ in runs]), errors=sum(run.errors for run, _ in runs))
+    bench.notes.append(
+        f"latency runs: {split.describe() if split else 'the server and vegeta share the CPUs'}"
+    )
     bench.notes.append(
         f"highest constant rate kept up with (vegeta, steps of a tenth of wrk's peak "
         f"{wrk_peak:.0f}/s): {peak}/s; steps: " + "; ".join(tried)

@@ -24,6 +24,7 @@ import asyncpg
 import httpx
 
 from loadtests.local_service import free_port
+from scripts.bench import cores
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_DSN = os.environ.get("BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -184,21 +185,33 @@ def serving(
 
 
 def service(
-    env: dict[str, str], log_dir: Path, label: str, wrapper: Sequence[str] = ()
+    env: dict[str, str],
+    log_dir: Path,
+    label: str,
+    wrapper: Sequence[str] = (),
+    cpus: frozenset[int] | None = None,
 ) -> AbstractContextManager[Server]:
-    """`user-service serve` (gunicorn, 2 workers) with `env`; under a `wrapper` (callgrind,
-    scripts/bench/instructions.py), one worker."""
+    """`user-service serve` (gunicorn, 2 workers) with `env`; on `cpus`, a worker for each;
+    under a `wrapper` (callgrind, scripts/bench/instructions.py), one worker."""
     if not wrapper:
-        return serving([str(BIN / "user-service"), "serve"], env, "/readyz", log_dir, label)
+        command = [*cores.on(cpus), str(BIN / "user-service"), "serve"]
+        if cpus is not None:
+            env = {**env, "WEB_CONCURRENCY": str(len(cpus))}
+        return serving(command, env, "/readyz", log_dir, label)
     command = [*wrapper, str(BIN / "user-service"), "serve"]
     # Under callgrind a request takes tens of milliseconds and start-up tens of seconds.
     counted = {**env, "WEB_CONCURRENCY": "1", "GUNICORN_TIMEOUT": "900"}
     return serving(command, counted, "/readyz", log_dir, label, ready_seconds=600)
 
 
-def baselines(env: dict[str, str], log_dir: Path) -> AbstractContextManager[Server]:
-    """The bare FastAPI endpoints under gunicorn with the same 2 uvicorn workers."""
-    command = [str(BIN / "gunicorn"), "-w", "2", "-k", "uvicorn_worker.UvicornWorker"]
+def baselines(
+    env: dict[str, str], log_dir: Path, cpus: frozenset[int] | None = None
+) -> AbstractContextManager[Server]:
+    """The bare FastAPI endpoints under gunicorn with the same 2 uvicorn workers (on `cpus`,
+    a worker for each)."""
+    workers = "2" if cpus is None else str(len(cpus))
+    command = [*cores.on(cpus), str(BIN / "gunicorn"), "-w", workers]
+    command += ["-k", "uvicorn_worker.UvicornWorker"]
     command += ["-b", "{bind}", "--no-control-socket", "scripts.bench.baselines:app"]
     return serving(command, env, "/ready", log_dir, "baselines")
 

@@ -364,7 +364,8 @@ cmd_up() {
     --unsafe-no-fsync --quota-backend-bytes 1073741824
   start containerd containerd --config "$run/containerd.toml"
   # The default admission plugins already include PodSecurity; NodeRestriction is what
-  # kubeadm adds. Both are named so a reader sees them.
+  # kubeadm adds. Both are named so a reader sees them. The apiserver reaches the kubelet
+  # (exec, logs, port-forward) at the node's IP: no resolver knows the node's name.
   start kube-apiserver kube-apiserver --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
     --bind-address "$node_ip" --advertise-address "$node_ip" --secure-port "$API_PORT" \
     --service-cluster-ip-range "$service_cidr" --allow-privileged=true \
@@ -374,6 +375,7 @@ cmd_up() {
     --kubelet-client-certificate "$run/pki/apiserver-kubelet-client.crt" \
     --kubelet-client-key "$run/pki/apiserver-kubelet-client.key" \
     --kubelet-certificate-authority "$run/pki/ca.crt" \
+    --kubelet-preferred-address-types InternalIP \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$run/pki/sa.pub" --service-account-signing-key-file "$run/pki/sa.key" \
     --profiling=false --event-ttl 1h

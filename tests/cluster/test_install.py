@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import asyncpg
 import httpx
@@ -30,6 +31,44 @@ def test_restricted_namespace_refuses_a_privileged_pod(cluster: Cluster, release
     with pytest.raises(CommandError) as refused:
         cluster.apply(PRIVILEGED_POD, namespace=release.namespace)
     assert 'violates PodSecurity "restricted:latest"' in str(refused.value)
+
+
+# Run in the pod: for each child of PID 1 (gunicorn's workers), its main thread's scheduling
+# policy and the policies of all its threads (field 41 of /proc/<pid>/task/<tid>/stat).
+WORKER_THREAD_POLICIES = """
+import json, os
+workers = {}
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+        if stat.rsplit(")", 1)[1].split()[1] != "1" or int(pid) == os.getpid():
+            continue
+        tasks = f"/proc/{pid}/task"
+        workers[pid] = {
+            tid: int(open(f"{tasks}/{tid}/stat").read().rsplit(")", 1)[1].split()[38])
+            for tid in os.listdir(tasks)
+        }
+    except OSError:
+        continue
+print(json.dumps(workers))
+"""
+SCHED_IDLE = 5
+
+
+def test_password_hashing_threads_run_in_the_idle_class_in_the_pod(
+    cluster: Cluster, release: Release
+) -> None:
+    # The restricted Pod Security context and the runtime's default seccomp profile let a
+    # worker move its hashing threads (one started by the start-up warm-up hash) to the idle
+    # class without a capability, so a login storm leaves the event loop its CPU.
+    pod = release.app_pods()[0]["metadata"]["name"]
+    command = ["exec", "--namespace", release.namespace, pod, "--"]
+    result = cluster.kubectl(*command, "python", "-c", WORKER_THREAD_POLICIES)
+    workers: dict[str, dict[str, int]] = json.loads(result.stdout)
+    assert workers, result.stdout
+    for pid, threads in workers.items():
+        assert threads[pid] != SCHED_IDLE, threads  # the event loop's thread
+        assert SCHED_IDLE in threads.values(), threads
 
 
 def test_migration_hook_created_the_schema_in_a_pod(release: Release) -> None:

@@ -149,17 +149,20 @@ class LocalService:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def logs_with(self, text: str, timeout: float = 10.0) -> str:
-        """The log once it holds `text`.
+        """The log's whole lines once one of them holds `text`.
 
         A worker writes a request's access line after the response has gone out (its lines
         go out together at the next turn of its event loop), so a caller that has just read a
-        response waits for the line it needs instead of racing the worker for it.
+        response waits for the line it needs instead of racing the worker for it. A line can
+        reach the file in more than one write, and two workers share it: the log is returned
+        up to its last newline, once the line holding `text` has its own.
         """
         deadline = time.monotonic() + timeout
         while True:
             logs = self.logs()
-            if text in logs:
-                return logs
+            found = logs.find(text)
+            if found >= 0 and "\n" in logs[found:]:
+                return logs[: logs.rindex("\n") + 1]
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"{text!r} not in {self.log_path} after {timeout:g} s; it ends:\n{logs[-2000:]}"

@@ -37,6 +37,25 @@ def test_logs_with_waits_for_a_line_written_after_the_call(service: LocalService
         writer.join()
 
 
+def test_logs_with_waits_for_the_whole_line_that_holds_the_text(service: LocalService) -> None:
+    # A line can reach the file in two writes; the caller parses whole lines only.
+    first, rest = '{"event":"request","request_id":"split-1",', '"status":200}\n'
+    with service.log_path.open("a") as log:
+        log.write(first)
+    writer = threading.Timer(0.3, lambda: service.log_path.open("a").write(rest))
+    writer.start()
+    try:
+        assert service.logs_with("split-1", timeout=30).endswith(first + rest)
+    finally:
+        writer.join()
+
+
+def test_logs_with_returns_whole_lines_only(service: LocalService) -> None:
+    with service.log_path.open("a") as log:
+        log.write('{"event":"request","request_id":"whole-1"}\n{"event":"req')
+    assert service.logs_with("whole-1").endswith('"whole-1"}\n')
+
+
 def test_logs_with_names_the_missing_text_and_the_log_tail(service: LocalService) -> None:
     with pytest.raises(TimeoutError, match=r"(?s)'never-written' not in .*startup"):
         service.logs_with("never-written", timeout=0.2)

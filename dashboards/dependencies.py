@@ -320,7 +320,7 @@ def _auth(board: Board) -> None:
             "Argon2 time per hash (signup) and verify (login), in worker threads bounded by "
             "PASSWORD_HASH_CONCURRENCY, of the idle scheduling class: they take the CPU the event "
             "loops leave free. A rising p95 means the workers are busy with other requests, and "
-            "logins wait rather than slow those down.",
+            "logins, sign-ups and password changes wait rather than slow those down.",
             "s",
             [Query(sel.quantile(0.95, HASH_DURATION, "operation, le"), "{{operation}} p95")],
         ),

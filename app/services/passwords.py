@@ -35,8 +35,8 @@ def lower_thread_priority() -> None:
     quarter of its time waiting for a CPU, and cached reads at 30% of their peak saw their
     p99 go from about 10 ms to several hundred; in the idle class, to tens. The cost: a
     worker kept fully busy by other requests runs no hashes until it has a moment free, so
-    its logins wait; that is a matter of capacity, not of the scheduler. Best effort: where
-    neither call is allowed the thread keeps running as it was."""
+    its logins, sign-ups and password changes wait; that is a matter of capacity, not of the
+    scheduler. Best effort: where neither call is allowed the thread keeps running as it was."""
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         return

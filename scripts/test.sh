@@ -23,22 +23,34 @@ end_cluster_build() {
   fi
 }
 
+# Ends the cluster tests should this script stop before they do (an interrupt, a failed
+# set-up): SIGINT makes pytest end the run through its fixtures' teardown, which takes the
+# cluster down.
+cluster_tests=""
+end_cluster_tests() {
+  if [ -n "$cluster_tests" ] && kill -0 "$cluster_tests" 2>/dev/null; then
+    kill -INT "$cluster_tests" 2>/dev/null || true
+    wait "$cluster_tests" 2>/dev/null || true
+  fi
+}
+
 started=$(date +%s)
 # The cluster's Go pieces are ~10 minutes of CPU on a fresh machine. For the whole suite they
 # compile from the start, in the background at idle CPU and I/O priority, filling what the
 # set-up's downloads, lint and the cluster tests' image build leave idle instead of adding to
-# them; the cluster tests' `cluster.sh up` waits for them (build.sh holds a lock). The other
-# tests run after the cluster tests, so timing-sensitive ones do not share the CPU with this
-# build; should the cluster tests fail before waiting, an idle-priority task yields the CPU
-# to any other at once, and it is stopped when pytest ends.
+# them; the cluster tests' `cluster.sh up` waits for them (build.sh holds a lock). The tests
+# that time the service run after the cluster tests (pytest's second phase, below), so they
+# do not share the CPU with this build; should the cluster tests fail before waiting, an
+# idle-priority task yields the CPU to any other at once, and it is stopped when this script
+# ends.
 cluster_build=""
 if [ "$(id -u)" -eq 0 ] && [ $# -eq 0 ] && [ -z "${KUBECONFIG:-}" ]; then
   mkdir -p build
   # Its own session, so that it can be stopped with its compilers as one process group.
   setsid chrt --idle 0 ionice -c 3 bash scripts/cluster/build.sh go >build/cluster-build.log 2>&1 &
   cluster_build=$!
-  trap end_cluster_build EXIT
 fi
+trap 'end_cluster_tests; [ -z "$cluster_build" ] || end_cluster_build' EXIT
 ensure_venv dev
 ensure_postgres
 ensure_redis
@@ -73,7 +85,37 @@ ruff format --check .
 log "mypy --strict app"
 mypy --strict app
 
-log "pytest"
 status=0
-python -m pytest --cov=app --cov-report=term --cov-report=xml "$@" || status=$?
+if [ $# -gt 0 ]; then
+  log "pytest $*"
+  python -m pytest --cov=app --cov-report=term --cov-report=xml "$@" || status=$?
+  exit "$status"
+fi
+
+# The whole suite in two phases. The cluster tests mostly wait on the cluster (0.7 of the
+# 2 cores busy, warm) and so do the tests that neither load nor time the service (1.0): the
+# first phase runs those side by side, the cluster's in the background with their output in
+# a log printed when they end. The second phase runs everything else, alone on the machine:
+# the fault, failover, load and security tests time the service under load. A test directory
+# not named here lands in the second phase. The cluster tests run the service in pods, out of
+# coverage's reach, so they run without it; the two other runs add to one coverage file.
+beside_cluster=(tests/deploy tests/dashboards tests/docs tests/keys tests/test_*.py)
+mkdir -p build
+log "pytest, first phase: tests/cluster (in the background, build/cluster-tests.log) beside ${beside_cluster[*]}"
+# A background job of a script starts with SIGINT ignored; the subshell takes it back.
+(trap - INT; exec python -m pytest -p no:cacheprovider --no-cov tests/cluster) \
+  >build/cluster-tests.log 2>&1 &
+cluster_tests=$!
+python -m pytest --cov=app --cov-report= "${beside_cluster[@]}" || status=$?
+cluster_status=0
+wait "$cluster_tests" || cluster_status=$?
+cluster_tests=""
+log "the cluster tests (exit status $cluster_status):"
+cat build/cluster-tests.log
+[ "$cluster_status" -eq 0 ] || status=$cluster_status
+
+log "pytest, second phase: the rest of tests/"
+ignored=(--ignore=tests/cluster)
+for path in "${beside_cluster[@]}"; do ignored+=("--ignore=$path"); done
+python -m pytest --cov=app --cov-append --cov-report=term --cov-report=xml "${ignored[@]}" || status=$?
 exit "$status"

@@ -106,13 +106,17 @@ log "pytest, first phase: tests/cluster (in the background, build/cluster-tests.
 (trap - INT; exec python -m pytest -p no:cacheprovider --no-cov tests/cluster) \
   >build/cluster-tests.log 2>&1 &
 cluster_tests=$!
-python -m pytest --cov=app --cov-report= "${beside_cluster[@]}" || status=$?
+beside_status=0
+python -m pytest --cov=app --cov-report= "${beside_cluster[@]}" || beside_status=$?
 cluster_status=0
 wait "$cluster_tests" || cluster_status=$?
 cluster_tests=""
 log "the cluster tests (exit status $cluster_status):"
 cat build/cluster-tests.log
-[ "$cluster_status" -eq 0 ] || status=$cluster_status
+status=$((beside_status > cluster_status ? beside_status : cluster_status))
+# pytest's exit status 1 is failed tests; 2 and above an interrupt (Ctrl-C reaches both runs)
+# or a run that could not start: the suite stops there.
+[ "$status" -le 1 ] || exit "$status"
 
 log "pytest, second phase: the rest of tests/"
 ignored=(--ignore=tests/cluster)

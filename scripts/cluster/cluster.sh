@@ -104,10 +104,16 @@ make_pki() {
 
 # --- processes ----------------------------------------------------------------------------
 # start NAME CMD...: run in the background with its log in $run/logs, its pid in $run/pids.
+# Each in a session of its own: a Ctrl-C in the terminal that started the tests reaches the
+# terminal's process group, and the cluster's daemons handle SIGINT as a shutdown; in that
+# group they all stopped at once, before the tests' teardown could uninstall the release and
+# take the cluster down in order, which then failed and left shims, a veth and cgroups
+# behind. (setsid execs in place here, without a fork: a background job of a script is not a
+# process group leader, so $! stays the daemon's pid.)
 start() {
   local name=$1
   shift
-  "$@" >"$run/logs/$name.log" 2>&1 &
+  setsid "$@" >"$run/logs/$name.log" 2>&1 &
   echo $! >"$run/pids/$name"
 }
 

@@ -27,13 +27,18 @@ from opentelemetry.sdk.trace.sampling import (
     StaticSampler,
 )
 from opentelemetry.sdk.util import BoundedList
-from opentelemetry.trace import SpanKind, Status, StatusCode, TraceState
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
 from app.observability import otlp_encoding
 from app.observability.otlp_encoding import _plain_recorded_span
 from app.observability.otlp_encoding import encode_spans as service_encode_spans
 from app.observability.otlp_export import EncodeAtEnd
-from app.observability.recorded_spans import _EMPTY_ON_ENDING, _EMPTY_ON_START, RecordedSpan
+from app.observability.recorded_spans import (
+    _EMPTY_ON_ENDING,
+    _EMPTY_ON_START,
+    RecordedSpan,
+    sampled_context,
+)
 from app.observability.tracing import (
     ServiceTracerProvider,
     end_server_span,
@@ -112,6 +117,18 @@ def _over_the_limit_at_once(span: trace.Span) -> None:
     span.set_attributes({f"attribute.{n}": n for n in range(6)})
 
 
+def _empty_key_at_once(span: trace.Span) -> None:
+    span.set_attributes({"kept": 1, "": "empty key"})
+
+
+def _non_str_key_at_once(span: trace.Span) -> None:
+    span.set_attributes({"kept": "yes", 7: "not a str key"})  # type: ignore[dict-item]
+
+
+def _non_plain_value_at_once(span: trace.Span) -> None:
+    span.set_attributes({"kept": "yes", "odd": ODD})  # type: ignore[dict-item]
+
+
 def _many_events_and_links(span: trace.Span) -> None:
     for n in range(3):
         span.add_event(f"event.{n}", {"n": n})
@@ -172,6 +189,9 @@ def _comparable(span: ReadableSpan) -> Any:
         _ok_then_error,
         _over_the_limit,
         _over_the_limit_at_once,
+        _empty_key_at_once,
+        _non_str_key_at_once,
+        _non_plain_value_at_once,
         _many_events_and_links,
     ],
     ids=lambda s: s.__name__,
@@ -518,3 +538,27 @@ def test_the_hooks_recorded_spans_skip_are_empty(hook: Callable[..., None]) -> N
     if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
         body = body[1:]  # a docstring
     assert all(isinstance(statement, ast.Pass) for statement in body), hook.__qualname__
+
+
+@pytest.mark.parametrize("random", [True, False], ids=["random-ids", "other-ids"])
+@pytest.mark.parametrize(
+    "state", [None, TraceState([("vendor", "value")])], ids=["no-state", "caller-state"]
+)
+def test_a_sampled_context_is_the_one_the_sdk_would_build(
+    random: bool, state: TraceState | None
+) -> None:
+    """sampled_context skips SpanContext's constructor: every field, the validity flag and
+    each field's read through its property come out the same."""
+    flags = TraceFlags(TraceFlags.SAMPLED | (TraceFlags.RANDOM_TRACE_ID if random else 0))
+    ours = sampled_context(0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7, random, state)
+    sdk = SpanContext(0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7, False, flags, state)
+    assert type(ours) is SpanContext
+    assert tuple(ours) == tuple(sdk)
+    assert (ours.trace_id, ours.span_id, ours.is_remote, ours.is_valid) == (
+        sdk.trace_id,
+        sdk.span_id,
+        False,
+        True,
+    )
+    assert ours.trace_flags == flags and ours.trace_flags.random_trace_id is random
+    assert ours.trace_state == (state if state is not None else TraceState())

@@ -17,8 +17,9 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind, Status
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
-from app.observability.recorded_spans import RecordedSpan
+from app.observability.recorded_spans import UNSET_STATUS, RecordedSpan
 
 _logger = logging.getLogger(__name__)
 
@@ -178,33 +179,45 @@ def _plain_recorded_span(span: ReadableSpan) -> bytes | None:
     context = span._context
     parent = span._parent
     start, end = span._start_time, span._end_time
-    if context is None or context.trace_state or not (start and end):
+    if context is None or not (start and end):
+        return None
+    # Contexts are tuples: unpacked, not read through a property call per field.
+    trace_id, span_id, _, _, trace_state, _ = context
+    # The shared empty state is asked by identity: a TraceState's truth is a Python call.
+    if trace_state is not DEFAULT_TRACE_STATE and trace_state:
         return None
     name = span._name
-    head = _HEADS.get((name, span._kind))
+    kind = span._kind
+    # Keyed by the kind's plain value: hashing the Enum itself is a Python-level call.
+    head = _HEADS.get((name, kind._value_))
     if head is None:
-        head = _head(name, span._kind)
+        head = _head(name, kind)
     trace_and_span = b"\x0a\x10%b\x12\x08%b" % (
-        context.trace_id.to_bytes(16, "big"),
-        context.span_id.to_bytes(8, "big"),
+        trace_id.to_bytes(16, "big"),
+        span_id.to_bytes(8, "big"),
     )
-    parent_id = b"\x22\x08" + parent.span_id.to_bytes(8, "big") if parent is not None else b""
-    times = _TIMES(0x39, start, 0x41, end)
+    if parent is None:
+        parent_id, flags = b"", _FLAGS_LOCAL
+    else:
+        _, parent_span_id, parent_remote, _, _, _ = parent
+        parent_id = b"\x22\x08" + parent_span_id.to_bytes(8, "big")
+        flags = _FLAGS_REMOTE if parent_remote else _FLAGS_LOCAL
+    status = span._status
     return b"".join(
         (
             trace_and_span,
             parent_id,
             head,
-            times,
+            _TIMES(0x39, start, 0x41, end),
             _attributes(b"\x4a", attributes),
-            _status(span._status),
-            _FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL,
+            _UNSET_STATUS_FIELD if status is UNSET_STATUS else _status(status),
+            flags,
         )
     )
 
 
-# The name and kind fields of a span, kept per name and kind: a bounded number.
-_HEADS: dict[tuple[str, SpanKind], bytes] = {}
+# The name and kind fields of a span, kept per name and kind value: a bounded number.
+_HEADS: dict[tuple[str, int], bytes] = {}
 _HEADS_KEPT = 1024
 _TIMES = Struct("<BQBQ").pack
 
@@ -215,14 +228,17 @@ def _status(status: Status) -> bytes:
     if code or description:
         body = _text(b"\x12", description) + (b"\x18" + _varint(code) if code else b"")
         return _field(b"\x7a", body)
-    return b"\x7a\x00"  # an unset status: present, and empty
+    return _UNSET_STATUS_FIELD
+
+
+_UNSET_STATUS_FIELD = b"\x7a\x00"  # an unset status: present, and empty
 
 
 def _head(name: str, kind: SpanKind) -> bytes:
     head = (_field(b"\x2a", name.encode()) if name else b"") + _KIND[kind]
     if len(_HEADS) >= _HEADS_KEPT:
         _HEADS.clear()
-    _HEADS[name, kind] = head
+    _HEADS[name, kind._value_] = head
     return head
 
 

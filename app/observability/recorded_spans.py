@@ -56,13 +56,16 @@ from opentelemetry.trace import (
     TraceFlags,
     TraceState,
 )
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.util import types
 
 _logger = logging.getLogger(__name__)
 _PLAIN: Final = frozenset({str, bool, int, float})
+_STR: Final = frozenset({str})
 _SAMPLED: Final = TraceFlags(TraceFlags.SAMPLED)
 _SAMPLED_RANDOM: Final = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
-_UNSET: Final = Status(StatusCode.UNSET)
+# The status every RecordedSpan starts with; the encoder writes it without reading it.
+UNSET_STATUS: Final = Status(StatusCode.UNSET)
 
 
 def children_always_sampled(sampler: Sampler) -> bool:
@@ -119,7 +122,7 @@ class RecordedSpan(trace.Span, ReadableSpan):
         self._max_attributes = limit if limit is not None else sys.maxsize
         self._events: BoundedList[Event] | tuple[()] = ()
         self._links: BoundedList[Link] | tuple[()] = ()
-        self._status = _UNSET
+        self._status = UNSET_STATUS
         self._resource = tracer.resource
         self._instrumentation_info = tracer.instrumentation_info
         self._instrumentation_scope = tracer._instrumentation_scope
@@ -186,13 +189,13 @@ class RecordedSpan(trace.Span, ReadableSpan):
             type(own) is dict
             and len(own) + len(attributes) <= self._max_attributes
             and own.keys().isdisjoint(attributes)
+            # Every value plain, every key a non-empty str: asked in C, not a loop of Python.
+            and _PLAIN.issuperset(map(type, attributes.values()))
+            and _STR.issuperset(map(type, attributes))
+            and "" not in attributes
         ):
-            for key, value in attributes.items():
-                if not (type(value) in _PLAIN and type(key) is str and key):
-                    break
-            else:
-                own.update(attributes)
-                return
+            own.update(attributes)
+            return
         self._bounded()._set_items(attributes)
 
     def _bounded(self) -> BoundedAttributes:
@@ -364,8 +367,20 @@ _CALLS: dict[SpanProcessor, ProcessorCalls] = {}
 def sampled_context(
     trace_id: int, span_id: int, random: bool, state: TraceState | None = None
 ) -> SpanContext:
-    """A sampled span's context, flagged as the SDK flags it."""
-    return SpanContext(trace_id, span_id, False, _SAMPLED_RANDOM if random else _SAMPLED, state)
+    """A sampled span's context, flagged as the SDK flags it, of ids already in range (a
+    parent's trace id, a fresh span id). Built as SpanContext.__new__ builds it, without its
+    Python-level call and range checks: one of them per sampled span."""
+    return tuple.__new__(
+        SpanContext,
+        (
+            trace_id,
+            span_id,
+            False,
+            _SAMPLED_RANDOM if random else _SAMPLED,
+            DEFAULT_TRACE_STATE if state is None else state,
+            trace_id != 0 and span_id != 0,
+        ),
+    )
 
 
 def child_span(
@@ -389,15 +404,17 @@ def child_span(
     elif not real._is_enabled():  # the one judgement that can change: a tracer switched off
         return None
     context = parent.get_span_context()
+    # A SpanContext is a tuple: unpacked, not read through a property call per field.
+    trace_id, _, _, flags, state, _ = context
     return RecordedSpan(
         real,
         name,
         kind,
         sampled_context(
-            context.trace_id,
+            trace_id,
             real.id_generator.generate_span_id(),
-            context.trace_flags.random_trace_id,
-            context.trace_state,
+            flags & TraceFlags.RANDOM_TRACE_ID != 0,
+            state,
         ),
         context,
     )

@@ -134,7 +134,8 @@ class RecordedSpan(trace.Span, ReadableSpan):
             on_start(self, parent_context=parent_context)
 
     def get_span_context(self) -> SpanContext:
-        return cast(SpanContext, self._context)  # set once, in __init__
+        # Set once, in __init__; no cast(), which is a Python-level call on every read.
+        return self._context  # type: ignore[return-value]
 
     def is_recording(self) -> bool:
         return self._end_time is None
@@ -286,8 +287,11 @@ class RecordedSpan(trace.Span, ReadableSpan):
             _logger.warning("Calling end() on an ended span.")
             return
         self._end_time = end_time if end_time is not None else time_ns()
-        if isinstance(self._attributes, BoundedAttributes):
-            self._attributes._immutable = True  # as the SDK's span freezes its own at end
+        # Asked by type: isinstance() of the SDK's mapping, an abstract base class, is a
+        # Python-level call on every span. Only _bounded() makes one, of exactly this type.
+        attributes = self._attributes
+        if type(attributes) is BoundedAttributes:
+            attributes._immutable = True  # as the SDK's span freezes its own at end
         calls = processor_calls(self._tracer.span_processor)
         for on_ending in calls.on_ending:
             on_ending(self)

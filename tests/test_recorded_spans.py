@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace.sampling import (
 )
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
+from opentelemetry.trace.propagation import _SPAN_KEY
 
 from app.observability import otlp_encoding
 from app.observability.otlp_encoding import _plain_recorded_span
@@ -37,6 +38,7 @@ from app.observability.recorded_spans import (
     _EMPTY_ON_ENDING,
     _EMPTY_ON_START,
     RecordedSpan,
+    current_span,
     sampled_context,
 )
 from app.observability.tracing import (
@@ -562,3 +564,43 @@ def test_a_sampled_context_is_the_one_the_sdk_would_build(
     )
     assert ours.trace_flags == flags and ours.trace_flags.random_trace_id is random
     assert ours.trace_state == (state if state is not None else TraceState())
+
+
+class _ForeignSpan(trace.NonRecordingSpan):
+    """A Span type this process never makes: left to the API's own lookup."""
+
+
+@pytest.mark.parametrize(
+    "current",
+    [
+        "recorded",
+        "sdk",
+        "non-recording",
+        "foreign",
+        "not-a-span",
+        "nothing",
+    ],
+)
+def test_the_current_span_is_the_one_the_api_gives(current: str) -> None:
+    provider, _ = _provider()
+    spans: dict[str, object] = {
+        "recorded": start_server_span(http_scope(), "/api/v1/users/{user_id}", provider),
+        "sdk": provider.get_tracer("user-service.test").start_span("sdk"),
+        "non-recording": trace.NonRecordingSpan(trace.SpanContext(1, 2, False)),
+        "foreign": _ForeignSpan(trace.SpanContext(3, 4, False)),
+        "not-a-span": "a value that is not a span",
+    }
+    context = (
+        otel_context.set_value(_SPAN_KEY, spans[current])
+        if current in spans
+        else otel_context.Context()
+    )
+    token = otel_context.attach(context)
+    try:
+        assert current_span() is trace.get_current_span()
+        if current in ("recorded", "sdk", "non-recording", "foreign"):
+            assert current_span() is spans[current]
+        else:
+            assert current_span() is trace.INVALID_SPAN
+    finally:
+        otel_context.detach(token)

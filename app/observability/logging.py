@@ -16,8 +16,9 @@ from typing import IO, Any, NamedTuple
 
 import orjson
 import structlog
-from opentelemetry import trace
 from structlog.types import EventDict, Processor, WrappedLogger
+
+from app.observability.recorded_spans import current_span
 
 _configured_for: tuple[str, str] | None = None
 _last_config: dict[str, Any] = {}
@@ -59,7 +60,7 @@ def add_timestamp(_logger: WrappedLogger, _method: str, event_dict: EventDict) -
 
 def add_trace_context(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """trace_id and span_id in the hex form every tracing backend shows."""
-    context = trace.get_current_span().get_span_context()
+    context = current_span().get_span_context()
     if context.is_valid:
         event_dict["trace_id"] = f"{context.trace_id:032x}"
         event_dict["span_id"] = f"{context.span_id:016x}"

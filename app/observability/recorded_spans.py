@@ -27,6 +27,7 @@ from time import time_ns
 from types import TracebackType
 from typing import Any, Final, NamedTuple, cast
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
@@ -37,6 +38,7 @@ from opentelemetry.sdk.trace import (
     SynchronousMultiSpanProcessor,
     Tracer,
 )
+from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler
@@ -49,6 +51,7 @@ from opentelemetry.semconv.attributes.exception_attributes import (
 )
 from opentelemetry.trace import (
     Link,
+    NonRecordingSpan,
     SpanContext,
     SpanKind,
     Status,
@@ -56,6 +59,7 @@ from opentelemetry.trace import (
     TraceFlags,
     TraceState,
 )
+from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.util import types
 
@@ -368,23 +372,44 @@ def _on_end(processor: SpanProcessor) -> Callable[[Any], None]:
 _CALLS: dict[SpanProcessor, ProcessorCalls] = {}
 
 
-def sampled_context(
-    trace_id: int, span_id: int, random: bool, state: TraceState | None = None
+def local_context(
+    trace_id: int, span_id: int, flags: TraceFlags, state: TraceState | None = None
 ) -> SpanContext:
-    """A sampled span's context, flagged as the SDK flags it, of ids already in range (a
-    parent's trace id, a fresh span id). Built as SpanContext.__new__ builds it, without its
-    Python-level call and range checks: one of them per sampled span."""
+    """A context for a span of this process, of ids already in range (a parent's or a fresh
+    trace id, a fresh span id). Built as SpanContext.__new__ builds it, without its
+    Python-level call and range checks: one of them on every request."""
     return tuple.__new__(
         SpanContext,
         (
             trace_id,
             span_id,
             False,
-            _SAMPLED_RANDOM if random else _SAMPLED,
+            flags,
             DEFAULT_TRACE_STATE if state is None else state,
             trace_id != 0 and span_id != 0,
         ),
     )
+
+
+def sampled_context(
+    trace_id: int, span_id: int, random: bool, state: TraceState | None = None
+) -> SpanContext:
+    """A sampled span's context, flagged as the SDK flags it."""
+    return local_context(trace_id, span_id, _SAMPLED_RANDOM if random else _SAMPLED, state)
+
+
+# The span types this process makes: a current span of one of them is a Span without asking.
+_SPAN_TYPES: Final = frozenset({RecordedSpan, NonRecordingSpan, SdkSpan})
+
+
+def current_span() -> trace.Span:
+    """trace.get_current_span(), without its isinstance() of the abstract Span class (a
+    Python-level ABCMeta call, twice a request: the access line and the cache span) for the
+    span types this process makes. Anything else is left to the API."""
+    span = otel_context.get_value(_SPAN_KEY)
+    if type(span) in _SPAN_TYPES:
+        return span  # type: ignore[return-value]  # one of the Span types above
+    return trace.get_current_span()
 
 
 def child_span(

@@ -15,12 +15,12 @@ from typing import Final
 
 import structlog
 from opentelemetry import context as otel_context
-from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import send_problem
 from app.observability.http_metrics import EXCLUDED_HANDLERS, HttpMetrics
 from app.observability.logging import access_line, bind_request_id
+from app.observability.recorded_spans import current_span
 from app.observability.tracing import end_server_span, request_context, start_server_span
 
 error_log = structlog.get_logger("app.error")
@@ -111,7 +111,7 @@ class RequestContextMiddleware:
         traced = self._tracing and path not in QUIET_PATHS
         span = start_server_span(scope, handler) if traced else None
         span_token = otel_context.attach(request_context(span)) if span else None
-        span_context = (span or trace.get_current_span()).get_span_context()
+        span_context = (span or current_span()).get_span_context()
         if span_context.is_valid:
             trace_id = format(span_context.trace_id, "032x").encode()
         else:

@@ -31,7 +31,12 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from opentelemetry.util import types
 
-from app.observability.recorded_spans import RecordedSpan, records_as_sdk, sampled_context
+from app.observability.recorded_spans import (
+    RecordedSpan,
+    local_context,
+    records_as_sdk,
+    sampled_context,
+)
 
 SERVER_SCOPE = "user-service.http"
 _LOW_BITS = TraceIdRatioBased.TRACE_ID_LIMIT
@@ -124,10 +129,9 @@ class ServerSampling:
             if flags.sampled:
                 return None
             return NonRecordingSpan(
-                SpanContext(
+                local_context(
                     parent.trace_id,
                     ids.generate_span_id(),
-                    False,
                     _UNSAMPLED_RANDOM if flags.random_trace_id else _UNSAMPLED,
                     parent.trace_state,
                 )
@@ -137,10 +141,9 @@ class ServerSampling:
             ids.hand_over(trace_id)
             return None
         return NonRecordingSpan(
-            SpanContext(
+            local_context(
                 trace_id,
                 ids.generate_span_id(),
-                False,
                 _UNSAMPLED_RANDOM if self._random else _UNSAMPLED,
             )
         )

@@ -474,3 +474,16 @@ def test_the_access_line_skips_the_bound_loggers_path_under_the_services_configu
     """The line's bytes are the same either way; this pins that it costs what it should."""
     out = _run(_PROXY_UNUSED).stdout
     assert orjson.loads(out)["event"] == "request"
+
+
+def test_logging_alone_loads_no_tracing_sdk() -> None:
+    """A process that logs without tracing (the command line's tools) does not pay the
+    tracing SDK's import: reading the current span for a line needs only the API."""
+    result = _run(
+        """
+        import sys
+        import app.observability.logging
+        print(sorted(m for m in sys.modules if m.startswith("opentelemetry.sdk")))
+        """
+    )
+    assert result.stdout.strip() == b"[]"

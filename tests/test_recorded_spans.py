@@ -31,6 +31,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 from opentelemetry.trace.propagation import _SPAN_KEY
 
 from app.observability import otlp_encoding
+from app.observability.current_span import current_span
 from app.observability.otlp_encoding import _plain_recorded_span
 from app.observability.otlp_encoding import encode_spans as service_encode_spans
 from app.observability.otlp_export import EncodeAtEnd
@@ -38,7 +39,6 @@ from app.observability.recorded_spans import (
     _EMPTY_ON_ENDING,
     _EMPTY_ON_START,
     RecordedSpan,
-    current_span,
     sampled_context,
 )
 from app.observability.tracing import (

@@ -18,7 +18,7 @@ import orjson
 import structlog
 from structlog.types import EventDict, Processor, WrappedLogger
 
-from app.observability.recorded_spans import current_span
+from app.observability.current_span import current_span
 
 _configured_for: tuple[str, str] | None = None
 _last_config: dict[str, Any] = {}

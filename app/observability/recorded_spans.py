@@ -27,7 +27,6 @@ from time import time_ns
 from types import TracebackType
 from typing import Any, Final, NamedTuple, cast
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
@@ -51,7 +50,6 @@ from opentelemetry.semconv.attributes.exception_attributes import (
 )
 from opentelemetry.trace import (
     Link,
-    NonRecordingSpan,
     SpanContext,
     SpanKind,
     Status,
@@ -59,9 +57,10 @@ from opentelemetry.trace import (
     TraceFlags,
     TraceState,
 )
-from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.util import types
+
+from app.observability.current_span import know_span_types
 
 _logger = logging.getLogger(__name__)
 _PLAIN: Final = frozenset({str, bool, int, float})
@@ -398,18 +397,7 @@ def sampled_context(
     return local_context(trace_id, span_id, _SAMPLED_RANDOM if random else _SAMPLED, state)
 
 
-# The span types this process makes: a current span of one of them is a Span without asking.
-_SPAN_TYPES: Final = frozenset({RecordedSpan, NonRecordingSpan, SdkSpan})
-
-
-def current_span() -> trace.Span:
-    """trace.get_current_span(), without its isinstance() of the abstract Span class (a
-    Python-level ABCMeta call, twice a request: the access line and the cache span) for the
-    span types this process makes. Anything else is left to the API."""
-    span = otel_context.get_value(_SPAN_KEY)
-    if type(span) in _SPAN_TYPES:
-        return span  # type: ignore[return-value]  # one of the Span types above
-    return trace.get_current_span()
+know_span_types(RecordedSpan, SdkSpan)
 
 
 def child_span(

@@ -18,9 +18,9 @@ from opentelemetry import context as otel_context
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import send_problem
+from app.observability.current_span import current_span
 from app.observability.http_metrics import EXCLUDED_HANDLERS, HttpMetrics
 from app.observability.logging import access_line, bind_request_id
-from app.observability.recorded_spans import current_span
 from app.observability.tracing import end_server_span, request_context, start_server_span
 
 error_log = structlog.get_logger("app.error")

@@ -22,7 +22,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import __version__
-from app.observability.recorded_spans import child_span, current_span
+from app.observability.current_span import current_span
+from app.observability.recorded_spans import child_span
 from app.observability.server_sampling import SERVER_SCOPE, HandOverIds, ServerSampling
 from app.settings import Settings
 

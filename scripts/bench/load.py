@@ -7,6 +7,7 @@ import base64
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -156,30 +157,49 @@ def sustained_rate(
     ceiling: float,
     cpus: frozenset[int] | None = None,
 ) -> tuple[int, list[str]]:
-    """The highest constant rate the service keeps up with, in steps of a tenth of `ceiling`
-    (wrk's closed-loop peak): each step offers its rate for 4 s and is kept up with when every
-    request is answered, the answers come as fast as the requests were sent, and no queue
-    stands: the median latency stays within 3 times the first, nearly idle, step's (4 s can
-    absorb a growing queue that a longer run would not). Returns the rate and one line per
-    step tried (if not even a tenth is kept up with: what that step served)."""
+    """The highest constant rate the service keeps up with, each step offered for 4 s (see
+    highest_kept_rate)."""
+    return highest_kept_rate(
+        ceiling, lambda rate: constant_rate(base_url, targets, work_dir, 4, rate, cpus)
+    )
+
+
+def highest_kept_rate(ceiling: float, probe: Callable[[int], Load]) -> tuple[int, list[str]]:
+    """The highest rate `probe` keeps up with, in steps of a tenth of `ceiling` (wrk's
+    closed-loop peak). A step is kept up with when every request is answered, the answers
+    come as fast as the requests were sent, and no queue stands: the median latency stays
+    within 3 times the first, nearly idle, step's (a short probe can absorb a growing queue
+    that a longer run would not).
+
+    A step that falls behind is offered once more before the search stops: one short probe
+    on a shared machine can meet another process's burst, and a search stopped by it puts
+    the latency runs at 70% of a rate far below the service's. Once, on this machine, the
+    second step (564/s) came out at a p50 of 4.0 ms and the search stopped there; the same
+    service started again kept up with 2580/s. A real knee falls behind twice.
+
+    Returns the rate and one line per probe (if not even the first step is kept up with:
+    what that step served)."""
     kept_up = 0.0
     idle_p50: float | None = None
     tried: list[str] = []
     for tenth in range(1, 11):
         rate = max(1, int(ceiling * tenth / 10))
-        probe = constant_rate(base_url, targets, work_dir, 4, rate, cpus)
-        idle_p50 = probe.p50_ms if idle_p50 is None else idle_p50
-        ok = (
-            probe.errors == 0
-            and probe.served_per_second >= 0.97 * rate
-            and probe.p50_ms <= 3 * idle_p50
-        )
-        tried.append(
-            f"{rate}/s: served {probe.served_per_second:.0f}/s, p50 {probe.p50_ms:.1f} ms, "
-            f"errors {probe.errors}{'' if ok else ' (falls behind)'}"
-        )
+        for attempt in range(1 if tenth == 1 else 2):
+            load = probe(rate)
+            idle_p50 = load.p50_ms if idle_p50 is None else idle_p50
+            ok = (
+                load.errors == 0
+                and load.served_per_second >= 0.97 * rate
+                and load.p50_ms <= 3 * idle_p50
+            )
+            tried.append(
+                f"{rate}/s{' again' if attempt else ''}: served {load.served_per_second:.0f}/s, "
+                f"p50 {load.p50_ms:.1f} ms, errors {load.errors}{'' if ok else ' (falls behind)'}"
+            )
+            if ok:
+                break
         if not ok:
-            kept_up = kept_up or probe.served_per_second
+            kept_up = kept_up or load.served_per_second
             break
         kept_up = rate
     return max(1, int(kept_up)), tried

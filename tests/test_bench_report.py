@@ -150,6 +150,21 @@ def test_the_tail_verdict_takes_the_run_with_the_median_ratio() -> None:
     assert median_tail(runs[:1]) is runs[0]
 
 
+def test_the_tail_is_shown_beside_its_two_references(capsys: pytest.CaptureFixture[str]) -> None:
+    """The service's tail has the verdict; the bare endpoint at the same rate and the service
+    without telemetry at 70% of its own peak are printed under it, with no goal."""
+    service = Load(45000, 15.0, 0.70, 3.36, 0, 3000.0)
+    floor = Load(45000, 15.0, 0.60, 1.80, 0, 3000.0)
+    uninstrumented = Load(54000, 15.0, 0.50, 3.10, 0, 3600.0)
+    print_report(ROWS, [], (service, [120.0]), floor, "mix", 1, {}, uninstrumented)
+    lines = capsys.readouterr().out.splitlines()
+    tail = next(index for index, line in enumerate(lines) if "p99 / p50 at 70% of peak" in line)
+    assert "4.80" in lines[tail] and "MISS (goal <= 4.0)" in lines[tail]
+    assert "bare Redis GET, same rate" in lines[tail + 1] and "3.00" in lines[tail + 1]
+    assert "instrumentation off, own 70%" in lines[tail + 2] and "6.20" in lines[tail + 2]
+    assert "no goal" in lines[tail + 2]
+
+
 def test_the_spread_is_the_middle_half_of_the_passes() -> None:
     # One pass far off moves the full range but not the interquartile one.
     steady = [_row(CACHED, rps, 360) for rps in (4800, 4900, 5000, 5100, 5200)]

@@ -105,6 +105,7 @@ def print_report(
     mix: str,
     passes: int,
     instructions: dict[str, float],
+    uninstrumented: Load | None = None,
 ) -> None:
     by_name: dict[str, list[Row]] = {}
     for row in measured:
@@ -171,6 +172,11 @@ def print_report(
             print(
                 f"  {'  bare Redis GET, same rate':30} {tail_ratio(floor):5.2f}  {'':6}  {'':6}  "
                 "no goal: the machine's and the generator's own tail"
+            )
+        if uninstrumented is not None:
+            print(
+                f"  {'  instrumentation off, own 70%':30} {tail_ratio(uninstrumented):5.2f}  "
+                f"{'':6}  {'':6}  no goal: the service without telemetry at 70% of its own peak"
             )
         print(
             f"  {'errors at 70% of peak':30} {load.errors:5d}  {'':6}  {'':6}  "

@@ -59,6 +59,8 @@ class Bench:
     # The same constant rate against the bare one-Redis-GET endpoint: the tail that this
     # machine and the generator give a server doing next to nothing.
     floor: Load | None = None
+    # Instrumentation off at 70% of its own peak: the tail of the service without telemetry.
+    uninstrumented: Load | None = None
     # Each compared row's user-space instructions per request (instruction_phase).
     instructions: dict[str, float] = field(default_factory=dict)
 
@@ -209,6 +211,7 @@ def main() -> int:
             MIX.describe(),
             bench.args.passes,
             bench.instructions,
+            bench.uninstrumented,
         )
     return 0
 
@@ -294,6 +297,7 @@ def run(bench: Bench, sink: str) -> None:
         pop.bare(people, MIX, "redis", LIST_LENGTH),
     )
     constant_phase(bench, on_cpus(all_on, "constant"), reads, cached_rps, floor)
+    uninstrumented_tail_phase(bench, on_cpus(off, "constant-off"), reads)
     login_phase(bench, start(all_on, "login"), people, reads, cached_rps)
     bench.measure(
         "PATCH user (own full_name), all on",
@@ -447,13 +451,7 @@ def constant_phase(
     floor_start, floor_targets = floor
     work = bench.work_dir
     with start(mine) as server, floor_start(mine) as bare, _others_on(bench.redis_url, others):
-        if mine is not None:  # the peak of this one worker, not of the other rows' two
-            wrk(server.base_url, reads, work, 2, bench.args.connections, others)
-            wrk_peak = wrk(server.base_url, reads, work, 5, bench.args.connections, others).rps
-        constant_rate(server.base_url, reads, work, 3, max(1, int(wrk_peak * 0.1)), others)
-        peak, tried = sustained_rate(server.base_url, reads, work, wrk_peak, others)
-        rate = max(1, int(peak * 0.7))
-        constant_rate(server.base_url, reads, work, 3, rate, others)  # warm-up
+        wrk_peak, peak, tried, rate = _seventy_percent(bench, server, reads, wrk_peak, split)
         constant_rate(bare.base_url, floor_targets, work, 3, rate, others)
         seconds = bench.args.constant_seconds
         pids = server.worker_pids()
@@ -505,6 +503,56 @@ def constant_phase(
         )
         + f"; median p99/p50 {tail_ratio(bench.floor):.1f}, "
         f"errors {sum(run.errors for run in floor_runs)}"
+    )
+
+
+def _seventy_percent(
+    bench: Bench,
+    server: Server,
+    reads: list[pop.Target],
+    wrk_peak: float | None,
+    split: cores.Split | None,
+) -> tuple[float, int, list[str], int]:
+    """wrk's peak on `server` (measured here when the server runs on a core of its own or
+    none is given), the highest constant rate it keeps up with, the steps tried, and 70% of
+    that rate, after a warm-up run at it."""
+    work = bench.work_dir
+    mine, others = (split.server, split.others) if split else (None, None)
+    # On a core of its own: the peak of this one worker, not of the other rows' two.
+    if mine is not None or wrk_peak is None:
+        wrk(server.base_url, reads, work, 2, bench.args.connections, others)
+        wrk_peak = wrk(server.base_url, reads, work, 5, bench.args.connections, others).rps
+    constant_rate(server.base_url, reads, work, 3, max(1, int(wrk_peak * 0.1)), others)
+    peak, tried = sustained_rate(server.base_url, reads, work, wrk_peak, others)
+    rate = max(1, int(peak * 0.7))
+    constant_rate(server.base_url, reads, work, 3, rate, others)  # warm-up
+    return wrk_peak, peak, tried, rate
+
+
+def uninstrumented_tail_phase(bench: Bench, start: OnCpus, reads: list[pop.Target]) -> None:
+    """The service with its instrumentation off, at 70% of its own peak and measured as the
+    constant phase measures the service (no goal): whether a tail over the goal is the
+    telemetry's or the same code's and machine's without any."""
+    split = cores.split(cores.available())
+    mine, others = (split.server, split.others) if split else (None, None)
+    with start(mine) as server, _others_on(bench.redis_url, others):
+        wrk_peak, peak, tried, rate = _seventy_percent(bench, server, reads, None, split)
+        runs = [
+            constant_rate(
+                server.base_url, reads, bench.work_dir, bench.args.constant_seconds, rate, others
+            )
+            for _ in range(max(1, bench.args.constant_runs))
+        ]
+    bench.uninstrumented = median_tail(runs)
+    bench.notes.append(
+        f"instrumentation off, on the same core: highest constant rate {peak}/s (wrk's peak "
+        f"{wrk_peak:.0f}/s), at 70% of it ({rate}/s): "
+        + "; ".join(
+            f"p50 {run.p50_ms:.2f} ms, p99 {run.p99_ms:.2f} ms (p99/p50 {tail_ratio(run):.1f})"
+            for run in runs
+        )
+        + f"; median p99/p50 {tail_ratio(bench.uninstrumented):.1f}, "
+        f"errors {sum(run.errors for run in runs)}; steps: " + "; ".join(tried)
     )
 
 

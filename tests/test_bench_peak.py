@@ -4,22 +4,21 @@ The probes here are answers written down, as the search only reads them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from scripts.bench.load import Load, highest_kept_rate
 
 
-def _answers(*loads: Load) -> Callable[[int], Load]:
+class _Answers:
     """A probe giving `loads` in turn and remembering the rates it was offered."""
-    pending: Iterator[Load] = iter(loads)
 
-    def probe(rate: int) -> Load:
-        offered.append(rate)
-        return next(pending)
+    def __init__(self, *loads: Load) -> None:
+        self._pending: Iterator[Load] = iter(loads)
+        self.offered: list[int] = []
 
-    offered: list[int] = []
-    probe.offered = offered  # type: ignore[attr-defined]
-    return probe
+    def __call__(self, rate: int) -> Load:
+        self.offered.append(rate)
+        return next(self._pending)
 
 
 def _kept(rate: int, p50_ms: float = 0.6) -> Load:
@@ -27,7 +26,7 @@ def _kept(rate: int, p50_ms: float = 0.6) -> Load:
 
 
 def test_a_step_that_falls_behind_once_is_offered_again() -> None:
-    probe = _answers(
+    probe = _Answers(
         _kept(100),
         _kept(200, p50_ms=4.0),  # a neighbour's burst: p50 over three times the idle step's
         _kept(200),
@@ -37,7 +36,7 @@ def test_a_step_that_falls_behind_once_is_offered_again() -> None:
     )
     rate, tried = highest_kept_rate(1000, probe)
     assert rate == 300
-    assert probe.offered == [100, 200, 200, 300, 400, 400]  # type: ignore[attr-defined]
+    assert probe.offered == [100, 200, 200, 300, 400, 400]
     assert [line.endswith("(falls behind)") for line in tried] == [
         False,
         True,
@@ -51,18 +50,18 @@ def test_a_step_that_falls_behind_once_is_offered_again() -> None:
 def test_errors_or_unserved_requests_fall_behind_too() -> None:
     errors = Load(800, 4.0, 0.6, 2.0, 3, 200.0)
     slow = Load(800, 4.0, 0.6, 2.0, 0, 150.0)
-    probe = _answers(_kept(100), errors, slow)
+    probe = _Answers(_kept(100), errors, slow)
     assert highest_kept_rate(1000, probe)[0] == 100
 
 
 def test_the_first_step_is_not_offered_again() -> None:
     """It sets the idle latency the others are held to: if even it falls behind, the search
     reports what that step served."""
-    probe = _answers(Load(400, 4.0, 0.6, 2.0, 0, 60.0))
+    probe = _Answers(Load(400, 4.0, 0.6, 2.0, 0, 60.0))
     rate, tried = highest_kept_rate(1000, probe)
     assert (rate, len(tried)) == (60, 1)
 
 
 def test_every_step_kept_up_with_ends_at_the_ceiling() -> None:
-    probe = _answers(*(_kept(step * 100) for step in range(1, 11)))
+    probe = _Answers(*(_kept(step * 100) for step in range(1, 11)))
     assert highest_kept_rate(1000, probe)[0] == 1000

@@ -288,6 +288,7 @@ def run(bench: Bench, sink: str) -> None:
     compared_phase(bench, compared)
     instruction_phase(bench, instrumented, reads)
     cached_rps = median(row.load.rps for row in bench.rows if row.name == CACHED)
+    off_rps = median(row.load.rps for row in bench.rows if row.name == OFF)
 
     def on_cpus(env: dict[str, str], label: str) -> OnCpus:
         return lambda cpus: service(env, log_dir, label, cpus=cpus)
@@ -297,7 +298,7 @@ def run(bench: Bench, sink: str) -> None:
         pop.bare(people, MIX, "redis", LIST_LENGTH),
     )
     constant_phase(bench, on_cpus(all_on, "constant"), reads, cached_rps, floor)
-    uninstrumented_tail_phase(bench, on_cpus(off, "constant-off"), reads)
+    uninstrumented_tail_phase(bench, on_cpus(off, "constant-off"), reads, off_rps)
     login_phase(bench, start(all_on, "login"), people, reads, cached_rps)
     bench.measure(
         "PATCH user (own full_name), all on",
@@ -510,16 +511,15 @@ def _seventy_percent(
     bench: Bench,
     server: Server,
     reads: list[pop.Target],
-    wrk_peak: float | None,
+    wrk_peak: float,
     split: cores.Split | None,
 ) -> tuple[float, int, list[str], int]:
-    """wrk's peak on `server` (measured here when the server runs on a core of its own or
-    none is given), the highest constant rate it keeps up with, the steps tried, and 70% of
-    that rate, after a warm-up run at it."""
+    """wrk's peak on `server` (`wrk_peak`, the configuration's peak with the cores shared, unless
+    the server runs on a core of its own), the highest constant rate it keeps up with, the
+    steps tried, and 70% of that rate, after a warm-up run at it."""
     work = bench.work_dir
     mine, others = (split.server, split.others) if split else (None, None)
-    # On a core of its own: the peak of this one worker, not of the other rows' two.
-    if mine is not None or wrk_peak is None:
+    if mine is not None:  # the peak of this one worker, not of the other rows' two
         wrk(server.base_url, reads, work, 2, bench.args.connections, others)
         wrk_peak = wrk(server.base_url, reads, work, 5, bench.args.connections, others).rps
     constant_rate(server.base_url, reads, work, 3, max(1, int(wrk_peak * 0.1)), others)
@@ -529,14 +529,16 @@ def _seventy_percent(
     return wrk_peak, peak, tried, rate
 
 
-def uninstrumented_tail_phase(bench: Bench, start: OnCpus, reads: list[pop.Target]) -> None:
+def uninstrumented_tail_phase(
+    bench: Bench, start: OnCpus, reads: list[pop.Target], wrk_peak: float
+) -> None:
     """The service with its instrumentation off, at 70% of its own peak and measured as the
     constant phase measures the service (no goal): whether a tail over the goal is the
     telemetry's or the same code's and machine's without any."""
     split = cores.split(cores.available())
     mine, others = (split.server, split.others) if split else (None, None)
     with start(mine) as server, _others_on(bench.redis_url, others):
-        wrk_peak, peak, tried, rate = _seventy_percent(bench, server, reads, None, split)
+        wrk_peak, peak, tried, rate = _seventy_percent(bench, server, reads, wrk_peak, split)
         runs = [
             constant_rate(
                 server.base_url, reads, bench.work_dir, bench.args.constant_seconds, rate, others

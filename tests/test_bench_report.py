@@ -25,6 +25,7 @@ from scripts.bench.report import (
     median_tail,
     print_report,
 )
+from scripts.bench.stalls import Stalls
 
 # The head and tail of a dump as callgrind 3.19 writes it (`callgrind_control --dump`).
 DUMP = """# callgrind format
@@ -150,19 +151,23 @@ def test_the_tail_verdict_takes_the_run_with_the_median_ratio() -> None:
     assert median_tail(runs[:1]) is runs[0]
 
 
-def test_the_tail_is_shown_beside_its_two_references(capsys: pytest.CaptureFixture[str]) -> None:
-    """The service's tail has the verdict; the bare endpoint at the same rate and the service
-    without telemetry at 70% of its own peak are printed under it, with no goal."""
+def test_the_tail_is_shown_beside_its_references(capsys: pytest.CaptureFixture[str]) -> None:
+    """The service's tail has the verdict; the bare endpoint at the same rate, the service
+    without telemetry at 70% of its own peak and the stalls the machine gave the server's CPU
+    are printed under it, with no goal."""
     service = Load(45000, 15.0, 0.70, 3.36, 0, 3000.0)
     floor = Load(45000, 15.0, 0.60, 1.80, 0, 3000.0)
     uninstrumented = Load(54000, 15.0, 0.50, 3.10, 0, 3600.0)
-    print_report(ROWS, [], (service, [120.0]), floor, "mix", 1, {}, uninstrumented)
+    stalled = Stalls(seconds=2.0, count=5, longest_ms=4.25, lost_ms=12.0)
+    print_report(ROWS, [], (service, [120.0]), floor, "mix", 1, {}, uninstrumented, stalled)
     lines = capsys.readouterr().out.splitlines()
     tail = next(index for index, line in enumerate(lines) if "p99 / p50 at 70% of peak" in line)
     assert "4.80" in lines[tail] and "MISS (goal <= 4.0)" in lines[tail]
     assert "bare Redis GET, same rate" in lines[tail + 1] and "3.00" in lines[tail + 1]
     assert "instrumentation off, own 70%" in lines[tail + 2] and "6.20" in lines[tail + 2]
     assert "no goal" in lines[tail + 2]
+    assert "server CPU stalls" in lines[tail + 3] and "2.5" in lines[tail + 3]
+    assert "longest 4.2 ms" in lines[tail + 3] and "no goal" in lines[tail + 3]
 
 
 def test_the_spread_is_the_middle_half_of_the_passes() -> None:

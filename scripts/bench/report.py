@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from statistics import median, quantiles
 
 from scripts.bench.load import Load
+from scripts.bench.stalls import Stalls
 
 CACHED = "GET user, cached, all on (sampling 0.1)"
 SAMPLED = "GET user, cached, all on (sampling 1.0)"
@@ -106,6 +107,7 @@ def print_report(
     passes: int,
     instructions: dict[str, float],
     uninstrumented: Load | None = None,
+    server_stalls: Stalls | None = None,
 ) -> None:
     by_name: dict[str, list[Row]] = {}
     for row in measured:
@@ -177,6 +179,12 @@ def print_report(
             print(
                 f"  {'  instrumentation off, own 70%':30} {tail_ratio(uninstrumented):5.2f}  "
                 f"{'':6}  {'':6}  no goal: the service without telemetry at 70% of its own peak"
+            )
+        if server_stalls is not None:
+            print(
+                f"  {'  server CPU stalls >= 1 ms/s':30} {server_stalls.per_second:5.1f}  "
+                f"{'':6}  {'':6}  no goal: the machine's own, longest "
+                f"{server_stalls.longest_ms:.1f} ms"
             )
         print(
             f"  {'errors at 70% of peak':30} {load.errors:5d}  {'':6}  {'':6}  "

@@ -18,7 +18,7 @@ from statistics import median
 import redis
 
 from loadtests.promscrape import LOOP_LAG, histogram_delta, scrape
-from scripts.bench import cores, instructions
+from scripts.bench import cores, instructions, stalls
 from scripts.bench import population as pop
 from scripts.bench.counters import (
     cpu_seconds,
@@ -43,6 +43,8 @@ from scripts.bench.report import (
 )
 from scripts.bench.stack import REPO, Server, baselines, database, otlp_sink, redis_server, service
 
+# Long enough to meet a machine stalling a few times a second, short beside a run.
+STALL_SECONDS = 2.0
 MIX = pop.Mix(users=2000, hot_fraction=0.2, hot_share=0.8)
 LIST_LENGTH = 20_000
 
@@ -61,6 +63,8 @@ class Bench:
     floor: Load | None = None
     # Instrumentation off at 70% of its own peak: the tail of the service without telemetry.
     uninstrumented: Load | None = None
+    # How often the machine took the server's CPU away, measured before each latency run.
+    server_stalls: stalls.Stalls | None = None
     # Each compared row's user-space instructions per request (instruction_phase).
     instructions: dict[str, float] = field(default_factory=dict)
 
@@ -212,6 +216,7 @@ def main() -> int:
             bench.args.passes,
             bench.instructions,
             bench.uninstrumented,
+            bench.server_stalls,
         )
     return 0
 
@@ -446,8 +451,10 @@ def constant_phase(
 
     Between the service's runs the same rate goes to the bare one-Redis-GET endpoint (`floor`):
     its p99/p50 is what the machine and the generator leave of the tail for a server that
-    does next to nothing, measured in the same minutes."""
-    split = cores.split(cores.available())
+    does next to nothing, measured in the same minutes. Before each run every CPU is spun on
+    for a moment (scripts/bench/stalls.py): the stalls the machine itself gave them."""
+    every_cpu = frozenset(cores.available())  # before this process moves to the others
+    split = cores.split(every_cpu)
     mine, others = (split.server, split.others) if split else (None, None)
     floor_start, floor_targets = floor
     work = bench.work_dir
@@ -459,7 +466,9 @@ def constant_phase(
         runs: list[tuple[Load, float]] = []
         lags: list[float | None] = []
         floor_runs: list[Load] = []
+        stalled: list[dict[int, stalls.Stalls]] = []
         for _ in range(max(1, bench.args.constant_runs)):
+            stalled.append(stalls.measure(every_cpu, STALL_SECONDS))
             waited = run_queue_wait_seconds(pids)
             scraped = scrape(server.metrics_url)
             load = constant_rate(server.base_url, reads, work, seconds, rate, others)
@@ -487,7 +496,9 @@ def constant_phase(
             f"{tail_ratio(run):.1f}), a worker's event loop waited for a CPU "
             f"{wait * 1000:.0f} ms per second, its lag p99 (the service's own metric) "
             + ("none recorded" if lag is None else f"{lag * 1000:.1f} ms")
-            for (run, wait), lag in zip(runs, lags, strict=True)
+            + ", just before it "
+            + ", ".join(f"CPU {cpu} had {found.describe()}" for cpu, found in before.items())
+            for (run, wait), lag, before in zip(runs, lags, stalled, strict=True)
         )
         + f"; median p99/p50 {tail_ratio(load):.1f} (goal <= 4), "
         f"errors {load.errors} of {sum(run.requests for run, _ in runs)}, worker RSS after "
@@ -495,6 +506,8 @@ def constant_phase(
         + " MB (goal <= 150 each)"
     )
     bench.constant = (load, rss)
+    server_cpu = min(mine or every_cpu)
+    bench.server_stalls = stalls.typical([before[server_cpu] for before in stalled])
     bench.floor = median_tail(floor_runs)
     bench.notes.append(
         f"the same {rate}/s against the bare one-Redis-GET endpoint, between those runs: "

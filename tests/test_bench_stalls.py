@@ -37,7 +37,8 @@ def test_a_cpu_shared_with_a_busy_process_shows_as_lost_time() -> None:
     """A spinning process on the same CPU takes about half its time, in scheduler slices:
     the meter must see that as time lost, in gaps of a slice's length."""
     cpu = min(cores.available())
-    rival = subprocess.Popen(["taskset", "-c", str(cpu), sys.executable, "-c", "while True: pass"])
+    spin_forever = [sys.executable, "-c", "while True: pass"]
+    rival = subprocess.Popen([*cores.on(frozenset({cpu})), *spin_forever])
     try:
         found = measure(frozenset({cpu}), 1.0)[cpu]
     finally:

@@ -8,7 +8,7 @@ such stall as a gap between two readings. A stall of a few milliseconds at 70% l
 every request queued behind it, so the latency runs measure the stalls of their CPUs just
 before each run, and a reader can tell how much of a tail the machine alone explains.
 
-Run as a script it spins for the given seconds and prints what it saw as JSON.
+Run as a module it spins for the given seconds and prints what it saw as JSON.
 """
 
 from __future__ import annotations
@@ -20,6 +20,11 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from scripts.bench import cores
+
+_MODULE = "scripts.bench.stalls"
+_REPO = Path(__file__).resolve().parents[2]  # where `python -m scripts.bench.stalls` runs
 
 # A gap this long is a stall: far longer than a loop turn (well under a microsecond), longer
 # than the kernel's own interrupts, and a sizeable part of a request's p99 budget.
@@ -65,11 +70,11 @@ def spin(seconds: float, clock: Callable[[], int] = time.perf_counter_ns) -> Sta
 
 def measure(cpus: frozenset[int], seconds: float) -> dict[int, Stalls]:
     """Each of `cpus` spun on at the same time, for `seconds`, by a process of its own."""
-    script = str(Path(__file__).resolve())
     spinners = {
         cpu: subprocess.Popen(
-            ["taskset", "-c", str(cpu), sys.executable, script, str(seconds)],
+            [*cores.on(frozenset({cpu})), sys.executable, "-m", _MODULE, str(seconds)],
             stdout=subprocess.PIPE,
+            cwd=_REPO,
         )
         for cpu in sorted(cpus)
     }

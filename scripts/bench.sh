@@ -26,11 +26,12 @@ command -v redis-server >/dev/null || apt_install redis-server
 command -v wrk >/dev/null || apt_install wrk
 command -v valgrind >/dev/null || apt_install valgrind
 
+# Go builds vegeta and the fixed-cost server the latency runs compare the service with.
+command -v go >/dev/null || apt_install golang-go
 # vegeta, the constant-rate generator: built once from its pinned Go module, then cached.
 VEGETA_VERSION=v12.13.0
 VEGETA_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/user-service/vegeta-$VEGETA_VERSION
 if [ ! -x "$VEGETA_DIR/vegeta" ]; then
-  command -v go >/dev/null || apt_install golang-go
   log "building vegeta $VEGETA_VERSION"
   GOBIN="$VEGETA_DIR" go install "github.com/tsenart/vegeta/v12@$VEGETA_VERSION"
 fi

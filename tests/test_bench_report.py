@@ -20,12 +20,13 @@ from scripts.bench.report import (
     REDIS_GET,
     SAMPLED,
     UNCACHED,
+    Reference,
     Row,
+    Tail,
     _spread,
     median_tail,
     print_report,
 )
-from scripts.bench.stalls import Stalls
 
 # The head and tail of a dump as callgrind 3.19 writes it (`callgrind_control --dump`).
 DUMP = """# callgrind format
@@ -103,7 +104,7 @@ def _ratio_line(output: str, label: str) -> list[str]:
 def test_each_ratio_shows_its_instruction_twin(capsys: pytest.CaptureFixture[str]) -> None:
     counts = {CACHED: 1_540_000, SAMPLED: 1_850_000, OFF: 1_384_000, UNCACHED: 3_080_000}
     counts |= {ASYNCPG: 1_100_000, REDIS_GET: 700_000, ORM: 2_500_000}
-    print_report(ROWS, [], None, None, "mix", 1, counts)
+    print_report(ROWS, [], None, "mix", 1, counts)
     output = capsys.readouterr().out
     assert f"{CACHED:50} {1_540_000:12,}" in output
     # on / off: the bottom row's count over the top row's, as for CPU per request.
@@ -114,11 +115,11 @@ def test_each_ratio_shows_its_instruction_twin(capsys: pytest.CaptureFixture[str
 
 
 def test_ratios_without_counts_show_a_dash(capsys: pytest.CaptureFixture[str]) -> None:
-    print_report(ROWS, [], None, None, "mix", 1, {CACHED: 1_540_000})
+    print_report(ROWS, [], None, "mix", 1, {CACHED: 1_540_000})
     output = capsys.readouterr().out
     assert "user-space instructions per request" in output
     assert _ratio_line(output, "instrumentation on / off")[2] == "-"
-    print_report(ROWS, [], None, None, "mix", 1, {})
+    print_report(ROWS, [], None, "mix", 1, {})
     output = capsys.readouterr().out
     assert "user-space instructions per request" not in output
     assert _ratio_line(output, "cache on / cache off")[:3] == ["2.500", "2.222", "-"]
@@ -132,7 +133,7 @@ def test_each_ratio_is_shown_pass_by_pass(capsys: pytest.CaptureFixture[str]) ->
     }
     passes = [_row(name, *measured[name][n]) for n in range(3) for name in (CACHED, OFF)]
     others = [row for row in ROWS if row.name not in (CACHED, OFF)]
-    print_report(passes + others, [], None, None, "mix", 3, {})
+    print_report(passes + others, [], None, "mix", 3, {})
     output = capsys.readouterr().out
     line = _ratio_line(output, "instrumentation on / off")
     # The verdict is on the medians' ratio (3946 / 5368); each pass's own ratio follows it.
@@ -152,22 +153,23 @@ def test_the_tail_verdict_takes_the_run_with_the_median_ratio() -> None:
 
 
 def test_the_tail_is_shown_beside_its_references(capsys: pytest.CaptureFixture[str]) -> None:
-    """The service's tail has the verdict; the bare endpoint at the same rate, the service
-    without telemetry at 70% of its own peak and the stalls the machine gave the server's CPU
-    are printed under it, with no goal."""
+    """The service's tail has the verdict; the figures it is read against are printed under
+    it in the order given, each with its own precision and no goal."""
     service = Load(45000, 15.0, 0.70, 3.36, 0, 3000.0)
-    floor = Load(45000, 15.0, 0.60, 1.80, 0, 3000.0)
-    uninstrumented = Load(54000, 15.0, 0.50, 3.10, 0, 3600.0)
-    stalled = Stalls(seconds=2.0, count=5, longest_ms=4.25, lost_ms=12.0)
-    print_report(ROWS, [], (service, [120.0]), floor, "mix", 1, {}, uninstrumented, stalled)
+    references = [
+        Reference("bare Redis GET, same rate", 3.0, "the machine's own"),
+        Reference("server CPU stalls >= 1 ms/s", 2.5, "longest 4.2 ms", decimals=1),
+    ]
+    print_report(ROWS, [], Tail(service, [120.0, 131.0], references), "mix", 1, {})
     lines = capsys.readouterr().out.splitlines()
     tail = next(index for index, line in enumerate(lines) if "p99 / p50 at 70% of peak" in line)
     assert "4.80" in lines[tail] and "MISS (goal <= 4.0)" in lines[tail]
-    assert "bare Redis GET, same rate" in lines[tail + 1] and "3.00" in lines[tail + 1]
-    assert "instrumentation off, own 70%" in lines[tail + 2] and "6.20" in lines[tail + 2]
-    assert "no goal" in lines[tail + 2]
-    assert "server CPU stalls" in lines[tail + 3] and "2.5" in lines[tail + 3]
-    assert "longest 4.2 ms" in lines[tail + 3] and "no goal" in lines[tail + 3]
+    assert "bare Redis GET, same rate" in lines[tail + 1] and " 3.00 " in lines[tail + 1]
+    assert lines[tail + 1].endswith("no goal: the machine's own")
+    assert "server CPU stalls" in lines[tail + 2] and " 2.5 " in lines[tail + 2]
+    assert lines[tail + 2].endswith("no goal: longest 4.2 ms")
+    assert "errors at 70% of peak" in lines[tail + 3] and "PASS (goal 0)" in lines[tail + 3]
+    assert "max worker RSS" in lines[tail + 4] and " 131 " in lines[tail + 4]
 
 
 def test_the_spread_is_the_middle_half_of_the_passes() -> None:

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 import redis
 
+from scripts.bench.load import Load
 from scripts.bench.stack import plain_dsn
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -24,6 +26,14 @@ def cpu_seconds(pids: list[int]) -> float:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / _TICKS
+
+
+def cpu_us_per_request(pids: list[int], run: Callable[[], Load]) -> tuple[Load, float]:
+    """`run`'s load and what these processes spent on each of its requests, in CPU
+    microseconds."""
+    used = cpu_seconds(pids)
+    load = run()
+    return load, (cpu_seconds(pids) - used) / max(1, load.requests) * 1e6
 
 
 def run_queue_wait_seconds(pids: list[int]) -> float:

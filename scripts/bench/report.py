@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from statistics import median, quantiles
 
 from scripts.bench.load import Load
-from scripts.bench.stalls import Stalls
 
 CACHED = "GET user, cached, all on (sampling 0.1)"
 SAMPLED = "GET user, cached, all on (sampling 1.0)"
@@ -93,6 +92,27 @@ def median_tail(runs: list[Load]) -> Load:
     return sorted(runs, key=tail_ratio)[len(runs) // 2]
 
 
+@dataclass(frozen=True)
+class Reference:
+    """A figure printed under the tail verdict with no goal of its own: something the
+    service's tail is read against (`meaning` says what)."""
+
+    label: str
+    value: float
+    meaning: str
+    decimals: int = 2
+
+
+@dataclass(frozen=True)
+class Tail:
+    """The latency runs at 70% of the peak: the run the verdict takes, the workers' RSS after
+    them, and the references printed under the verdict."""
+
+    load: Load
+    rss_mb: list[float]
+    references: list[Reference]
+
+
 def _verdict(value: float, goal: float, higher: bool = True) -> str:
     ok = value >= goal if higher else value <= goal
     return f"{'PASS' if ok else 'MISS'} (goal {'>=' if higher else '<='} {goal})"
@@ -101,13 +121,10 @@ def _verdict(value: float, goal: float, higher: bool = True) -> str:
 def print_report(
     measured: list[Row],
     notes: list[str],
-    constant: tuple[Load, list[float]] | None,
-    floor: Load | None,
+    tail: Tail | None,
     mix: str,
     passes: int,
     instructions: dict[str, float],
-    uninstrumented: Load | None = None,
-    server_stalls: Stalls | None = None,
 ) -> None:
     by_name: dict[str, list[Row]] = {}
     for row in measured:
@@ -164,35 +181,24 @@ def print_report(
             f"{_verdict(by_rps, goal):22}{_per_pass(by_name[top], by_name[bottom])}"
         )
         print(line.rstrip())
-    if constant is not None:
-        load, rss = constant
+    if tail is not None:
+        load = tail.load
         print(
             f"  {'p99 / p50 at 70% of peak':30} {tail_ratio(load):5.2f}  "
             f"{'':6}  {'':6}  {_verdict(tail_ratio(load), 4.0, higher=False)}"
         )
-        if floor is not None:
+        for reference in tail.references:
             print(
-                f"  {'  bare Redis GET, same rate':30} {tail_ratio(floor):5.2f}  {'':6}  {'':6}  "
-                "no goal: the machine's and the generator's own tail"
-            )
-        if uninstrumented is not None:
-            print(
-                f"  {'  instrumentation off, own 70%':30} {tail_ratio(uninstrumented):5.2f}  "
-                f"{'':6}  {'':6}  no goal: the service without telemetry at 70% of its own peak"
-            )
-        if server_stalls is not None:
-            print(
-                f"  {'  server CPU stalls >= 1 ms/s':30} {server_stalls.per_second:5.1f}  "
-                f"{'':6}  {'':6}  no goal: the machine's own, longest "
-                f"{server_stalls.longest_ms:.1f} ms"
+                f"  {'  ' + reference.label:30} {reference.value:5.{reference.decimals}f}  "
+                f"{'':6}  {'':6}  no goal: {reference.meaning}"
             )
         print(
             f"  {'errors at 70% of peak':30} {load.errors:5d}  {'':6}  {'':6}  "
             f"{'PASS' if load.errors == 0 else 'MISS'} (goal 0)"
         )
         print(
-            f"  {'max worker RSS MB':30} {max(rss):5.0f}  {'':6}  {'':6}  "
-            f"{_verdict(max(rss), 150, higher=False)}"
+            f"  {'max worker RSS MB':30} {max(tail.rss_mb):5.0f}  {'':6}  {'':6}  "
+            f"{_verdict(max(tail.rss_mb), 150, higher=False)}"
         )
     print(f"\nload average at the end: {load1:.2f} {load5:.2f} {load15:.2f}", end="")
     print(f" ({os.cpu_count()} cores)")

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from statistics import median
 
@@ -22,6 +23,7 @@ from scripts.bench import cores, instructions, stalls
 from scripts.bench import population as pop
 from scripts.bench.counters import (
     cpu_seconds,
+    cpu_us_per_request,
     redis_commands,
     rss_mb,
     run_queue_wait_seconds,
@@ -36,12 +38,23 @@ from scripts.bench.report import (
     REDIS_GET,
     SAMPLED,
     UNCACHED,
+    Reference,
     Row,
+    Tail,
     median_tail,
     print_report,
     tail_ratio,
 )
-from scripts.bench.stack import REPO, Server, baselines, database, otlp_sink, redis_server, service
+from scripts.bench.stack import (
+    REPO,
+    Server,
+    baselines,
+    database,
+    otlp_sink,
+    redis_server,
+    service,
+    steady_server,
+)
 
 # Long enough to meet a machine stalling a few times a second, short beside a run.
 STALL_SECONDS = 2.0
@@ -57,14 +70,8 @@ class Bench:
     work_dir: Path
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    constant: tuple[Load, list[float]] | None = None
-    # The same constant rate against the bare one-Redis-GET endpoint: the tail that this
-    # machine and the generator give a server doing next to nothing.
-    floor: Load | None = None
-    # Instrumentation off at 70% of its own peak: the tail of the service without telemetry.
-    uninstrumented: Load | None = None
-    # How often the machine took the server's CPU away, measured before each latency run.
-    server_stalls: stalls.Stalls | None = None
+    # The latency runs' verdict, with the figures it is read against (constant_phase).
+    tail: Tail | None = None
     # Each compared row's user-space instructions per request (instruction_phase).
     instructions: dict[str, float] = field(default_factory=dict)
 
@@ -210,13 +217,10 @@ def main() -> int:
         print_report(
             bench.rows,
             bench.notes,
-            bench.constant,
-            bench.floor,
+            bench.tail,
             MIX.describe(),
             bench.args.passes,
             bench.instructions,
-            bench.uninstrumented,
-            bench.server_stalls,
         )
     return 0
 
@@ -302,7 +306,8 @@ def run(bench: Bench, sink: str) -> None:
         lambda cpus: baselines(common, log_dir, cpus),
         pop.bare(people, MIX, "redis", LIST_LENGTH),
     )
-    constant_phase(bench, on_cpus(all_on, "constant"), reads, cached_rps, floor)
+    steady = partial(steady_server, bench.work_dir, log_dir)
+    constant_phase(bench, on_cpus(all_on, "constant"), reads, cached_rps, floor, steady)
     uninstrumented_tail_phase(bench, on_cpus(off, "constant-off"), reads, off_rps)
     login_phase(bench, start(all_on, "login"), people, reads, cached_rps)
     bench.measure(
@@ -434,6 +439,7 @@ def constant_phase(
     reads: list[pop.Target],
     wrk_peak: float,
     floor: tuple[OnCpus, list[pop.Target]],
+    steady: OnCpus,
 ) -> None:
     """70% of the measured peak offered at a constant rate: latency with queueing visible.
 
@@ -451,33 +457,50 @@ def constant_phase(
 
     Between the service's runs the same rate goes to the bare one-Redis-GET endpoint (`floor`):
     its p99/p50 is what the machine and the generator leave of the tail for a server that
-    does next to nothing, measured in the same minutes. Before each run every CPU is spun on
-    for a moment (scripts/bench/stalls.py): the stalls the machine itself gave them."""
+    does next to nothing, measured in the same minutes. So does a server of fixed cost
+    (`steady`, scripts/bench/steady): each of its requests costs the CPU that the service's
+    requests cost on average in the run before, with no variance, so its p99/p50 is what the
+    machine and the generator alone make of the tail at the service's load. Before each run
+    every CPU is spun on for a moment (scripts/bench/stalls.py): the stalls the machine itself
+    gave them."""
     every_cpu = frozenset(cores.available())  # before this process moves to the others
     split = cores.split(every_cpu)
     mine, others = (split.server, split.others) if split else (None, None)
     floor_start, floor_targets = floor
     work = bench.work_dir
-    with start(mine) as server, floor_start(mine) as bare, _others_on(bench.redis_url, others):
+    with (
+        start(mine) as server,
+        floor_start(mine) as bare,
+        steady(mine) as fixed,
+        _others_on(bench.redis_url, others),
+    ):
         wrk_peak, peak, tried, rate = _seventy_percent(bench, server, reads, wrk_peak, split)
         constant_rate(bare.base_url, floor_targets, work, 3, rate, others)
+        own_us = _fixed_cost_overhead_us(fixed, rate, work, others)
         seconds = bench.args.constant_seconds
         pids = server.worker_pids()
         runs: list[tuple[Load, float]] = []
         lags: list[float | None] = []
         floor_runs: list[Load] = []
+        fixed_runs: list[tuple[Load, float]] = []
         stalled: list[dict[int, stalls.Stalls]] = []
         for _ in range(max(1, bench.args.constant_runs)):
             stalled.append(stalls.measure(every_cpu, STALL_SECONDS))
             waited = run_queue_wait_seconds(pids)
             scraped = scrape(server.metrics_url)
-            load = constant_rate(server.base_url, reads, work, seconds, rate, others)
+            load, service_us = cpu_us_per_request(
+                pids, lambda: constant_rate(server.base_url, reads, work, seconds, rate, others)
+            )
             runs.append((load, (run_queue_wait_seconds(pids) - waited) / len(pids) / seconds))
             lags.append(
                 histogram_delta(scraped, scrape(server.metrics_url), LOOP_LAG).quantile(0.99)
             )
             floor_runs.append(
                 constant_rate(bare.base_url, floor_targets, work, seconds, rate, others)
+            )
+            targets = _fixed_cost(max(0.0, service_us - own_us))
+            fixed_runs.append(
+                (constant_rate(fixed.base_url, targets, work, seconds, rate, others), service_us)
             )
         rss = rss_mb(pids)
     load = replace(median_tail([run for run, _ in runs]), errors=sum(run.errors for run, _ in runs))
@@ -505,19 +528,70 @@ def constant_phase(
         + ", ".join(f"{size:.0f}" for size in rss)
         + " MB (goal <= 150 each)"
     )
-    bench.constant = (load, rss)
     server_cpu = min(mine or every_cpu)
-    bench.server_stalls = stalls.typical([before[server_cpu] for before in stalled])
-    bench.floor = median_tail(floor_runs)
+    server_stalls = stalls.typical([before[server_cpu] for before in stalled])
+    floor_load = median_tail(floor_runs)
+    fixed_load = median_tail([run for run, _ in fixed_runs])
     bench.notes.append(
         f"the same {rate}/s against the bare one-Redis-GET endpoint, between those runs: "
         + "; ".join(
             f"p50 {run.p50_ms:.2f} ms, p99 {run.p99_ms:.2f} ms (p99/p50 {tail_ratio(run):.1f})"
             for run in floor_runs
         )
-        + f"; median p99/p50 {tail_ratio(bench.floor):.1f}, "
+        + f"; median p99/p50 {tail_ratio(floor_load):.1f}, "
         f"errors {sum(run.errors for run in floor_runs)}"
     )
+    bench.notes.append(
+        f"the same {rate}/s against a server of fixed cost on the same CPU, each request "
+        f"costing the CPU that the service's requests cost on average in the run before it "
+        f"({own_us:.0f} us of its own plus fixed work): "
+        + "; ".join(
+            f"{service_us:.0f} us, p50 {run.p50_ms:.2f} ms, p99 {run.p99_ms:.2f} ms "
+            f"(p99/p50 {tail_ratio(run):.1f})"
+            for run, service_us in fixed_runs
+        )
+        + f"; median p99/p50 {tail_ratio(fixed_load):.1f}, "
+        f"errors {sum(run.errors for run, _ in fixed_runs)}"
+    )
+    bench.tail = Tail(
+        load,
+        rss,
+        [
+            Reference(
+                "bare Redis GET, same rate",
+                tail_ratio(floor_load),
+                "the machine's and the generator's own tail",
+            ),
+            Reference(
+                "fixed-cost server, same load",
+                tail_ratio(fixed_load),
+                "the service's CPU per request, with no variance",
+            ),
+            Reference(
+                "server CPU stalls >= 1 ms/s",
+                server_stalls.per_second,
+                f"the machine's own, longest {server_stalls.longest_ms:.1f} ms",
+                decimals=1,
+            ),
+        ],
+    )
+
+
+def _fixed_cost(work_us: float) -> list[pop.Target]:
+    """The request that asks the fixed-cost server for `work_us` of CPU work."""
+    return [pop.Target("GET", f"/?work_us={work_us:.1f}")]
+
+
+def _fixed_cost_overhead_us(
+    fixed: Server, rate: int, work_dir: Path, cpus: frozenset[int] | None
+) -> float:
+    """The fixed-cost server's own CPU per request at `rate` (parsing, answering, waking up),
+    from a run that asks it for no work: also its warm-up."""
+    _, own_us = cpu_us_per_request(
+        [fixed.process.pid],
+        lambda: constant_rate(fixed.base_url, _fixed_cost(0), work_dir, 3, rate, cpus),
+    )
+    return own_us
 
 
 def _seventy_percent(
@@ -558,7 +632,15 @@ def uninstrumented_tail_phase(
             )
             for _ in range(max(1, bench.args.constant_runs))
         ]
-    bench.uninstrumented = median_tail(runs)
+    uninstrumented = median_tail(runs)
+    if bench.tail is not None:
+        bench.tail.references.append(
+            Reference(
+                "instrumentation off, own 70%",
+                tail_ratio(uninstrumented),
+                "the service without telemetry at 70% of its own peak",
+            )
+        )
     bench.notes.append(
         f"instrumentation off, on the same core: highest constant rate {peak}/s (wrk's peak "
         f"{wrk_peak:.0f}/s), at 70% of it ({rate}/s): "
@@ -566,7 +648,7 @@ def uninstrumented_tail_phase(
             f"p50 {run.p50_ms:.2f} ms, p99 {run.p99_ms:.2f} ms (p99/p50 {tail_ratio(run):.1f})"
             for run in runs
         )
-        + f"; median p99/p50 {tail_ratio(bench.uninstrumented):.1f}, "
+        + f"; median p99/p50 {tail_ratio(uninstrumented):.1f}, "
         f"errors {sum(run.errors for run in runs)}; steps: " + "; ".join(tried)
     )
 

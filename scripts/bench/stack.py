@@ -1,5 +1,6 @@
 """The processes a benchmark run starts on 127.0.0.1 and stops by pid: its own redis-server,
-its own database, gunicorn serving the service or the bare baselines, and an OTLP sink."""
+its own database, gunicorn serving the service or the bare baselines, a server of fixed cost
+per request, and an OTLP sink."""
 
 from __future__ import annotations
 
@@ -214,6 +215,39 @@ def baselines(
     command += ["-k", "uvicorn_worker.UvicornWorker"]
     command += ["-b", "{bind}", "--no-control-socket", "scripts.bench.baselines:app"]
     return serving(command, env, "/ready", log_dir, "baselines")
+
+
+@contextmanager
+def steady_server(
+    build_dir: Path, log_dir: Path, cpus: frozenset[int] | None = None
+) -> Iterator[Server]:
+    """scripts/bench/steady, built with the Go toolchain into `build_dir` and serving on `cpus`:
+    every request costs the CPU work its work_us parameter asks for, and nothing varies."""
+    binary = build_dir / "steady"
+    subprocess.run(
+        ["go", "build", "-o", str(binary), "."],
+        cwd=REPO / "scripts" / "bench" / "steady",
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    port = free_port()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / "steady.log"
+    with log_path.open("wb") as sink:
+        process = subprocess.Popen(
+            [*cores.on(cpus), str(binary), "-listen", f"127.0.0.1:{port}"],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    # It serves no metrics.
+    server = Server(f"http://127.0.0.1:{port}", process, log_path, metrics_url="")
+    try:
+        _wait_ready(server.base_url + "/?work_us=0", process, log_path, 30)
+        yield server
+    finally:
+        stop(process)
 
 
 @contextmanager

@@ -1,0 +1,3 @@
+module userservice/scripts/bench/steady
+
+go 1.19

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import re
 import threading
 import time
 import uuid
@@ -512,6 +513,18 @@ async def metrics_when(
         if condition(samples) or time.monotonic() > deadline:
             return samples
         await asyncio.sleep(0.2)
+
+
+def failure_lines(logs: str, limit: int = 3000) -> str:
+    """The service's log lines that explain a failed request: its error lines and the access
+    lines of 5xx answers, or, with none, its last lines. A failure that happened mid-run is
+    otherwise far from the tail an assertion message can hold."""
+    telling = [
+        line
+        for line in logs.splitlines()
+        if '"level":"error"' in line or re.search(r'"status":5\d\d\b', line)
+    ]
+    return "\n".join(telling)[-limit:] if telling else logs[-limit:]
 
 
 def metric(

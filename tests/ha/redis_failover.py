@@ -14,7 +14,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from tests.faults.conftest import service_env
-from tests.faults.tools import Ledger, check_rows, fetch_metrics, wait_for
+from tests.faults.tools import Ledger, check_rows, failure_lines, fetch_metrics, wait_for
 from tests.ha.under_load import kill_into_phase, load_and_probe
 from tests.support.database import drop_database, fresh_database
 from tests.support.service import RunningService, running_service
@@ -147,7 +147,7 @@ def assert_no_request_lost(ledger: Ledger, failover: RedisFailover, logs: str) -
     """Sessions and tokens live in PostgreSQL, and the cache and rate limiter fall back while
     Redis has no master: a failover costs no request."""
     failed = ledger.failed()
-    assert not failed, (ledger.summary(failed), logs[-3000:])
+    assert not failed, (ledger.summary(failed), failure_lines(logs))
     assert not [o for o in ledger.outcomes if o.status == 401], ledger.summary()
     for phase in ("warm-up", "after"):
         assert not ledger.failed(ledger.in_phase(phase)), (phase, ledger.summary())

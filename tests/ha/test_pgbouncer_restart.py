@@ -8,7 +8,14 @@ import time
 from collections.abc import Callable
 
 from tests.faults.conftest import service_env
-from tests.faults.tools import Ledger, check_rows, fetch_metrics, metric, wait_for
+from tests.faults.tools import (
+    Ledger,
+    check_rows,
+    failure_lines,
+    fetch_metrics,
+    metric,
+    wait_for,
+)
 from tests.ha.pgbouncer import PgBouncer
 from tests.ha.under_load import kill_into_phase, load_and_probe
 from tests.support.database import drop_database, fresh_database
@@ -57,7 +64,7 @@ async def test_pgbouncer_killed_and_restarted_under_load(
         await asyncio.to_thread(drop_database, DATABASE)
 
     failed = ledger.failed()
-    assert {o.status for o in failed} <= {503}, (ledger.summary(failed), logs[-3000:])
+    assert {o.status for o in failed} <= {503}, (ledger.summary(failed), failure_lines(logs))
     down = ledger.in_phase("down")
     assert [o for o in down if o.status == 503], ledger.summary(down)
     assert all(o.duration < 3 for o in down), ledger.summary(down)
@@ -66,7 +73,7 @@ async def test_pgbouncer_killed_and_restarted_under_load(
     assert ready_down["checks"]["database"] == "down", ready_down
     assert ready_down["reasons"]["database"], ready_down
     assert metric(samples, "user_service_db_errors_total", kind="unavailable") > 0
-    assert '"level":"error"' not in logs, logs[-3000:]
+    assert '"level":"error"' not in logs, failure_lines(logs)
     fault_report(
         fault=f"PgBouncer (stock, transaction mode) killed, restarted after {DOWN_FOR:.0f} s",
         requests_sent=len(ledger.outcomes),

@@ -8,7 +8,14 @@ import time
 from collections.abc import Callable
 
 from tests.faults.conftest import service_env
-from tests.faults.tools import Ledger, check_rows, fetch_metrics, metric, wait_for
+from tests.faults.tools import (
+    Ledger,
+    check_rows,
+    failure_lines,
+    fetch_metrics,
+    metric,
+    wait_for,
+)
 from tests.ha.postgres_pair import PostgresPair
 from tests.ha.under_load import kill_into_phase, load_and_probe
 from tests.support.database import migrate
@@ -69,8 +76,8 @@ async def test_primary_killed_standby_promoted_under_load(
     failed = ledger.failed()
     # While no writable host exists every database request is a 503 (or a 504 when it was
     # cut mid-statement), never an unhandled 500 or a hang.
-    assert {o.status for o in failed} <= {503, 504}, (ledger.summary(failed), logs[-3000:])
-    assert '"level":"error"' not in logs, logs[-3000:]
+    assert {o.status for o in failed} <= {503, 504}, (ledger.summary(failed), failure_lines(logs))
+    assert '"level":"error"' not in logs, failure_lines(logs)
     for phase in ("warm-up", "after"):
         failures = ledger.failed(ledger.in_phase(phase))
         causes = [line for line in logs.splitlines() if "database_error" in line][:5]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tests.faults.tools import metric
+from tests.faults.tools import failure_lines, metric
 from tests.ha.redis_failover import assert_no_request_lost, run_redis_failover
 from tests.ha.redis_sentinel import MASTER_NAME, PASSWORD, SENTINEL_PASSWORD, SentinelSet
 
@@ -32,7 +32,7 @@ async def test_sentinel_master_killed_under_load(fault_report: Callable[..., Non
     assert_no_request_lost(ledger, failover, logs)
     assert metric(failover.samples, "user_service_redis_master_changes_total") >= 1
     assert metric(failover.samples, "user_service_redis_topology", mode="sentinel") == 1
-    assert '"level":"error"' not in logs, logs[-3000:]
+    assert '"level":"error"' not in logs, failure_lines(logs)
     fault_report(
         fault="Redis Sentinel: master killed (SIGKILL), replica promoted by 3 sentinels",
         requests_sent=len(ledger.outcomes),

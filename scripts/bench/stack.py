@@ -149,8 +149,8 @@ def serving(
     label: str,
     ready_seconds: float = 60,
 ) -> Iterator[Server]:
-    """Run `command` (gunicorn, bound by $BIND or by the `{bind}` it holds) until the block
-    ends."""
+    """Run `command` (gunicorn, or any server bound by $BIND or by the `{bind}` it holds)
+    until the block ends."""
     port = free_port()
     metrics_port = free_port()
     metrics_dir = Path(tempfile.mkdtemp(prefix="bench-metrics-"))
@@ -231,23 +231,9 @@ def steady_server(
         capture_output=True,
         timeout=300,
     )
-    port = free_port()
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / "steady.log"
-    with log_path.open("wb") as sink:
-        process = subprocess.Popen(
-            [*cores.on(cpus), str(binary), "-listen", f"127.0.0.1:{port}"],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    # It serves no metrics.
-    server = Server(f"http://127.0.0.1:{port}", process, log_path, metrics_url="")
-    try:
-        _wait_ready(server.base_url + "/?work_us=0", process, log_path, 30)
+    command = [*cores.on(cpus), str(binary), "-listen", "{bind}"]
+    with serving(command, {}, "/?work_us=0", log_dir, "steady", ready_seconds=30) as server:
         yield server
-    finally:
-        stop(process)
 
 
 @contextmanager

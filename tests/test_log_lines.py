@@ -292,8 +292,11 @@ _ACCESS_LINE_AS_BOUND_LOGGER = """
     ]
 
     def both():
+        # The middleware hands over its own span's ids; the line must not change for it.
+        current = trace.get_current_span().get_span_context()
+        ids = (f"{current.trace_id:032x}", f"{current.span_id:016x}") if current.is_valid else None
         for method, route, path, status, duration_ms, client in CALLS:
-            fast(method, route, path, status, duration_ms, client)
+            fast(method, route, path, status, duration_ms, client, ids)
             bound.info("request", method=method, route=route, path=path, status=status,
                        duration_ms=duration_ms, client=client)
 

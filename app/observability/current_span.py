@@ -26,4 +26,6 @@ def current_span() -> trace.Span:
     span = otel_context.get_value(_SPAN_KEY)
     if type(span) in _SPAN_TYPES:
         return span  # type: ignore[return-value]  # one of the Span types above
+    if span is None:  # no span at all, as at the start of a request: the API's answer
+        return trace.INVALID_SPAN
     return trace.get_current_span()

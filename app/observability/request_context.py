@@ -112,8 +112,14 @@ class RequestContextMiddleware:
         span = start_server_span(scope, handler) if traced else None
         span_token = otel_context.attach(request_context(span)) if span else None
         span_context = (span or current_span()).get_span_context()
+        # The ids of our own span, for the access line written while it is current.
+        trace_ids: tuple[str, str] | None = None
         if span_context.is_valid:
-            trace_id = format(span_context.trace_id, "032x").encode()
+            # %-formatting: an f-string's or format()'s spec costs twice as much.
+            trace_hex = "%032x" % span_context.trace_id  # noqa: UP031
+            trace_id = trace_hex.encode()
+            if span is not None:
+                trace_ids = (trace_hex, "%016x" % span_context.span_id)  # noqa: UP031
         else:
             trace_id = _caller_trace_id(scope)
             if trace_id:
@@ -176,6 +182,7 @@ class RequestContextMiddleware:
                     status,
                     round(elapsed * 1000, 2),
                     scope["client"][0] if scope.get("client") else None,
+                    trace_ids,
                 )
             if span is not None:
                 end_server_span(span, status, failure)

@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, Sampler
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation import _SPAN_KEY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import __version__
@@ -150,6 +151,10 @@ class ServiceTracerProvider(TracerProvider):
         return judged[1]
 
 
+# The span of a request context that request_context() found to record nothing below it.
+_DROPPED_SPAN_KEY = otel_context.create_key("user-service-dropped-span")
+
+
 def request_context(
     span: trace.Span, provider: trace.TracerProvider | None = None
 ) -> otel_context.Context:
@@ -158,17 +163,27 @@ def request_context(
     instrumentations (SQLAlchemy, Redis) switched off. They would otherwise build statement
     text and attributes, and attach contexts, for spans that are dropped anyway. A sampled
     request keeps every span."""
-    context = trace.set_span_in_context(span)
     provider = provider or trace.get_tracer_provider()
+    # One copy of the current context with both values, as set_span_in_context and
+    # set_value would leave it after a copy each.
+    values: dict[str, object] = {**otel_context.get_current(), _SPAN_KEY: span}
     if not span.is_recording() and getattr(provider, "children_follow_parent", False):
-        context = otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True, context)
-    return context
+        values[_SUPPRESS_INSTRUMENTATION_KEY] = True
+        if span.get_span_context().is_valid:  # record_span starts a root span under none
+            values[_DROPPED_SPAN_KEY] = span
+    return otel_context.Context(values)
 
 
 def record_span(tracer: trace.Tracer, name: str, kind: SpanKind = SpanKind.INTERNAL) -> Any:
     """A span for our own code's step (`with record_span(tracer, "cache.get") as span`):
     inside a request whose spans are dropped, the request's own non-recording span; inside a
     sampled one, a RecordedSpan. The same result for a tracer at a fraction of the cost."""
+    context = otel_context.get_current()
+    dropped = context.get(_DROPPED_SPAN_KEY)
+    # Still the current span of a request whose spans are all dropped (request_context):
+    # the answer below, without its questions.
+    if dropped is not None and dropped is context.get(_SPAN_KEY):
+        return _Unrecorded(dropped)  # type: ignore[arg-type]  # a span, as stored
     span = current_span()
     if span.get_span_context().is_valid:
         if not span.is_recording():
@@ -251,7 +266,10 @@ def start_server_span(
     tracer: trace.Tracer
     parent_span: trace.SpanContext | None = None
     if sampling is not None:
-        parent_span = trace.get_current_span(parent).get_span_context()
+        # Without a caller's context the request's parent is the current span (none, as a
+        # rule), read without the API's isinstance() check.
+        current = current_span() if parent is None else trace.get_current_span(parent)
+        parent_span = current.get_span_context()
         unsampled = sampling.unsampled_span(parent_span)
         if unsampled is not None:
             return unsampled

@@ -3,6 +3,7 @@ ratios, and each ratio pass by pass."""
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from scripts.bench.report import (
     ORM,
     REDIS_GET,
     SAMPLED,
+    TWIN,
     UNCACHED,
     Reference,
     Row,
@@ -126,21 +128,45 @@ def test_ratios_without_counts_show_a_dash(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_each_ratio_is_shown_pass_by_pass(capsys: pytest.CaptureFixture[str]) -> None:
-    # req/s and CPU us of the cached and instrumentation-off rows in three passes.
+    # req/s and CPU us of the cached and instrumentation-off rows in four passes.
     measured = {
-        CACHED: [(3751, 479), (3946, 452), (4877, 365)],
-        OFF: [(3198, 394), (5797, 307), (5368, 333)],
+        CACHED: [(3751, 479), (3946, 452), (4877, 365), (4400, 400)],
+        OFF: [(3198, 394), (5797, 307), (5368, 333), (5500, 320)],
     }
-    passes = [_row(name, *measured[name][n]) for n in range(3) for name in (CACHED, OFF)]
+    passes = [_row(name, *measured[name][n]) for n in range(4) for name in (CACHED, OFF)]
     others = [row for row in ROWS if row.name not in (CACHED, OFF)]
-    print_report(passes + others, [], None, "mix", 3, {})
+    print_report(passes + others, [], None, "mix", 4, {})
     output = capsys.readouterr().out
     line = _ratio_line(output, "instrumentation on / off")
-    # The verdict is on the medians' ratio (3946 / 5368); each pass's own ratio follows it.
-    assert line[0] == "0.735"
-    assert line[-3:] == ["1.17", "0.68", "0.91"]
-    # A ratio of rows measured once shows no passes.
+    # The verdict is on the median over pairs of passes of each pair's geometric mean, and
+    # each pass's own ratio follows it.
+    pairs = [
+        math.sqrt(3751 / 3198 * 3946 / 5797),
+        math.sqrt(4877 / 5368 * 4400 / 5500),
+    ]
+    assert line[0] == f"{(pairs[0] + pairs[1]) / 2:.3f}" == "0.873"
+    assert line[-4:] == ["1.17", "0.68", "0.91", "0.80"]
+    # A ratio of a row measured in passes and one measured once shows no passes, and the
+    # ratio of their medians: (3946 + 4400) / 2 against 2000.
     assert _ratio_line(output, "cache on / cache off")[-1] == "1.5)"
+    assert _ratio_line(output, "cache on / cache off")[0] == "2.087"
+
+
+def test_the_twin_row_prints_the_measurements_own_ratio(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    passes = [
+        _row(name, rps, cpu)
+        for cached, twin in (((5000, 360), (4500, 400)), ((4000, 450), (5000, 360)))
+        for name, (rps, cpu) in ((CACHED, cached), (TWIN, twin))
+    ]
+    print_report(passes + ROWS[1:], [], None, "mix", 2, {})
+    output = capsys.readouterr().out
+    rps, cpu = _ratio_line(output, "A/A: all on / its twin")[:2]
+    assert rps == f"{math.sqrt(5000 / 4500 * 4000 / 5000):.3f}" == "0.943"
+    assert cpu == f"{math.sqrt(400 / 360 * 360 / 450):.3f}" == "0.943"
+    print_report(ROWS, [], None, "mix", 1, {})
+    assert "A/A" not in capsys.readouterr().out
 
 
 def test_the_tail_verdict_takes_the_run_with_the_median_ratio() -> None:

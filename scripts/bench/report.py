@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import median, quantiles
 
 from scripts.bench.load import Load
+from scripts.bench.passes import paired_ratio
 
 CACHED = "GET user, cached, all on (sampling 0.1)"
 SAMPLED = "GET user, cached, all on (sampling 1.0)"
 OFF = "GET user, cached, instrumentation off"
+TWIN = "GET user, cached, all on, twin server (A/A)"
 UNCACHED = "GET user, cache off, all on (sampling 0.1)"
 ASYNCPG = "bare FastAPI + raw asyncpg row"
 REDIS_GET = "bare FastAPI + one Redis GET"
@@ -82,6 +85,22 @@ def _per_pass(top: list[Row], bottom: list[Row]) -> str:
     )
 
 
+def _ratio(top: list[Row], bottom: list[Row], figure: Callable[[Row], float]) -> float:
+    """top / bottom of one figure: from rows measured in the same passes, the median over
+    pairs of passes (paired_ratio); from rows measured once, their own figures'."""
+    if len(top) >= 2 and len(top) == len(bottom):
+        return paired_ratio([figure(row) for row in top], [figure(row) for row in bottom])
+    return median(figure(row) for row in top) / median(figure(row) for row in bottom)
+
+
+def _rps(row: Row) -> float:
+    return row.load.rps
+
+
+def _cpu_us(row: Row) -> float:
+    return row.cpu_us
+
+
 def tail_ratio(load: Load) -> float:
     """p99 over p50: how far the slowest 1 in 100 requests is from the typical one."""
     return load.p99_ms / max(load.p50_ms, 1e-9)
@@ -130,15 +149,14 @@ def print_report(
     for row in measured:
         by_name.setdefault(row.name, []).append(row)
     rows = [_median_row(group) for group in by_name.values()]
-    rps = {row.name: row.load.rps for row in rows}
-    cpu = {row.name: row.cpu_us for row in rows}
     load1, load5, load15 = os.getloadavg()
     print(f"\nworkload: {mix}")
     print("per request: CPU us = the gunicorn workers' own CPU time; DB tx = PostgreSQL")
     print("transactions; Redis = commands Redis processed. 2 workers, wrk -t2 on the same cores")
     print("(the generators under SCHED_BATCH).")
-    print(f"rows measured in {passes} interleaved passes show each figure's median, and how")
-    print("far apart the middle half of the passes' req/s were (spread: interquartile range).")
+    print(f"rows measured in {passes} interleaved passes (every other one in reverse order) show")
+    print("each figure's median, and how far apart the middle half of the passes' req/s were")
+    print("(spread: interquartile range).")
     print(f"\n{HEADER} {'spread':>7}")
     for row in rows:
         print(f"{row.line()} {_spread(by_name[row.name]):>7}")
@@ -162,13 +180,17 @@ def print_report(
         for name, count in instructions.items():
             print(f"  {name:50} {count:12,.0f}")
     print(
-        f"\n{'ratios (one run, medians)':32} {'req/s':>5}  {'CPU-us':>6}  {'instr':>6}  "
+        "\nratios of rows measured pass by pass: the median over pairs of passes (one in each "
+        "order) of the\npair's geometric mean ratio"
+    )
+    print(
+        f"{'ratios (one run)':32} {'req/s':>5}  {'CPU-us':>6}  {'instr':>6}  "
         f"{'verdict on req/s':22}  req/s, pass by pass"
     )
     for label, top, bottom, goal in ratios:
-        by_rps = rps[top] / rps[bottom]
+        by_rps = _ratio(by_name[top], by_name[bottom], _rps)
         # The same ratio from CPU per request: steadier when the machine is shared.
-        by_cpu = cpu[bottom] / cpu[top]
+        by_cpu = _ratio(by_name[bottom], by_name[top], _cpu_us)
         # And from instructions per request, which the machine's other load does not move.
         by_instructions = (
             f"{instructions[bottom] / instructions[top]:6.3f}"
@@ -181,6 +203,16 @@ def print_report(
             f"{_verdict(by_rps, goal):22}{_per_pass(by_name[top], by_name[bottom])}"
         )
         print(line.rstrip())
+    if TWIN in by_name:
+        # Two servers of the same code and configuration: a goal ratio within this of its
+        # goal is inside what the measurement alone moves.
+        print(
+            f"  {'A/A: all on / its twin':30} "
+            f"{_ratio(by_name[CACHED], by_name[TWIN], _rps):5.3f}  "
+            f"{_ratio(by_name[TWIN], by_name[CACHED], _cpu_us):6.3f}  {'':6}  "
+            "no goal: identical rows, two servers"
+            f"{_per_pass(by_name[CACHED], by_name[TWIN])}"
+        )
     if tail is not None:
         load = tail.load
         print(

@@ -30,6 +30,7 @@ from scripts.bench.counters import (
     transactions,
 )
 from scripts.bench.load import Load, constant_rate, sustained_rate, wrk
+from scripts.bench.passes import even_passes, pass_order
 from scripts.bench.report import (
     ASYNCPG,
     CACHED,
@@ -37,6 +38,7 @@ from scripts.bench.report import (
     ORM,
     REDIS_GET,
     SAMPLED,
+    TWIN,
     UNCACHED,
     Reference,
     Row,
@@ -183,7 +185,10 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--constant-seconds", type=int, default=15)
     parser.add_argument(
-        "--passes", type=int, default=10, help="interleaved passes over the compared rows"
+        "--passes",
+        type=even_passes,
+        default=10,
+        help="interleaved passes over the compared rows (even: every other pass is reversed)",
     )
     parser.add_argument(
         "--burst", type=int, default=3, help="seconds of each compared row in each pass"
@@ -288,6 +293,9 @@ def run(bench: Bench, sink: str) -> None:
     ]
     compared: list[Compared] = [
         *(Compared(name, launch, reads) for name, launch in instrumented),
+        # The all-on row again on a server of its own: identical rows' ratio shows how far
+        # the measurement alone moves a ratio.
+        Compared(TWIN, start(all_on, "cached-twin"), reads),
         Compared(UNCACHED, start({**all_on, "CACHE_ENABLED": "false"}, "uncached"), reads),
         *(
             Compared(name, bare, pop.bare(people, MIX, route, LIST_LENGTH), shared="bare")
@@ -339,9 +347,10 @@ def compared_phase(bench: Bench, rows: list[Compared]) -> None:
     transactions are read (Bench.measure); that run is not one of the medians. Then every
     row's server runs at once, and each pass sends each row a burst of `--burst` seconds in
     turn: the machine's other load moves CPU per request by 10-30% within seconds, so a
-    ratio is steadiest from many short runs of its two rows a few seconds apart. The idle
-    servers beside the measured one cost the machine their timers alone, the same for every
-    row. The table takes each row's median over the passes."""
+    ratio is steadiest from many short runs of its two rows a few seconds apart. Every other
+    pass runs the rows in reverse (pass_order), so that no row keeps the same place. The
+    idle servers beside the measured one cost the machine their timers alone, the same for
+    every row. The table takes each row's median over the passes."""
     counted = {
         row.name: bench.measure(
             row.name, row.start, row.targets, seconds=bench.args.burst, record=False
@@ -370,7 +379,7 @@ def compared_phase(bench: Bench, rows: list[Compared]) -> None:
             )
         for number in range(bench.args.passes):
             print(f"pass {number + 1} of {bench.args.passes}", flush=True)
-            for row in rows:
+            for row in pass_order(rows, number):
                 measured = bench.run_on(
                     row.name,
                     servers[row.server],

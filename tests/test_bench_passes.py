@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from scripts.bench.passes import even_passes, paired_ratio, pass_order
+from scripts.bench.passes import even_passes, lead_in_seconds, paired_ratio, pass_order
 from scripts.bench.stack import REPO
 
 ROWS = ["on", "sampled", "off", "twin", "uncached", "bare"]
@@ -62,14 +62,30 @@ def test_an_odd_or_unreadable_pass_count_is_refused(text: str, error: str) -> No
     assert even_passes("10") == 10
 
 
-def test_the_bench_refuses_an_odd_pass_count_before_starting_anything() -> None:
+@pytest.mark.parametrize(("text", "error"), [("-1", "0 or more"), ("1.5", "whole seconds")])
+def test_a_negative_or_fractional_lead_in_is_refused(text: str, error: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=error):
+        lead_in_seconds(text)
+    assert lead_in_seconds("0") == 0
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--passes", "7"], "--passes must be even and at least 2"),
+        (["--lead-in", "-2"], "--lead-in must be 0 or more seconds"),
+    ],
+)
+def test_the_bench_refuses_bad_arguments_before_starting_anything(
+    arguments: list[str], message: str
+) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "scripts.bench.run", "--passes", "7"],
+        [sys.executable, "-m", "scripts.bench.run", *arguments],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 2
-    assert "--passes must be even and at least 2" in result.stderr
+    assert message in result.stderr
     assert "Traceback" not in result.stderr

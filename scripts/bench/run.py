@@ -30,7 +30,7 @@ from scripts.bench.counters import (
     transactions,
 )
 from scripts.bench.load import Load, constant_rate, sustained_rate, wrk
-from scripts.bench.passes import even_passes, pass_order
+from scripts.bench.passes import even_passes, lead_in_seconds, pass_order
 from scripts.bench.report import (
     ASYNCPG,
     CACHED,
@@ -194,6 +194,12 @@ def main() -> int:
         "--burst", type=int, default=3, help="seconds of each compared row in each pass"
     )
     parser.add_argument(
+        "--lead-in",
+        type=lead_in_seconds,
+        default=1,
+        help="seconds of unmeasured load on each compared row before its burst (0: none)",
+    )
+    parser.add_argument(
         "--constant-runs", type=int, default=3, help="runs at 70%% of the peak constant rate"
     )
     parser.add_argument(
@@ -348,8 +354,9 @@ def compared_phase(bench: Bench, rows: list[Compared]) -> None:
     row's server runs at once, and each pass sends each row a burst of `--burst` seconds in
     turn: the machine's other load moves CPU per request by 10-30% within seconds, so a
     ratio is steadiest from many short runs of its two rows a few seconds apart. Every other
-    pass runs the rows in reverse (pass_order), so that no row keeps the same place. The
-    idle servers beside the measured one cost the machine their timers alone, the same for
+    pass runs the rows in reverse (pass_order), so that no row keeps the same place, and
+    each burst follows `--lead-in` seconds of unmeasured load on its own server. The idle
+    servers beside the measured one cost the machine their timers alone, the same for
     every row. The table takes each row's median over the passes."""
     counted = {
         row.name: bench.measure(
@@ -380,6 +387,14 @@ def compared_phase(bench: Bench, rows: list[Compared]) -> None:
         for number in range(bench.args.passes):
             print(f"pass {number + 1} of {bench.args.passes}", flush=True)
             for row in pass_order(rows, number):
+                if bench.args.lead_in:
+                    wrk(
+                        servers[row.server].base_url,
+                        row.targets,
+                        bench.work_dir,
+                        bench.args.lead_in,
+                        bench.args.connections,
+                    )
                 measured = bench.run_on(
                     row.name,
                     servers[row.server],

@@ -4,9 +4,6 @@ through Settings, one source), and login rate limits key on the real client addr
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +17,7 @@ from app.settings import Settings
 from tests.support.database import fresh_database
 from tests.support.isolation import redis_url
 from tests.support.rate_windows import room_wait
+from tests.support.refusals import refusal
 from tests.support.service import REPO, RunningService, running_service
 
 LOGIN_BUDGET = 3
@@ -112,14 +110,5 @@ def test_gunicorn_reads_trusted_proxies_from_settings(
 
 @pytest.mark.parametrize("bad", ["10.0.0.1/8", "not-an-address", "10.0.0.0/33"])
 def test_bad_trusted_proxies_are_refused_by_name(bad: str) -> None:
-    env = {**os.environ, "APP_ENV": "test", "FORWARDED_ALLOW_IPS": bad}
-    result = subprocess.run(
-        [sys.executable, "-m", "app", "check-config"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 2, result
-    assert "FORWARDED_ALLOW_IPS" in result.stderr and "Traceback" not in result.stderr, result
+    env = {"APP_ENV": "test", "FORWARDED_ALLOW_IPS": bad}
+    assert "FORWARDED_ALLOW_IPS" in refusal("app", "check-config", env=env)

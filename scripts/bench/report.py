@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import attrgetter
 from statistics import median, quantiles
 
 from scripts.bench.load import Load
@@ -93,12 +94,13 @@ def _ratio(top: list[Row], bottom: list[Row], figure: Callable[[Row], float]) ->
     return median(figure(row) for row in top) / median(figure(row) for row in bottom)
 
 
-def _rps(row: Row) -> float:
-    return row.load.rps
-
-
-def _cpu_us(row: Row) -> float:
-    return row.cpu_us
+def _ratios(top: list[Row], bottom: list[Row]) -> tuple[float, float]:
+    """top / bottom from req/s, and the same from CPU per request (bottom's over top's):
+    steadier when the machine is shared."""
+    return (
+        _ratio(top, bottom, attrgetter("load.rps")),
+        _ratio(bottom, top, attrgetter("cpu_us")),
+    )
 
 
 def tail_ratio(load: Load) -> float:
@@ -188,9 +190,7 @@ def print_report(
         f"{'verdict on req/s':22}  req/s, pass by pass"
     )
     for label, top, bottom, goal in ratios:
-        by_rps = _ratio(by_name[top], by_name[bottom], _rps)
-        # The same ratio from CPU per request: steadier when the machine is shared.
-        by_cpu = _ratio(by_name[bottom], by_name[top], _cpu_us)
+        by_rps, by_cpu = _ratios(by_name[top], by_name[bottom])
         # And from instructions per request, which the machine's other load does not move.
         by_instructions = (
             f"{instructions[bottom] / instructions[top]:6.3f}"
@@ -206,10 +206,9 @@ def print_report(
     if TWIN in by_name:
         # Two servers of the same code and configuration: a goal ratio within this of its
         # goal is inside what the measurement alone moves.
+        twin_rps, twin_cpu = _ratios(by_name[CACHED], by_name[TWIN])
         print(
-            f"  {'A/A: all on / its twin':30} "
-            f"{_ratio(by_name[CACHED], by_name[TWIN], _rps):5.3f}  "
-            f"{_ratio(by_name[TWIN], by_name[CACHED], _cpu_us):6.3f}  {'':6}  "
+            f"  {'A/A: all on / its twin':30} {twin_rps:5.3f}  {twin_cpu:6.3f}  {'':6}  "
             "no goal: identical rows, two servers"
             f"{_per_pass(by_name[CACHED], by_name[TWIN])}"
         )

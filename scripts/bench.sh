@@ -3,8 +3,8 @@
 # CPU, database transactions and Redis commands per request, logins, PATCH, and latency at a
 # constant offered rate (vegeta). Prints a table and the goal ratios; the rows the ratios
 # compare run side by side in ten interleaved passes of 3 s (each after 1 s of unmeasured
-# load), every other pass in reverse order, and each ratio is the median over pairs of
-# passes (one in each order).
+# load), every other pass in reverse order, each pair of passes on servers started afresh,
+# and each ratio is the median over pairs of passes (one in each order).
 # The rows the instrumentation goals compare run once more with one worker under callgrind,
 # which counts the instructions each request executes: the one figure the machine's other
 # load does not move, printed beside those ratios. wrk and vegeta run under SCHED_BATCH.

@@ -355,54 +355,67 @@ def compared_phase(bench: Bench, rows: list[Compared]) -> None:
     turn: the machine's other load moves CPU per request by 10-30% within seconds, so a
     ratio is steadiest from many short runs of its two rows a few seconds apart. Every other
     pass runs the rows in reverse (pass_order), so that no row keeps the same place, and
-    each burst follows `--lead-in` seconds of unmeasured load on its own server. The idle
-    servers beside the measured one cost the machine their timers alone, the same for
-    every row. The table takes each row's median over the passes."""
+    each burst follows `--lead-in` seconds of unmeasured load on its own server.
+
+    Each pair of passes runs on servers of its own, started afresh, in the order of the
+    pair's first pass: of identical servers started one after another and kept for a whole
+    run, one could stay 10-20% dearer in CPU per request than the others from its first pass
+    to its last, most often the one started first. A ratio read from one server of each row
+    carried that server's luck into every pass; over fresh servers it is one pair's luck,
+    which the median over the pairs drops. The idle servers beside the measured one cost the
+    machine their timers alone, the same for every row. The table takes each row's median
+    over the passes."""
     counted = {
         row.name: bench.measure(
             row.name, row.start, row.targets, seconds=bench.args.burst, record=False
         )
         for row in rows
     }
-    profile = bench.args.profile
-    with ExitStack() as stack:
-        servers: dict[str, Server] = {}
-        for row in rows:
-            if row.server not in servers:
-                servers[row.server] = stack.enter_context(row.start())
-        for row in rows:
-            wrk(
-                servers[row.server].base_url, row.targets, bench.work_dir, 2, bench.args.connections
-            )
-        if profile is not None:  # a run of its own: a flame graph wants more than a burst
-            (cached,) = (row for row in rows if row.name == CACHED)
-            bench.run_on(
-                CACHED,
-                servers[CACHED],
-                cached.targets,
-                bench.args.duration,
-                bench.args.connections,
-                profile,
-            )
-        for number in range(bench.args.passes):
-            print(f"pass {number + 1} of {bench.args.passes}", flush=True)
-            for row in pass_order(rows, number):
-                if bench.args.lead_in:
-                    wrk(
-                        servers[row.server].base_url,
+    for pair in range(bench.args.passes // 2):
+        with ExitStack() as stack:
+            servers = _fresh_servers(bench, stack, pass_order(rows, pair))
+            if pair == 0 and bench.args.profile is not None:
+                # A run of its own: a flame graph wants more than a burst.
+                (cached,) = (row for row in rows if row.name == CACHED)
+                bench.run_on(
+                    CACHED,
+                    servers[CACHED],
+                    cached.targets,
+                    bench.args.duration,
+                    bench.args.connections,
+                    bench.args.profile,
+                )
+            for number in (2 * pair, 2 * pair + 1):
+                print(f"pass {number + 1} of {bench.args.passes}", flush=True)
+                for row in pass_order(rows, number):
+                    if bench.args.lead_in:
+                        wrk(
+                            servers[row.server].base_url,
+                            row.targets,
+                            bench.work_dir,
+                            bench.args.lead_in,
+                            bench.args.connections,
+                        )
+                    measured = bench.run_on(
+                        row.name,
+                        servers[row.server],
                         row.targets,
-                        bench.work_dir,
-                        bench.args.lead_in,
+                        bench.args.burst,
                         bench.args.connections,
                     )
-                measured = bench.run_on(
-                    row.name,
-                    servers[row.server],
-                    row.targets,
-                    bench.args.burst,
-                    bench.args.connections,
-                )
-                bench.keep(replace(measured, xacts=counted[row.name].xacts))
+                    bench.keep(replace(measured, xacts=counted[row.name].xacts))
+
+
+def _fresh_servers(bench: Bench, stack: ExitStack, rows: list[Compared]) -> dict[str, Server]:
+    """Every row's server started, in the rows' order, and warmed by 2 s of its own reads;
+    each stops as `stack` closes."""
+    servers: dict[str, Server] = {}
+    for row in rows:
+        if row.server not in servers:
+            servers[row.server] = stack.enter_context(row.start())
+    for row in rows:
+        wrk(servers[row.server].base_url, row.targets, bench.work_dir, 2, bench.args.connections)
+    return servers
 
 
 def _beside(profile: Path | None, suffix: str) -> Path | None:

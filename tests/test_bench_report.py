@@ -198,6 +198,13 @@ def test_the_tail_is_shown_beside_its_references(capsys: pytest.CaptureFixture[s
     assert "max worker RSS" in lines[tail + 4] and " 131 " in lines[tail + 4]
 
 
+def test_the_tails_errors_say_what_they_were(capsys: pytest.CaptureFixture[str]) -> None:
+    failed = Load(45000, 15.0, 0.70, 2.10, 4, 3000.0, {"HTTP 503": 3, "no answer (timeout)": 1})
+    print_report(ROWS, [], Tail(failed, [120.0], []), "mix", 1, {})
+    line = next(line for line in capsys.readouterr().out.splitlines() if "errors at 70%" in line)
+    assert line.endswith("MISS (goal 0) (3 HTTP 503, 1 no answer (timeout))")
+
+
 def test_the_spread_is_the_middle_half_of_the_passes() -> None:
     # One pass far off moves the full range but not the interquartile one.
     steady = [_row(CACHED, rps, 360) for rps in (4800, 4900, 5000, 5100, 5200)]

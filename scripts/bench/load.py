@@ -7,8 +7,9 @@ import base64
 import os
 import re
 import subprocess
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -37,6 +38,8 @@ class Load:
     errors: int
     # Answered requests per second until the last answer (vegeta's; wrk's is the rate).
     served_per_second: float = 0.0
+    # What the errors were, with their counts (vegeta's runs; see failure_kinds).
+    failures: dict[str, int] = field(default_factory=dict)
 
     @property
     def rps(self) -> float:
@@ -140,6 +143,7 @@ def constant_rate(
     summary = orjson.loads(report)
     codes: dict[str, int] = summary["status_codes"]
     ok = sum(count for code, count in codes.items() if code.startswith("2"))
+    messages: list[str] = summary.get("errors") or []
     return Load(
         requests=int(summary["requests"]),
         seconds=float(summary["duration"]) / 1e9,
@@ -147,7 +151,48 @@ def constant_rate(
         p99_ms=float(summary["latencies"]["99th"]) / 1e6,
         errors=int(summary["requests"]) - ok,
         served_per_second=float(summary["throughput"]),
+        failures=failure_kinds(codes, messages),
     )
+
+
+# vegeta's message for a request it sent: `Get "http://...": <reason>`. The URL names one
+# user of thousands, so it is left out: what matters is how many failed for which reason.
+_REQUEST_PREFIX = re.compile(r'^\w+ "[^"]*": ')
+# The messages vegeta also lists for each non-2xx status ("503 Service Unavailable").
+_STATUS_MESSAGE = re.compile(r"^\d{3} ")
+
+
+def failure_kinds(status_codes: dict[str, int], messages: list[str]) -> dict[str, int]:
+    """The failed requests of a vegeta report by kind: each non-2xx status ("HTTP 503") and
+    the requests that got no answer at all (status 0: a timeout, a refused or reset
+    connection), the latter named by vegeta's distinct reasons, as it counts only them."""
+    kinds = {
+        f"HTTP {code}": count
+        for code, count in sorted(status_codes.items())
+        if count and code != "0" and not code.startswith("2")
+    }
+    unanswered = status_codes.get("0", 0)
+    if unanswered:
+        reasons = sorted(
+            {_REQUEST_PREFIX.sub("", text) for text in messages if not _STATUS_MESSAGE.match(text)}
+        )
+        kinds[f"no answer ({'; '.join(reasons) or 'no reason given'})"] = unanswered
+    return kinds
+
+
+def merged_failures(loads: Iterable[Load]) -> dict[str, int]:
+    """The failure kinds of several runs, counts added up."""
+    total: Counter[str] = Counter()
+    for load in loads:
+        total.update(load.failures)
+    return dict(total)
+
+
+def describe_failures(failures: dict[str, int]) -> str:
+    """Nothing without failures, else ` (3 HTTP 503, 1 no answer (...))` to follow a count."""
+    if not failures:
+        return ""
+    return " (" + ", ".join(f"{count} {kind}" for kind, count in failures.items()) + ")"
 
 
 def sustained_rate(

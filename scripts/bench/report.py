@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from statistics import median, quantiles
 
-from scripts.bench.load import Load
+from scripts.bench.load import Load, describe_failures
 from scripts.bench.passes import paired_ratio
 
 CACHED = "GET user, cached, all on (sampling 0.1)"
@@ -225,7 +225,7 @@ def print_report(
             )
         print(
             f"  {'errors at 70% of peak':30} {load.errors:5d}  {'':6}  {'':6}  "
-            f"{'PASS' if load.errors == 0 else 'MISS'} (goal 0)"
+            f"{'PASS' if load.errors == 0 else 'MISS'} (goal 0)" + describe_failures(load.failures)
         )
         print(
             f"  {'max worker RSS MB':30} {max(tail.rss_mb):5.0f}  {'':6}  {'':6}  "

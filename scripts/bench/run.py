@@ -29,7 +29,14 @@ from scripts.bench.counters import (
     run_queue_wait_seconds,
     transactions,
 )
-from scripts.bench.load import Load, constant_rate, sustained_rate, wrk
+from scripts.bench.load import (
+    Load,
+    constant_rate,
+    describe_failures,
+    merged_failures,
+    sustained_rate,
+    wrk,
+)
 from scripts.bench.passes import even_passes, lead_in_seconds, pass_order
 from scripts.bench.report import (
     ASYNCPG,
@@ -540,7 +547,11 @@ def constant_phase(
                 (constant_rate(fixed.base_url, targets, work, seconds, rate, others), service_us)
             )
         rss = rss_mb(pids)
-    load = replace(median_tail([run for run, _ in runs]), errors=sum(run.errors for run, _ in runs))
+    load = replace(
+        median_tail([run for run, _ in runs]),
+        errors=sum(run.errors for run, _ in runs),
+        failures=merged_failures(run for run, _ in runs),
+    )
     bench.notes.append(
         f"latency runs: {split.describe() if split else 'the server and vegeta share the CPUs'}"
     )
@@ -561,7 +572,8 @@ def constant_phase(
             for (run, wait), lag, before in zip(runs, lags, stalled, strict=True)
         )
         + f"; median p99/p50 {tail_ratio(load):.1f} (goal <= 4), "
-        f"errors {load.errors} of {sum(run.requests for run, _ in runs)}, worker RSS after "
+        f"errors {load.errors} of {sum(run.requests for run, _ in runs)}"
+        f"{describe_failures(load.failures)}, worker RSS after "
         + ", ".join(f"{size:.0f}" for size in rss)
         + " MB (goal <= 150 each)"
     )
@@ -577,6 +589,7 @@ def constant_phase(
         )
         + f"; median p99/p50 {tail_ratio(floor_load):.1f}, "
         f"errors {sum(run.errors for run in floor_runs)}"
+        + describe_failures(merged_failures(floor_runs))
     )
     bench.notes.append(
         f"the same {rate}/s against a server of fixed cost on the same CPU, each request "
@@ -589,6 +602,7 @@ def constant_phase(
         )
         + f"; median p99/p50 {tail_ratio(fixed_load):.1f}, "
         f"errors {sum(run.errors for run, _ in fixed_runs)}"
+        + describe_failures(merged_failures(run for run, _ in fixed_runs))
     )
     bench.tail = Tail(
         load,
@@ -686,7 +700,8 @@ def uninstrumented_tail_phase(
             for run in runs
         )
         + f"; median p99/p50 {tail_ratio(uninstrumented):.1f}, "
-        f"errors {sum(run.errors for run in runs)}; steps: " + "; ".join(tried)
+        f"errors {sum(run.errors for run in runs)}{describe_failures(merged_failures(runs))}; "
+        "steps: " + "; ".join(tried)
     )
 
 

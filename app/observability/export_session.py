@@ -11,15 +11,12 @@ out once, by requests itself, and kept.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Hashable
 from typing import Any
 
 import requests
-from opentelemetry.sdk.environment_variables import (
-    _OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER,
-    _OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER,
-)
+
+from app.observability.export_transport import credential_provider
 
 # More distinct request shapes than an exporter ever makes (it posts to one endpoint).
 _SHAPES_KEPT = 64
@@ -70,8 +67,6 @@ class EnvironmentReadOnceSession(requests.Session):
 def export_session() -> requests.Session | None:
     """The session for the OTLP/HTTP span exporter; None when a credential provider is
     configured, so that the exporter loads the provider's own session."""
-    if os.environ.get(_OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER) or os.environ.get(
-        _OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER
-    ):
+    if credential_provider():
         return None
     return EnvironmentReadOnceSession()

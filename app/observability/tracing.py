@@ -97,10 +97,15 @@ def _otlp_exporter() -> SpanExporter:
         )
 
         return GrpcExporter()
-    # http/protobuf: the official exporter with the service's faster encoder.
+    # http/protobuf: the official exporter with the service's faster encoder, sending through
+    # urllib3 where requests would add only its cost (export_transport says where).
     from app.observability.export_session import export_session
+    from app.observability.export_transport import direct_transport, traces_endpoint
     from app.observability.otlp_export import EncodingSpanExporter
 
+    transport = direct_transport(traces_endpoint())
+    if transport is not None:
+        return EncodingSpanExporter(_transport=transport)
     return EncodingSpanExporter(session=export_session())
 
 

@@ -1,5 +1,6 @@
-"""What one span export costs the exporting thread, with requests' own session and with the
-service's (the environment's proxy settings read once); CPU microseconds per export.
+"""What one span export costs the exporting thread, with requests' own session, with the
+service's (the environment's proxy settings read once) and with the urllib3 transport the
+service sends through where no proxy applies; CPU microseconds per export.
 
 usage: python -m scripts.bench.export_post [ROUNDS]
 
@@ -24,6 +25,7 @@ import requests
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from app.observability.export_session import EnvironmentReadOnceSession
+from app.observability.export_transport import direct_transport
 from app.observability.otlp_export import EncodingSpanExporter
 from scripts.bench.span_encoding import cached_read_spans
 from scripts.bench.stack import otlp_sink
@@ -71,14 +73,18 @@ def main(argv: Sequence[str]) -> None:
         for label, links in (("this environment", 0), (f"+{SERVICES} Services' links", SERVICES)):
             with service_links(links):
                 variables = len(os.environ)
-                sessions = {
-                    "requests' session": requests.Session(),
-                    "read once": EnvironmentReadOnceSession(),
-                }
                 exporters = {
                     name: EncodingSpanExporter(endpoint=endpoint, session=session)
-                    for name, session in sessions.items()
+                    for name, session in (
+                        ("requests' session", requests.Session()),
+                        ("read once", EnvironmentReadOnceSession()),
+                    )
                 }
+                direct = direct_transport(endpoint)
+                if direct is not None:  # no proxy variable routes the sink elsewhere
+                    exporters["urllib3"] = EncodingSpanExporter(
+                        endpoint=endpoint, _transport=direct
+                    )
                 times: dict[str, list[float]] = {name: [] for name in exporters}
                 for _ in range(rounds):
                     for name, exporter in exporters.items():
@@ -93,11 +99,13 @@ def main(argv: Sequence[str]) -> None:
                 print(
                     f"  {name:18s} min {min(values):7.0f}  median {statistics.median(values):7.0f}"
                 )
-            saved = statistics.median(times["requests' session"]) - statistics.median(
-                times["read once"]
-            )
-            per_span = saved / len(spans)
-            print(f"  saved per export (medians): {saved:.0f} us, {per_span:.2f} per span")
+            plain = statistics.median(times["requests' session"])
+            for name in list(times)[1:]:
+                saved = plain - statistics.median(times[name])
+                print(
+                    f"  {name} saves per export (medians): {saved:.0f} us, "
+                    f"{saved / len(spans):.2f} per span"
+                )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
-"""The span exporter's session reads the environment's proxy and CA-bundle settings once, and
-answers as requests' own session does."""
+"""How the span exporter sends. Where requests would make no difference it sends through
+urllib3; everywhere else (a proxy that applies, a TLS endpoint, a credential provider) through
+a requests session that reads the environment's proxy and CA-bundle settings once and answers
+as requests' own session does. Exports go to real receivers, so the route each takes is seen,
+not assumed."""
 
 from __future__ import annotations
 
@@ -8,11 +11,15 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from opentelemetry.exporter.http.transport._requests import RequestsHTTPTransport
+from opentelemetry.exporter.http.transport._urllib3 import Urllib3HTTPTransport
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from app.observability import tracing
 from app.observability.export_session import EnvironmentReadOnceSession, export_session
+from app.observability.export_transport import direct_transport, traces_endpoint
+from app.observability.otlp_export import EncodingSpanExporter
 from tests.support.otlp import OtlpReceiver, otlp_receiver
 
 ENDPOINT = "http://collector.example:4318/v1/traces"
@@ -24,6 +31,8 @@ _SETTINGS = (
     "NO_PROXY",
     "REQUESTS_CA_BUNDLE",
     "CURL_CA_BUNDLE",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER",
     "OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER",
 )
@@ -112,19 +121,35 @@ def _names(receiver: OtlpReceiver) -> set[str]:
     return {span.name for span in receiver.snapshot()}
 
 
-def _provider(monkeypatch: pytest.MonkeyPatch, collector: OtlpReceiver) -> TracerProvider:
+def _provider(
+    monkeypatch: pytest.MonkeyPatch, collector: OtlpReceiver
+) -> tuple[TracerProvider, object]:
+    """A provider exporting through the service's exporter to `collector`, and the
+    exporter's transport."""
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint)
-    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+    exporter = tracing._otlp_exporter()
+    assert isinstance(exporter, EncodingSpanExporter)
     provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(tracing._otlp_exporter()))
-    return provider
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter._client._transport
+
+
+def test_a_plain_http_collector_without_a_proxy_gets_urllib3s_post(
+    monkeypatch: pytest.MonkeyPatch, collector: OtlpReceiver
+) -> None:
+    provider, transport = _provider(monkeypatch, collector)
+    assert isinstance(transport, Urllib3HTTPTransport)
+    _export_one(provider, "straight")
+    assert _names(collector) == {"straight"}
+    provider.shutdown()
 
 
 def test_the_service_exports_through_the_environments_proxy_as_it_was_at_the_start(
     monkeypatch: pytest.MonkeyPatch, collector: OtlpReceiver, proxy: OtlpReceiver
 ) -> None:
     monkeypatch.setenv("HTTP_PROXY", proxy.endpoint)
-    provider = _provider(monkeypatch, collector)
+    provider, transport = _provider(monkeypatch, collector)
+    assert isinstance(transport, RequestsHTTPTransport)
     _export_one(provider, "through the proxy")
     assert _names(proxy) == {"through the proxy"}
     # Read once: a variable changed while the service runs does not reroute its exports.
@@ -136,12 +161,14 @@ def test_the_service_exports_through_the_environments_proxy_as_it_was_at_the_sta
     provider.shutdown()
 
 
-def test_no_proxy_sends_the_export_straight_to_the_collector(
-    monkeypatch: pytest.MonkeyPatch, collector: OtlpReceiver, proxy: OtlpReceiver
+@pytest.mark.parametrize("no_proxy", ["NO_PROXY", "no_proxy"])
+def test_no_proxy_sends_the_export_straight_to_the_collector_through_urllib3(
+    monkeypatch: pytest.MonkeyPatch, collector: OtlpReceiver, proxy: OtlpReceiver, no_proxy: str
 ) -> None:
     monkeypatch.setenv("HTTP_PROXY", proxy.endpoint)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    provider = _provider(monkeypatch, collector)
+    monkeypatch.setenv(no_proxy, "127.0.0.1")
+    provider, transport = _provider(monkeypatch, collector)
+    assert isinstance(transport, Urllib3HTTPTransport)
     _export_one(provider, "straight")
     assert _names(collector) == {"straight"}
     assert proxy.snapshot() == []
@@ -156,3 +183,38 @@ def test_a_credential_providers_session_is_left_to_the_exporter(
         monkeypatch.setenv(name, "a-provider")
         assert export_session() is None
         monkeypatch.delenv(name)
+
+
+@pytest.mark.parametrize(
+    ("environment", "endpoint"),
+    [
+        ({}, ENDPOINT.replace("http:", "https:")),
+        ({"ALL_PROXY": "socks5://proxy.example:1080"}, ENDPOINT),
+        ({"http_proxy": "http://proxy.example:3128"}, ENDPOINT),
+        ({"HTTP_PROXY": "http://proxy.example:3128", "NO_PROXY": "other.example"}, ENDPOINT),
+        ({"OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER": "a-provider"}, ENDPOINT),
+        ({"OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER": "a-provider"}, ENDPOINT),
+    ],
+)
+def test_requests_sends_wherever_it_would_send_differently(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], endpoint: str
+) -> None:
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert direct_transport(endpoint) is None
+
+
+def test_the_https_proxy_does_not_concern_a_plain_http_endpoint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert isinstance(direct_transport(ENDPOINT), Urllib3HTTPTransport)
+
+
+def test_the_endpoint_is_the_exporters_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector.example:4318/")
+    assert traces_endpoint() == ENDPOINT
+    exporter = EncodingSpanExporter()
+    assert exporter._endpoint == traces_endpoint()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://traces.example/v1/t")
+    assert traces_endpoint() == "http://traces.example/v1/t" == EncodingSpanExporter()._endpoint

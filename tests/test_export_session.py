@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -202,6 +203,20 @@ def test_requests_sends_wherever_it_would_send_differently(
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     assert direct_transport(endpoint) is None
+
+
+def test_a_netrc_login_for_the_collector_keeps_requests(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """requests logs in with the .netrc entry of the endpoint's host; urllib3 would not."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine collector.example login otel password secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    assert direct_transport(ENDPOINT) is None
+    assert isinstance(
+        direct_transport(ENDPOINT.replace("collector", "other")), Urllib3HTTPTransport
+    )
 
 
 def test_the_https_proxy_does_not_concern_a_plain_http_endpoint(

@@ -29,7 +29,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.pg = await asyncpg.create_pool(
         DSN.replace("postgresql+asyncpg://", "postgresql://"), min_size=POOL, max_size=POOL
     )
-    app.state.redis = aioredis.Redis.from_url(os.environ["REDIS_URL"], max_connections=64)
+    # The service's kind of pool: when a stall piles up more requests than it has connections,
+    # they wait for one. The default pool refused them, and the reference answered HTTP 500
+    # where the service it is compared with answered every request.
+    pool = aioredis.BlockingConnectionPool.from_url(os.environ["REDIS_URL"], max_connections=64)
+    app.state.redis = aioredis.Redis.from_pool(pool)
     app.state.engine = create_async_engine(DSN, pool_size=POOL, max_overflow=0)
     app.state.sessions = async_sessionmaker(app.state.engine, expire_on_commit=False)
     yield

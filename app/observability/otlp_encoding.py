@@ -49,6 +49,8 @@ _LINK_FLAGS_REMOTE = b"\x35" + _FIXED32(0x300)
 def _varint(value: int) -> bytes:
     if value < 0x80:
         return _SMALL[value]
+    if value < 0x4000:  # a span's or a long value's length: two bytes, without the loop
+        return (value & 0x7F | 0x80 | (value >> 7) << 8).to_bytes(2, "little")
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -192,21 +194,29 @@ def _plain_recorded_span(span: ReadableSpan) -> bytes | None:
     head = _HEADS.get((name, kind._value_))
     if head is None:
         head = _head(name, kind)
-    trace_and_span = b"\x0a\x10%b\x12\x08%b" % (
-        trace_id.to_bytes(16, "big"),
-        span_id.to_bytes(8, "big"),
-    )
+    # The ids' fields in one pack: the trace id as its two big-endian halves.
     if parent is None:
-        parent_id, flags = b"", _FLAGS_LOCAL
+        ids = _IDS(0x0A, 0x10, trace_id >> 64, trace_id & _UINT64_MASK, 0x12, 0x08, span_id)
+        flags = _FLAGS_LOCAL
     else:
         _, parent_span_id, parent_remote, _, _, _ = parent
-        parent_id = b"\x22\x08" + parent_span_id.to_bytes(8, "big")
+        ids = _IDS_AND_PARENT(
+            0x0A,
+            0x10,
+            trace_id >> 64,
+            trace_id & _UINT64_MASK,
+            0x12,
+            0x08,
+            span_id,
+            0x22,
+            0x08,
+            parent_span_id,
+        )
         flags = _FLAGS_REMOTE if parent_remote else _FLAGS_LOCAL
     status = span._status
     return b"".join(
         (
-            trace_and_span,
-            parent_id,
+            ids,
             head,
             _TIMES(0x39, start, 0x41, end),
             _attributes(b"\x4a", attributes),
@@ -220,6 +230,8 @@ def _plain_recorded_span(span: ReadableSpan) -> bytes | None:
 _HEADS: dict[tuple[str, int], bytes] = {}
 _HEADS_KEPT = 1024
 _TIMES = Struct("<BQBQ").pack
+_IDS = Struct(">BBQQBBQ").pack
+_IDS_AND_PARENT = Struct(">BBQQBBQBBQ").pack
 
 
 def _status(status: Status) -> bytes:

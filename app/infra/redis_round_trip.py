@@ -213,7 +213,8 @@ def pack(commands: Sequence[Command], encoding: str, errors: str) -> bytes:
     sends. A command's name is one word (every caller here sends one)."""
     parts: list[bytes] = []
     for command in commands:
-        parts.append(b"*%d\r\n" % len(command))
+        count = len(command)
+        parts.append(_ARRAY_HEADS[count] if count < _KEPT_HEADS else b"*%d\r\n" % count)
         for argument in command:
             # The exact types first: they are what callers send, and the cheapest test.
             kind = type(argument)
@@ -225,10 +226,18 @@ def pack(commands: Sequence[Command], encoding: str, errors: str) -> bytes:
                 data = b"%d" % argument  # type: ignore[str-format]
             else:
                 data = _encode_subclass(argument, encoding, errors)
-            parts.append(b"$%d\r\n" % len(data))
+            length = len(data)
+            parts.append(_BULK_HEADS[length] if length < _KEPT_HEADS else b"$%d\r\n" % length)
             parts.append(data)
             parts.append(b"\r\n")
     return b"".join(parts)
+
+
+# The heads of arrays and bulk strings of the sizes a request's commands have, written once:
+# formatting each one took some 800 instructions, 15 times in a read's admission pipeline.
+_KEPT_HEADS: Final = 512
+_ARRAY_HEADS: Final = [b"*%d\r\n" % count for count in range(_KEPT_HEADS)]
+_BULK_HEADS: Final = [b"$%d\r\n" % length for length in range(_KEPT_HEADS)]
 
 
 def _encode_subclass(argument: object, encoding: str, errors: str) -> bytes:

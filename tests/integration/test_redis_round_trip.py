@@ -209,6 +209,8 @@ def test_commands_are_packed_byte_for_byte_as_the_client_packs_them() -> None:
         ("SET", b"binary\r\n\x00key", b"", "EX", 0),
         ("PEXPIREAT", "counter", 32503680000000),
         ("GET", _Key.SESSION),  # a str subclass, encoded as its text
+        ("SET", "long", b"v" * 600),  # lengths past the heads written in advance
+        ("MGET", *(f"key{number}" for number in range(600))),
     ]
     connection = Connection()
     assert pack(commands, "utf-8", "strict") == b"".join(connection.pack_commands(commands))

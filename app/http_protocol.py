@@ -103,19 +103,22 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
-class _Verdicts(dict[bytes, bool]):
-    """Whether `pattern` finds something in a header name or value, remembered per distinct
-    bytes. A bounded number of short ones are kept (request ids never repeat): the store is
-    emptied when full."""
+class RememberedSearch(dict[bytes, bool]):
+    """Stands in for one of uvicorn's compiled header patterns, of which it only calls
+    search() and asks the truth of the answer: the same truth, remembered per distinct name or
+    value, so that one seen before costs a dict lookup (a C call, `search` being this dict's
+    own `__getitem__`). A bounded number of short ones are kept (request ids never repeat):
+    the store is emptied when full."""
 
-    __slots__ = ("_pattern",)
+    __slots__ = ("pattern", "search")
 
     def __init__(self, pattern: re.Pattern[bytes]) -> None:
         super().__init__()
-        self._pattern = pattern
+        self.pattern = pattern
+        self.search = self.__getitem__
 
     def __missing__(self, text: bytes) -> bool:
-        found = self._pattern.search(text) is not None
+        found = self.pattern.search(text) is not None
         if len(text) <= _KEPT_LENGTH:
             if len(self) >= _KEPT:
                 self.clear()
@@ -125,18 +128,6 @@ class _Verdicts(dict[bytes, bool]):
 
 _KEPT: Final = 1024
 _KEPT_LENGTH: Final = 256
-
-
-class RememberedSearch:
-    """Stands in for one of uvicorn's compiled header patterns, of which it only calls
-    search() and asks the truth of the answer: the same truth, from a dict lookup (a C call)
-    for a name or value seen before."""
-
-    __slots__ = ("pattern", "search")
-
-    def __init__(self, pattern: re.Pattern[bytes]) -> None:
-        self.pattern = pattern
-        self.search = _Verdicts(pattern).__getitem__
 
 
 def remember_header_checks() -> None:

@@ -6,8 +6,9 @@ never reaches the app: uvicorn answers it with a text/plain 400 and no security 
 This protocol answers the same refusal in the service's one error shape instead.
 
 uvicorn writes a response's head and body with two send() calls; on loopback or a pod
-network each costs about as much as the rest of a cached read. The writes of one event-loop
-step are joined and sent once at the end of it.
+network each costs about as much as the rest of a cached read. A response's writes are
+joined and sent once, as soon as the response is complete; a streamed one's at the end of
+each event-loop step.
 
 uvicorn checks every response header's name and value with a regular expression, against
 response splitting. The service sends the same names and mostly the same values on every
@@ -60,9 +61,9 @@ def malformed_request_response(target: bytes, default_headers: list[tuple[bytes,
 
 
 class CoalescingTransport:
-    """Collects writes and hands them to the real transport once, at the end of the current
-    event-loop step (a `call_soon` callback runs before the loop polls again). Order is
-    kept; closing flushes first; everything else is the real transport's."""
+    """Collects writes and hands them to the real transport once: on flush(), or at the end
+    of the current event-loop step (a `call_soon` callback) for writes no flush sent. Order
+    is kept; closing flushes first; everything else is the real transport's."""
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
@@ -71,14 +72,15 @@ class CoalescingTransport:
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not self._pending:
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self.flush)
         self._pending.append(bytes(data))
 
     def writelines(self, chunks: Any) -> None:
         for chunk in chunks:
             self.write(chunk)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Send what is pending now."""
         if not self._pending:
             return
         data = b"".join(self._pending)
@@ -92,7 +94,7 @@ class CoalescingTransport:
         return self._transport.is_closing()
 
     def close(self) -> None:
-        self._flush()
+        self.flush()
         self._transport.close()
 
     def abort(self) -> None:
@@ -143,9 +145,20 @@ remember_header_checks()
 
 
 class ProblemHttpToolsProtocol(HttpToolsProtocol):
+    _coalescing: CoalescingTransport
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        coalescing = CoalescingTransport(transport, asyncio.get_running_loop())
+        coalescing = self._coalescing = CoalescingTransport(
+            transport, asyncio.get_running_loop()
+        )
         super().connection_made(coalescing)  # type: ignore[arg-type]
+
+    def on_response_complete(self) -> None:
+        # The response is whole: sent now rather than at the end of the step. After a CPU
+        # stall one step runs the continuations of every request that waited, and each
+        # finished response would wait for all the others' work (a millisecond or more).
+        self._coalescing.flush()
+        super().on_response_complete()
 
     def send_400_response(self, msg: str) -> None:
         if self.cycle is not None and self.cycle.response_started:

@@ -148,9 +148,7 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
     _coalescing: CoalescingTransport
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        coalescing = self._coalescing = CoalescingTransport(
-            transport, asyncio.get_running_loop()
-        )
+        coalescing = self._coalescing = CoalescingTransport(transport, asyncio.get_running_loop())
         super().connection_made(coalescing)  # type: ignore[arg-type]
 
     def on_response_complete(self) -> None:

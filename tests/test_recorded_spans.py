@@ -38,8 +38,10 @@ from app.observability.otlp_export import EncodeAtEnd
 from app.observability.recorded_spans import (
     _EMPTY_ON_ENDING,
     _EMPTY_ON_START,
+    ConstantAttributes,
     RecordedSpan,
     sampled_context,
+    set_constant_attributes,
 )
 from app.observability.tracing import (
     ServiceTracerProvider,
@@ -137,6 +139,43 @@ def _many_events_and_links(span: trace.Span) -> None:
         span.add_link(trace.SpanContext(7, 8 + n, False), {"n": n})
 
 
+# Shared by every span of a test run, as a route's or a pipeline's attributes are.
+CONSTANT = ConstantAttributes(
+    {"db.system": "redis", "db.redis.pipeline_length": 3, "ratio": 0.5, "cache.hit": True}
+)
+# Values the span's own checks must clean or refuse: taken through them every time.
+NOT_PLAIN = ConstantAttributes({"kept": "yes", "peers": ["a", "b"], "odd": ODD})  # type: ignore[dict-item]
+
+
+def _constant(span: trace.Span) -> None:
+    set_constant_attributes(span, CONSTANT)
+
+
+def _constant_then_more(span: trace.Span) -> None:
+    set_constant_attributes(span, CONSTANT)
+    span.set_attribute("url.path", "/api/v1/users/1")
+    span.set_attributes({"http.response.status_code": 200, "text": "x"})
+
+
+def _constant_then_a_key_again(span: trace.Span) -> None:
+    set_constant_attributes(span, CONSTANT)
+    span.set_attribute("ratio", 0.75)  # set again: moves to the end, with its new value
+
+
+def _constant_after_another(span: trace.Span) -> None:
+    span.set_attribute("first", 1)
+    set_constant_attributes(span, CONSTANT)
+
+
+def _constant_not_plain(span: trace.Span) -> None:
+    set_constant_attributes(span, NOT_PLAIN)
+
+
+def _constant_twice(span: trace.Span) -> None:
+    set_constant_attributes(span, CONSTANT)
+    set_constant_attributes(span, CONSTANT)  # the same keys again: as set_attributes would
+
+
 def _record(
     provider: ServiceTracerProvider,
     exporter: InMemorySpanExporter,
@@ -195,6 +234,12 @@ def _comparable(span: ReadableSpan) -> Any:
         _non_str_key_at_once,
         _non_plain_value_at_once,
         _many_events_and_links,
+        _constant,
+        _constant_then_more,
+        _constant_then_a_key_again,
+        _constant_after_another,
+        _constant_not_plain,
+        _constant_twice,
     ],
     ids=lambda s: s.__name__,
 )
@@ -215,7 +260,7 @@ def test_a_child_span_exports_what_the_sdk_span_would(
     assert _comparable(ours) == _comparable(sdk)
     assert ours.context.trace_state == state and ours.context.trace_flags == 0x03
     # A plain span (the kind a cached read records) is encoded from its own fields.
-    if steps is _plain and not state:
+    if steps in (_plain, _constant, _constant_then_more) and not state and limits is None:
         assert _plain_recorded_span(ours) is not None
     assert ours.context.span_id != sdk.context.span_id  # each span its own id
     assert ours.start_time is not None and ours.end_time is not None
@@ -604,3 +649,33 @@ def test_the_current_span_is_the_one_the_api_gives(current: str) -> None:
             assert current_span() is trace.INVALID_SPAN
     finally:
         otel_context.detach(token)
+
+
+def test_constant_attributes_are_written_once_for_every_span_that_starts_with_them() -> None:
+    constant = ConstantAttributes({"db.system": "redis", "net.peer.port": 6379})
+    provider, exporter = _provider()
+    tracer = provider.get_tracer("user-service.test")
+    parent = tracer.start_span("GET /")
+    with _current(parent):
+        for number in range(2):
+            with record_span(tracer, "step") as span:
+                set_constant_attributes(span, constant)
+                span.set_attribute("n", number)
+    first, second, _ = exporter.get_finished_spans()
+    assert constant.otlp is None  # nothing written until a span is
+    assert service_encode_spans([first]) == service_encode_spans(
+        [_with_ids_and_times_of(first, first)]
+    )
+    written = constant.otlp
+    assert written == otlp_encoding._attributes(b"\x4a", constant.values)
+    # The second span's bytes hold the same block, not a second writing of it.
+    constant.otlp = written.replace(b"redis", b"REDIS")
+    assert b"REDIS" in service_encode_spans([second])
+    assert dict(second.attributes or {}) == {"db.system": "redis", "net.peer.port": 6379, "n": 1}
+
+
+def test_constant_attributes_cannot_be_changed() -> None:
+    constant = ConstantAttributes({"db.system": "redis"})
+    with pytest.raises(TypeError):
+        constant.values["db.system"] = "other"  # type: ignore[index]
+    assert dict(constant.values) == {"db.system": "redis"} and len(constant) == 1

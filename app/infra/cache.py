@@ -6,12 +6,13 @@ import asyncio
 import random
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Final, get_args
 
 from opentelemetry import trace
 
 from app.infra.redis import RedisGateway, RedisUnavailableError
 from app.observability.metrics import CacheResult, record_cache
+from app.observability.recorded_spans import ConstantAttributes, set_constant_attributes
 from app.observability.tracing import record_span
 from app.settings import Settings
 
@@ -34,6 +35,11 @@ return 1
 """
 
 tracer = trace.get_tracer(__name__)
+# A lookup span's attributes, one set per result.
+_RESULT_ATTRIBUTES: Final[dict[str, ConstantAttributes]] = {
+    result: ConstantAttributes({"cache.result": result, "cache.hit": result == "hit"})
+    for result in get_args(CacheResult)
+}
 Loader = Callable[[], Awaitable[bytes | None]]
 # What a lookup found: the result for the metric, and the raw value on a hit.
 Lookup = tuple[CacheResult, bytes | None]
@@ -85,8 +91,7 @@ class UserCache:
         saves the cached read a Redis round trip of its own."""
         with record_span(tracer, "cache.get user") as span:
             result, value = prefetched or await self._lookup(self.key(user_id))
-            span.set_attribute("cache.result", result)
-            span.set_attribute("cache.hit", result == "hit")
+            set_constant_attributes(span, _RESULT_ATTRIBUTES[result])
         record_cache(result)
         if result == "hit":
             return None if value == MISSING else value

@@ -46,12 +46,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app.observability.recorded_spans import ConstantAttributes, set_constant_attributes
 from app.observability.tracing import record_span
 
 Command = tuple[str | bytes | int, ...]
 # Each command's name and length, and what a span of those commands is named and holds.
 _Shape = tuple[tuple[str | bytes | int, int], ...]
-_Described = tuple[str, dict[str, Any]]
+_Described = tuple[str, ConstantAttributes]
 
 _tracer = trace.get_tracer("user-service.redis")
 _MAX_LINE: Final = 1000
@@ -113,15 +114,17 @@ class RoundTrip:
         name, attributes = described
         with record_span(_tracer, name, SpanKind.CLIENT) as span:
             if span.is_recording():
-                span.set_attributes(attributes)
+                set_constant_attributes(span, attributes)
             return await self._execute(commands)
 
     def _describe(self, shape: _Shape, commands: Sequence[Command]) -> _Described:
-        attributes = {
-            "db.statement": _statement(commands),
-            "db.redis.pipeline_length": len(commands),
-            **self._attributes,
-        }
+        attributes = ConstantAttributes(
+            {
+                "db.statement": _statement(commands),
+                "db.redis.pipeline_length": len(commands),
+                **self._attributes,
+            }
+        )
         described = (" ".join(str(command[0]) for command in commands), attributes)
         if len(self._shapes) >= _SHAPES_KEPT:
             self._shapes.clear()

@@ -10,7 +10,8 @@ by resource and instrumentation scope and the same handling of every attribute t
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import islice
 from struct import Struct
 from typing import Any
 
@@ -133,7 +134,10 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
         return b""
     # A finished span's attributes are immutable: read the dict under them directly rather
     # than through BoundedAttributes' locked, copying iteration and a lookup per key.
-    items = getattr(attributes, "_dict", attributes).items()
+    return _attribute_items(tag, getattr(attributes, "_dict", attributes).items())
+
+
+def _attribute_items(tag: bytes, items: Iterable[tuple[str, Any]]) -> bytes:
     stores = _kept_fields(tag)
     out = []
     for key, value in items:
@@ -213,13 +217,26 @@ def _plain_recorded_span(span: ReadableSpan) -> bytes | None:
             parent_span_id,
         )
         flags = _FLAGS_REMOTE if parent_remote else _FLAGS_LOCAL
+    constant = span._constant
+    if constant is None:
+        encoded_attributes = _attributes(b"\x4a", attributes)
+    else:
+        # Its first attributes are the constant ones, in order: written once for every span
+        # that starts with them (ConstantAttributes); only those set after are written here.
+        written = constant.otlp
+        if written is None:
+            written = constant.otlp = _attributes(b"\x4a", constant.values)
+        encoded_attributes = written
+        size = len(constant)
+        if len(attributes) > size:
+            encoded_attributes += _attribute_items(b"\x4a", islice(attributes.items(), size, None))
     status = span._status
     return b"".join(
         (
             ids,
             head,
             _TIMES(0x39, start, 0x41, end),
-            _attributes(b"\x4a", attributes),
+            encoded_attributes,
             _UNSET_STATUS_FIELD if status is UNSET_STATUS else _status(status),
             flags,
         )

@@ -24,7 +24,7 @@ import sys
 import traceback
 from collections.abc import Callable, Mapping
 from time import time_ns
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, Final, NamedTuple, cast
 
 from opentelemetry import trace
@@ -98,12 +98,57 @@ def records_as_sdk(tracer: Tracer) -> bool:
     )
 
 
+class ConstantAttributes:
+    """Attributes that many spans start with and that never change: a route's server
+    attributes, a Redis pipeline's description, a cache lookup's result. A recorded span given
+    them takes them in one step, without checking each again, and the encoder writes them
+    once for every span that starts with them (otlp_encoding): for the three spans of a sampled
+    cached read, the attributes were a quarter of their cost. Nothing outside this class
+    changes its mapping."""
+
+    __slots__ = ("_values", "otlp", "plain")
+
+    def __init__(self, attributes: Mapping[str, types.AttributeValue]) -> None:
+        self._values: dict[str, types.AttributeValue] = dict(attributes)
+        # Only plain values, under non-empty str keys, are taken as they are; any other
+        # value goes through the span's own checks each time (set_constant_attributes).
+        self.plain = (
+            _PLAIN.issuperset(map(type, self._values.values()))
+            and _STR.issuperset(map(type, self._values))
+            and "" not in self._values
+        )
+        # The span attributes field of all of them, written by the encoder when first asked.
+        self.otlp: bytes | None = None
+
+    @property
+    def values(self) -> Mapping[str, types.AttributeValue]:
+        return MappingProxyType(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"ConstantAttributes({self._values!r})"
+
+
+def set_constant_attributes(span: trace.Span, constant: ConstantAttributes) -> None:
+    """`span.set_attributes(constant)`, in one step for a recorded span that has no
+    attributes yet."""
+    if type(span) is RecordedSpan:
+        span.set_constant_attributes(constant)
+    elif span.is_recording():  # a span that records nothing is not asked to
+        span.set_attributes(constant.values)
+
+
 class RecordedSpan(trace.Span, ReadableSpan):
     """A sampled, recording span on a context already decided. Readable as the SDK's span
     is, for processors that look at it as it starts or ends."""
 
     # Its OTLP Span field, once written as it ended (otlp_encoding.encode_at_end).
     _otlp: bytes | None = None
+    # The constant attributes its attributes start with, in their order, when it was given
+    # them before any other (set_constant_attributes); the encoder writes them as one.
+    _constant: ConstantAttributes | None = None
 
     def __init__(
         self,
@@ -114,6 +159,7 @@ class RecordedSpan(trace.Span, ReadableSpan):
         parent: SpanContext | None,
         attributes: Mapping[str, types.AttributeValue] | None = None,
         parent_context: Context | None = None,
+        constant: ConstantAttributes | None = None,
     ) -> None:
         self._tracer = tracer
         self._name = name
@@ -130,6 +176,8 @@ class RecordedSpan(trace.Span, ReadableSpan):
         self._instrumentation_info = tracer.instrumentation_info
         self._instrumentation_scope = tracer._instrumentation_scope
         self._end_time: int | None = None
+        if constant is not None:
+            self.set_constant_attributes(constant)
         if attributes:
             self.set_attributes(attributes)
         self._start_time = time_ns()
@@ -201,6 +249,24 @@ class RecordedSpan(trace.Span, ReadableSpan):
             own.update(attributes)
             return
         self._bounded()._set_items(attributes)
+
+    def set_constant_attributes(self, constant: ConstantAttributes) -> None:
+        """set_attributes(constant), without checking its plain values again when this span
+        has no attributes yet: they are then its first, in order, and stay so while its
+        attributes are a plain dict (a key set again or the limit passed moves them into the
+        SDK's mapping, which the encoder writes as it writes any)."""
+        own = self._attributes
+        if (
+            constant.plain
+            and type(own) is dict
+            and not own
+            and len(constant) <= self._max_attributes
+            and self._end_time is None
+        ):
+            own.update(constant._values)
+            self._constant = constant
+            return
+        self.set_attributes(constant.values)
 
     def _bounded(self) -> BoundedAttributes:
         """The SDK's own attribute mapping, from the first attribute this span cannot simply

@@ -32,6 +32,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFl
 from opentelemetry.util import types
 
 from app.observability.recorded_spans import (
+    ConstantAttributes,
     RecordedSpan,
     local_context,
     records_as_sdk,
@@ -153,6 +154,7 @@ class ServerSampling:
         name: str,
         parent: SpanContext,
         parent_context: Context | None,
+        constant: ConstantAttributes,
         attributes: dict[str, types.AttributeValue],
     ) -> RecordedSpan | None:
         """The server span of a request unsampled_span found sampled, or None when the SDK
@@ -170,12 +172,12 @@ class ServerSampling:
                 parent.trace_state,
             )
             return RecordedSpan(
-                tracer, name, SpanKind.SERVER, context, parent, attributes, parent_context
+                tracer, name, SpanKind.SERVER, context, parent, attributes, parent_context, constant
             )
         # The trace id judged sampled, handed over for this span.
         context = sampled_context(ids.generate_trace_id(), ids.generate_span_id(), self._random)
         return RecordedSpan(
-            tracer, name, SpanKind.SERVER, context, None, attributes, parent_context
+            tracer, name, SpanKind.SERVER, context, None, attributes, parent_context, constant
         )
 
     def withdraw(self) -> None:

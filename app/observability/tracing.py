@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import __version__
 from app.observability.current_span import current_span
-from app.observability.recorded_spans import child_span
+from app.observability.recorded_spans import ConstantAttributes, child_span
 from app.observability.server_sampling import SERVER_SCOPE, HandOverIds, ServerSampling
 from app.settings import Settings
 
@@ -250,9 +250,9 @@ def start_server_span(
     scope: MutableMapping[str, Any], template: str, provider: trace.TracerProvider | None = None
 ) -> trace.Span:
     """The request's SERVER span, named "<METHOD> <route template>" and continuing the
-    caller's trace when it sent one. Every attribute goes in at the start: a sampled span
-    cleans and stores them in one pass (a later set_attributes takes the span's lock and
-    cleans them again), and an unsampled one drops the small dict unread."""
+    caller's trace when it sent one. Every attribute goes in at the start: the route's, the
+    same for all its requests and made once (ConstantAttributes), then the path. An
+    unsampled request builds neither."""
     method: str = scope["method"]
     parent = None
     headers: list[tuple[bytes, bytes]] = scope["headers"]
@@ -281,32 +281,59 @@ def start_server_span(
         tracer = sampling.tracer
     else:
         tracer = provider.get_tracer(SERVER_SCOPE) if provider else _server_tracer
-    attributes: dict[str, Any] = {
-        "http.request.method": method,
-        "url.scheme": scope.get("scheme", "http"),
-        "url.path": scope["path"],
-    }
-    if template != "none":
-        attributes["http.route"] = template
-    if scope.get("http_version"):
-        attributes["network.protocol.version"] = scope["http_version"]
     server = scope.get("server")
-    if server:
-        attributes["server.address"] = server[0]
-        if server[1] is not None:
-            attributes["server.port"] = server[1]
+    constant = _route_attributes(
+        method,
+        scope.get("scheme", "http"),
+        template,
+        scope.get("http_version"),
+        None if server is None else tuple(server),  # a key, whatever iterable ASGI gave
+    )
+    path = {"url.path": scope["path"]}
     span_name = f"{method} {template}" if template != "none" else method
     try:
         if sampling is not None and parent_span is not None:
-            recorded = sampling.sampled_span(span_name, parent_span, parent, attributes)
+            recorded = sampling.sampled_span(span_name, parent_span, parent, constant, path)
             if recorded is not None:
                 return recorded
         return tracer.start_span(
-            span_name, context=parent, kind=SpanKind.SERVER, attributes=attributes
+            span_name, context=parent, kind=SpanKind.SERVER, attributes={**constant.values, **path}
         )
     finally:
         if sampling is not None:
             sampling.withdraw()
+
+
+def _route_attributes(
+    method: str, scheme: str, template: str, version: str | None, server: tuple[Any, ...] | None
+) -> ConstantAttributes:
+    """A server span's attributes but its path: the same for every request to one route."""
+    key = (method, scheme, template, version, server)
+    found = _ROUTE_ATTRIBUTES.get(key)
+    if found is not None:
+        return found
+    attributes: dict[str, Any] = {"http.request.method": method, "url.scheme": scheme}
+    if template != "none":
+        attributes["http.route"] = template
+    if version:
+        attributes["network.protocol.version"] = version
+    if server:
+        attributes["server.address"] = server[0]
+        if server[1] is not None:
+            attributes["server.port"] = server[1]
+    found = ConstantAttributes(attributes)
+    # Methods, routes and listening addresses are few; any other request's are not kept
+    # forever (a client can send any method).
+    if len(_ROUTE_ATTRIBUTES) >= _ROUTE_ATTRIBUTES_KEPT:
+        _ROUTE_ATTRIBUTES.clear()
+    _ROUTE_ATTRIBUTES[key] = found
+    return found
+
+
+_ROUTE_ATTRIBUTES: dict[
+    tuple[str, str, str, str | None, tuple[Any, ...] | None], ConstantAttributes
+] = {}
+_ROUTE_ATTRIBUTES_KEPT = 256
 
 
 def end_server_span(span: trace.Span, status: int, error: BaseException | None) -> None:

@@ -30,7 +30,11 @@ from opentelemetry.trace import SpanKind
 
 from app.observability.otlp_encoding import encode_spans
 from app.observability.otlp_export import EncodeAtEnd
-from app.observability.recorded_spans import RecordedSpan
+from app.observability.recorded_spans import (
+    ConstantAttributes,
+    RecordedSpan,
+    set_constant_attributes,
+)
 from app.observability.tracing import (
     ServiceTracerProvider,
     build_resource,
@@ -41,6 +45,19 @@ from app.observability.tracing import (
 from app.settings import Settings
 
 BATCH = 512
+# As the service gives them to these spans: shared by all, made once.
+PIPELINE_ATTRIBUTES = ConstantAttributes(
+    {
+        "db.statement": "MGET ? ? ?\nINCRBY ? ?\nPEXPIREAT ? ?",
+        "db.redis.pipeline_length": 3,
+        "db.system": "redis",
+        "db.redis.database_index": 0,
+        "net.peer.name": "redis",
+        "net.peer.port": 6379,
+        "net.transport": "ip_tcp",
+    }
+)
+HIT_ATTRIBUTES = ConstantAttributes({"cache.result": "hit", "cache.hit": True})
 
 
 def cached_read_spans(count: int = BATCH, written: bool = False) -> list[ReadableSpan]:
@@ -71,20 +88,9 @@ def cached_read_spans(count: int = BATCH, written: bool = False) -> list[Readabl
         token = otel_context.attach(trace.set_span_in_context(server))
         try:
             with record_span(redis, "MGET INCRBY PEXPIREAT", SpanKind.CLIENT) as span:
-                span.set_attributes(
-                    {
-                        "db.statement": "MGET ? ? ?\nINCRBY ? ?\nPEXPIREAT ? ?",
-                        "db.redis.pipeline_length": 3,
-                        "db.system": "redis",
-                        "db.redis.database_index": 0,
-                        "net.peer.name": "redis",
-                        "net.peer.port": 6379,
-                        "net.transport": "ip_tcp",
-                    }
-                )
+                set_constant_attributes(span, PIPELINE_ATTRIBUTES)
             with record_span(cache, "cache.get user") as span:
-                span.set_attribute("cache.result", "hit")
-                span.set_attribute("cache.hit", True)
+                set_constant_attributes(span, HIT_ATTRIBUTES)
         finally:
             otel_context.detach(token)
         end_server_span(server, 200, None)

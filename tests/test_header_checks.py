@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import uvicorn
 from uvicorn.protocols.http import httptools_impl
 
-from app.http_protocol import ProblemHttpToolsProtocol, RememberedSearch
+from app.http_protocol import RememberedSearch
+from tests.support.protocol_server import protocol_server
 from tests.support.service import free_port
 
 NAMES = [b"content-type", b"x-request-id", b"bad name", b"bad:name", b"bad\x00", b"", b"x" * 300]
@@ -60,15 +60,7 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 @pytest.fixture
 async def server_port() -> AsyncIterator[int]:
     port = free_port()
-    config = uvicorn.Config(
-        _app,
-        host="127.0.0.1",
-        port=port,
-        http=ProblemHttpToolsProtocol,
-        lifespan="off",
-        log_level="critical",
-    )
-    server = uvicorn.Server(config)
+    server = protocol_server(_app, port)
     serving = asyncio.create_task(server.serve())
     for _ in range(200):
         if server.started:

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 
-from app.http_protocol import CoalescingTransport, ProblemHttpToolsProtocol
+from app.http_protocol import CoalescingTransport
+from tests.support.protocol_server import protocol_server
 from tests.support.service import free_port
 
 # How long the app keeps the event loop busy after its response is complete.
@@ -82,15 +82,7 @@ async def _busy_after_answering(scope: dict[str, Any], receive: Any, send: Any) 
 @pytest.fixture
 def busy_server_port() -> Iterator[int]:
     port = free_port()
-    config = uvicorn.Config(
-        _busy_after_answering,
-        host="127.0.0.1",
-        port=port,
-        http=ProblemHttpToolsProtocol,
-        lifespan="off",
-        log_level="critical",
-    )
-    server = uvicorn.Server(config)
+    server = protocol_server(_busy_after_answering, port)
     # A loop of its own: the app blocks it on purpose, and the client must keep running.
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -24,6 +24,7 @@ from scripts.bench.report import (
     UNCACHED,
     Reference,
     Row,
+    Storm,
     Tail,
     _spread,
     median_tail,
@@ -203,6 +204,27 @@ def test_the_tails_errors_say_what_they_were(capsys: pytest.CaptureFixture[str])
     print_report(ROWS, [], Tail(failed, [120.0], []), "mix", 1, {})
     line = next(line for line in capsys.readouterr().out.splitlines() if "errors at 70%" in line)
     assert line.endswith("MISS (goal 0) (3 HTTP 503, 1 no answer (timeout))")
+
+
+def test_the_login_storm_verdict_is_on_the_median_p99s(capsys: pytest.CaptureFixture[str]) -> None:
+    """The storm's runs against the quiet ones, median against median: one wild run on
+    either side does not decide it, and a read that failed beside the storm is a miss."""
+
+    def run(p99: float, errors: int = 0) -> Load:
+        return Load(12000, 15.0, 0.5, p99, errors)
+
+    quiet = [run(1.2), run(1.0), run(9.0)]
+    print_report(ROWS, [], None, "mix", 1, {}, Storm(quiet, [run(1.4), run(30.0), run(1.1)]))
+    lines = capsys.readouterr().out.splitlines()
+    verdict = next(index for index, line in enumerate(lines) if "login storm / alone" in line)
+    assert " 1.17 " in lines[verdict] and "PASS (goal <= 1.5)" in lines[verdict]
+    assert "errors, reads beside the storm" in lines[verdict + 1]
+    assert lines[verdict + 1].endswith("PASS (goal 0)")
+    print_report(ROWS, [], None, "mix", 1, {}, Storm(quiet, [run(2.0), run(1.9, 2), run(2.2)]))
+    lines = capsys.readouterr().out.splitlines()
+    verdict = next(index for index, line in enumerate(lines) if "login storm / alone" in line)
+    assert " 1.67 " in lines[verdict] and "MISS (goal <= 1.5)" in lines[verdict]
+    assert lines[verdict + 1].endswith("MISS (goal 0)") and " 2 " in lines[verdict + 1]
 
 
 def test_the_spread_is_the_middle_half_of_the_passes() -> None:

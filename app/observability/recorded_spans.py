@@ -98,6 +98,16 @@ def records_as_sdk(tracer: Tracer) -> bool:
     )
 
 
+def _all_plain(attributes: Mapping[str, types.AttributeValue]) -> bool:
+    """Every value of a plain type, every key a non-empty str: a span may store them as they
+    are. Asked in C (set operations over the types), not in a loop of Python."""
+    return (
+        _PLAIN.issuperset(map(type, attributes.values()))
+        and _STR.issuperset(map(type, attributes))
+        and "" not in attributes
+    )
+
+
 class ConstantAttributes:
     """Attributes that many spans start with and that never change: a route's server
     attributes, a Redis pipeline's description, a cache lookup's result. A recorded span given
@@ -112,11 +122,7 @@ class ConstantAttributes:
         self._values: dict[str, types.AttributeValue] = dict(attributes)
         # Only plain values, under non-empty str keys, are taken as they are; any other
         # value goes through the span's own checks each time (set_constant_attributes).
-        self.plain = (
-            _PLAIN.issuperset(map(type, self._values.values()))
-            and _STR.issuperset(map(type, self._values))
-            and "" not in self._values
-        )
+        self.plain = _all_plain(self._values)
         # The span attributes field of all of them, written by the encoder when first asked.
         self.otlp: bytes | None = None
 
@@ -241,10 +247,7 @@ class RecordedSpan(trace.Span, ReadableSpan):
             type(own) is dict
             and len(own) + len(attributes) <= self._max_attributes
             and own.keys().isdisjoint(attributes)
-            # Every value plain, every key a non-empty str: asked in C, not a loop of Python.
-            and _PLAIN.issuperset(map(type, attributes.values()))
-            and _STR.issuperset(map(type, attributes))
-            and "" not in attributes
+            and _all_plain(attributes)
         ):
             own.update(attributes)
             return

@@ -1,5 +1,5 @@
-"""Argon2 runs in threads of its own under the idle scheduling class, so a login storm takes
-only the CPU the event loop leaves unused and cannot delay the requests around it."""
+"""Argon2 runs in threads of its own under the idle scheduling class, so hashing takes only
+the CPU the event loop leaves unused and cannot delay the requests around it."""
 
 from __future__ import annotations
 

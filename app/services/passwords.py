@@ -36,7 +36,15 @@ def lower_thread_priority() -> None:
     p99 go from about 10 ms to several hundred; in the idle class, to tens. The cost: a
     worker kept fully busy by other requests runs no hashes until it has a moment free, so
     its logins, sign-ups and password changes wait; that is a matter of capacity, not of the
-    scheduler. Best effort: where neither call is allowed the thread keeps running as it was."""
+    scheduler.
+
+    The class orders threads within their process group only (the container's cgroup, or the
+    session where the kernel groups by session): to other groups the service's group looks
+    busy while it hashes, and shares the cores with them by weight, as any busy process does.
+    And a login's own work on the event loop (its queries, tokens and session, about 7 ms of
+    the loop's CPU each on a 2-core bench machine) still delays the reads that arrive during
+    it: that, not the hashing, is what a login storm does to their p99. Best effort: where
+    neither call is allowed the thread keeps running as it was."""
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         return

@@ -10,6 +10,7 @@ cheaper Argon2 so seeding and the rare logins do not eat the CPU the run is meas
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -54,9 +55,18 @@ def install_stop_handlers() -> None:
 
 def free_port() -> int:
     """A loopback port nobody listens on now (every local server started here uses one)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct loopback ports nobody listens on now. All are held until all are
+    chosen: asked for one at a time, a port just let go may come back for the next (a
+    benchmark's server once got its metrics port equal to its own and refused to start)."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 def database_url(name: str, admin_dsn: str = ADMIN_DSN) -> str:

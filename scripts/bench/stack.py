@@ -24,7 +24,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from loadtests.local_service import free_port
+from loadtests.local_service import free_port, free_ports
 from scripts.bench import cores
 
 REPO = Path(__file__).resolve().parents[2]
@@ -151,8 +151,7 @@ def serving(
 ) -> Iterator[Server]:
     """Run `command` (gunicorn, or any server bound by $BIND or by the `{bind}` it holds)
     until the block ends."""
-    port = free_port()
-    metrics_port = free_port()
+    port, metrics_port = free_ports(2)
     metrics_dir = Path(tempfile.mkdtemp(prefix="bench-metrics-"))
     full_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PROMETHEUS_"))},

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.support.service import free_port
+from tests.support.service import free_ports
 
 OS_USER = "postgres"
 
@@ -32,8 +32,7 @@ class PostgresPair:
 
     def __init__(self, *, synchronous: bool = True) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="us-pgpair-"))
-        self.primary_port = free_port()
-        self.standby_port = free_port()
+        self.primary_port, self.standby_port = free_ports(2)
         self.synchronous = synchronous
         self.primary = self.root / "primary"
         self.standby = self.root / "standby"

@@ -12,7 +12,7 @@ from pathlib import Path
 import redis
 
 from tests.ha.redis_processes import RedisProcesses
-from tests.support.service import free_port
+from tests.support.service import free_ports
 
 PASSWORD = "cluster-test-password"
 # A master is failed over after this long without an answer.
@@ -22,8 +22,9 @@ NODE_TIMEOUT_MS = 1000
 class RedisCluster(RedisProcesses):
     def __init__(self, masters: int = 3) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="us-cluster-"))
-        self.ports = [free_port() for _ in range(masters * 2)]
-        self.bus_ports = {port: free_port() for port in self.ports}
+        ports = free_ports(masters * 4)
+        self.ports = ports[: masters * 2]
+        self.bus_ports = dict(zip(self.ports, ports[masters * 2 :], strict=True))
         self.masters = masters
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import redis
 
 from tests.ha.redis_processes import RedisProcesses
-from tests.support.service import free_port
+from tests.support.service import free_ports
 
 MASTER_NAME = "mymaster"
 PASSWORD = "sentinel-test-data-password"
@@ -36,9 +36,7 @@ def _wait_ping(port: int, password: str, timeout: float = 10) -> None:
 class SentinelSet(RedisProcesses):
     def __init__(self, sentinels: int = 3) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="us-sentinel-"))
-        self.master_port = free_port()
-        self.replica_port = free_port()
-        self.sentinel_ports = [free_port() for _ in range(sentinels)]
+        self.master_port, self.replica_port, *self.sentinel_ports = free_ports(2 + sentinels)
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
 
     @property

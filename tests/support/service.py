@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from loadtests.local_service import REPO, free_port, serving
+from loadtests.local_service import REPO, free_port, free_ports, serving
 from loadtests.local_service import LocalService as RunningService
 
-__all__ = ["REPO", "RunningService", "free_port", "running_service"]
+__all__ = ["REPO", "RunningService", "free_port", "free_ports", "running_service"]
 
 # A test service logs JSON (tests read it) and hashes cheaply (tests log in a lot).
 TEST_SERVICE_ENV = {

@@ -46,9 +46,11 @@ class AuthService:
             pass  # no address (a NUL, a bare name): no user has it; still pay one verification
         else:
             account = email
-            # Unknown accounts are throttled alike: the answer never tells them apart.
-            had_failures = await self._throttle.check(email)
+            # One session for both reads: one pool checkout and one transaction (BEGIN and
+            # ROLLBACK are round trips to PostgreSQL of their own) instead of two.
             async with self._sessions() as session:
+                # Unknown accounts are throttled alike: the answer never tells them apart.
+                had_failures = await self._throttle.check(session, email)
                 user = await session.scalar(select(User).where(User.email == email))
         # The connection is back in the pool before Argon2 runs: hashing takes tens of
         # milliseconds and must never hold one. An unknown email still pays for one

@@ -60,12 +60,13 @@ class LoginThrottleService:
             forget_after=timedelta(seconds=settings.login_throttle_forget_seconds),
         )
 
-    async def check(self, email: str) -> bool:
-        """Refuse (429) while the account waits; True when it has failures on record."""
+    async def check(self, db: AsyncSession, email: str) -> bool:
+        """Refuse (429) while the account waits; True when it has failures on record. Read in
+        the caller's session, so that a login reads the account's throttle and its user in one
+        transaction."""
         if not self._enabled:
             return False
-        async with self._sessions() as db:
-            row = await db.get(LoginThrottle, account_key(email))
+        row = await db.get(LoginThrottle, account_key(email))
         if row is None:
             return False
         if row.blocked_until is not None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import jwt
 import orjson
+from sqlalchemy import event
 
 from app.settings import DEVELOPMENT_JWT_KEY
 from tests.support.app_harness import PASSWORD, AppHarness
@@ -32,6 +33,24 @@ async def test_login_issues_a_bearer_pair(harness: AppHarness) -> None:
     # The whole seconds left of the token's 900 as the answer was made: 900, or 899 when a
     # second began between the session's issue time and that moment.
     assert claims["exp"] - after <= tokens["expires_in"] <= claims["exp"] - before
+
+
+async def test_a_login_takes_two_database_connections(harness: AppHarness) -> None:
+    """One for the account (its throttle row and its user, read together), one for the new
+    session: each connection taken is a pool checkout and a transaction of its own."""
+    await harness.sign_up("frugal@example.com")
+    pool = harness.app.state.resources.engine.sync_engine.pool
+    taken: list[object] = []
+
+    def checkout(dbapi_connection: object, *_args: object) -> None:
+        taken.append(dbapi_connection)
+
+    event.listen(pool, "checkout", checkout)
+    try:
+        await harness.login("frugal@example.com")
+    finally:
+        event.remove(pool, "checkout", checkout)
+    assert len(taken) == 2
 
 
 async def test_wrong_password_and_unknown_email_look_the_same(harness: AppHarness) -> None:

@@ -85,8 +85,6 @@ class Bench:
     tail: Tail | None = None
     # Each compared row's user-space instructions per request (instruction_phase).
     instructions: dict[str, float] = field(default_factory=dict)
-    # The highest constant rate the all-on server kept up with on its core (constant_phase).
-    constant_peak: int | None = None
     # Cached reads alone and during a login storm, and their verdict (login_phase).
     storm: Storm | None = None
 
@@ -335,9 +333,9 @@ def run(bench: Bench, sink: str) -> None:
         pop.bare(people, MIX, "redis", LIST_LENGTH),
     )
     steady = partial(steady_server, bench.work_dir, log_dir)
-    constant_phase(bench, on_cpus(all_on, "constant"), reads, cached_rps, floor, steady)
+    peak = constant_phase(bench, on_cpus(all_on, "constant"), reads, cached_rps, floor, steady)
     uninstrumented_tail_phase(bench, on_cpus(off, "constant-off"), reads, off_rps)
-    login_phase(bench, start(all_on, "login"), on_cpus(all_on, "storm"), people, reads)
+    login_phase(bench, start(all_on, "login"), on_cpus(all_on, "storm"), people, reads, peak)
     bench.measure(
         "PATCH user (own full_name), all on",
         start(all_on, "patch"),
@@ -491,8 +489,9 @@ def constant_phase(
     wrk_peak: float,
     floor: tuple[OnCpus, list[pop.Target]],
     steady: OnCpus,
-) -> None:
+) -> int:
     """70% of the measured peak offered at a constant rate: latency with queueing visible.
+    Returns that peak, the highest constant rate the server kept up with on its core.
 
     The server runs on a core of its own (one worker), vegeta and Redis on the others
     (scripts/bench/cores.py says why), when the machine has two or more. The peak is the
@@ -526,7 +525,6 @@ def constant_phase(
         _others_on(bench.redis_url, others),
     ):
         wrk_peak, peak, tried, rate = _seventy_percent(bench, server, reads, wrk_peak, split)
-        bench.constant_peak = peak
         constant_rate(bare.base_url, floor_targets, work, 3, rate, others)
         own_us = _fixed_cost_overhead_us(fixed, rate, work, others)
         seconds = bench.args.constant_seconds
@@ -634,6 +632,7 @@ def constant_phase(
             ),
         ],
     )
+    return peak
 
 
 def _fixed_cost(work_us: float) -> list[pop.Target]:
@@ -719,6 +718,7 @@ def login_phase(
     start_on: OnCpus,
     people: pop.Population,
     reads: list[pop.Target],
+    peak: int,
 ) -> None:
     """Logins at the configured Argon2 cost, and what a login storm does to cached reads.
 
@@ -738,11 +738,9 @@ def login_phase(
         f"logins: {row.load.rps:.1f}/s using {row.cores:.2f} cores of worker CPU = "
         f"{row.load.rps / max(row.cores, 1e-9):.1f} logins/s per core ({label})"
     )
-    if bench.constant_peak is None:
-        return
     split = cores.split(frozenset(cores.available()))
     mine, others = (split.server, split.others) if split else (None, None)
-    rate = max(1, int(bench.constant_peak * 0.3))
+    rate = max(1, int(peak * 0.3))
     seconds = bench.args.constant_seconds
     work = bench.work_dir
     quiet: list[Load] = []

@@ -89,7 +89,9 @@ class Resources:
         )
         session_state = SessionStateReader(reads)
         throttle = LoginThrottleService(sessions, settings)
-        login_sessions = SessionService(sessions, tokens, session_cache, session_state, settings)
+        login_sessions = SessionService(
+            sessions, reads, tokens, session_cache, session_state, settings
+        )
         gate = RequestGate(
             redis,
             session_cache,
@@ -117,7 +119,7 @@ class Resources:
             keys=keys,
             gate=gate,
             users=UserService(sessions, reads, cache, passwords, login_sessions),
-            auth=AuthService(sessions, passwords, tokens, login_sessions, throttle),
+            auth=AuthService(sessions, reads, passwords, tokens, login_sessions, throttle),
             login_sessions=login_sessions,
             session_keeper=SessionCacheKeeper(login_sessions, settings.session_cache_lease_seconds),
             introspection=introspection,

@@ -1,4 +1,4 @@
-"""Reads of one row by one statement, handed straight to asyncpg on a pooled connection.
+"""Statements of one row, handed straight to asyncpg on a pooled connection.
 
 SQLAlchemy's execute builds an execution context, a cursor result and row objects for every
 statement, and an async read crosses into its greenlet three times (connect, execute, close).
@@ -14,6 +14,9 @@ therefore reaches the caller as it would from execute, and maps onto the same 50
 Only a read engine in autocommit on asyncpg, without echo, takes this path: anything else
 (SQLite, PgBouncer transaction mode, whose reads keep their transaction) runs the statement
 through Connection.execute.
+
+A write of one statement (`OneRowWrite`, an INSERT ... RETURNING) is its own transaction in
+autocommit, as a read is; where the engine is not in autocommit it commits explicitly.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any, Final, cast
 from sqlalchemy import Select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.expression import UpdateBase
 from sqlalchemy.util import await_only, greenlet_spawn
 
 # The execution option create_read_engine sets on an engine whose reads may take this path.
@@ -40,10 +44,10 @@ class _Statement:
         return None
 
 
-class OneRowRead:
-    """A SELECT of at most one row, compiled once, with named bound parameters."""
+class _OneRow:
+    """A statement of at most one row, compiled once, with named bound parameters."""
 
-    def __init__(self, engine: AsyncEngine, statement: Select[Any]) -> None:
+    def __init__(self, engine: AsyncEngine, statement: Select[Any] | UpdateBase) -> None:
         self._engine = engine
         self._statement = statement
         compiled = statement.compile(dialect=engine.dialect)
@@ -61,12 +65,15 @@ class OneRowRead:
     async def first(self, **params: Any) -> Mapping[str, Any] | None:
         """The row's columns by name, or None when no row matches."""
         if not self._direct or self._replaced:
-            async with self._engine.connect() as connection:
-                row = (await connection.execute(self._statement, params)).first()
-            return None if row is None else cast(Mapping[str, Any], row._mapping)
+            return await self._execute(params)
         values = tuple(params[name] for name in self._names)
         record: Mapping[str, Any] | None = await greenlet_spawn(self._read, values)
         return record
+
+    async def _execute(self, params: dict[str, Any]) -> Mapping[str, Any] | None:
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(self._statement, params)).first()
+        return None if row is None else cast(Mapping[str, Any], row._mapping)
 
     def _read(self, values: tuple[Any, ...]) -> Any:
         connection = self._engine.sync_engine.connect()
@@ -103,3 +110,23 @@ class OneRowRead:
             connection._handle_dbapi_exception(error, statement, parameters, cursor, context)
         cursor.close()
         return record
+
+
+class OneRowRead(_OneRow):
+    """A SELECT of at most one row."""
+
+    def __init__(self, engine: AsyncEngine, statement: Select[Any]) -> None:
+        super().__init__(engine, statement)
+
+
+class OneRowWrite(_OneRow):
+    """An INSERT, UPDATE or DELETE of at most one row, with RETURNING, in one transaction."""
+
+    def __init__(self, engine: AsyncEngine, statement: UpdateBase) -> None:
+        super().__init__(engine, statement)
+
+    async def _execute(self, params: dict[str, Any]) -> Mapping[str, Any] | None:
+        # Outside autocommit (PgBouncer's transaction mode) the statement must commit itself.
+        async with self._engine.begin() as connection:
+            row = (await connection.execute(self._statement, params)).first()
+        return None if row is None else cast(Mapping[str, Any], row._mapping)

@@ -2,20 +2,39 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+import uuid
+
+from sqlalchemy import String, bindparam, literal_column, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.errors import AuthenticationError
-from app.models import User
+from app.infra.row_read import OneRowRead
+from app.models import LoginThrottle, User
 from app.observability.metrics import record_auth
 from app.schemas.auth import TokenPair
 from app.schemas.user import normalize_email
-from app.services.login_throttle import LoginThrottleService
+from app.services.login_throttle import LoginThrottleService, account_key
 from app.services.passwords import PasswordService
 from app.services.sessions import ClientInfo, SessionService
 from app.services.tokens import TokenClaims, TokenService
 
 _BAD_CREDENTIALS = "Incorrect email or password."
+
+# An account as a login needs it, in one statement: its user (if any) and its throttle row (if
+# any). The one-row subquery gives a row when neither exists, as unknown accounts are throttled
+# alike. One round trip in autocommit, where a transaction would add a BEGIN and a ROLLBACK.
+_ACCOUNT = (
+    select(
+        User.id,
+        User.password_hash,
+        User.is_active,
+        LoginThrottle.account_hash.label("throttle_row"),
+        LoginThrottle.blocked_until,
+    )
+    .select_from(select(literal_column("1").label("one")).subquery("one"))
+    .outerjoin(User, User.email == bindparam("email", type_=String))
+    .outerjoin(LoginThrottle, LoginThrottle.account_hash == bindparam("account", type_=String))
+)
 
 
 class AuthService:
@@ -24,12 +43,14 @@ class AuthService:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
+        reads: AsyncEngine,
         passwords: PasswordService,
         tokens: TokenService,
         login_sessions: SessionService,
         throttle: LoginThrottleService,
     ) -> None:
         self._sessions = sessions
+        self._account = OneRowRead(reads, _ACCOUNT)
         self._passwords = passwords
         self._tokens = tokens
         self._login_sessions = login_sessions
@@ -46,35 +67,37 @@ class AuthService:
             pass  # no address (a NUL, a bare name): no user has it; still pay one verification
         else:
             account = email
-            # One session for both reads: one pool checkout and one transaction (BEGIN and
-            # ROLLBACK are round trips to PostgreSQL of their own) instead of two.
-            async with self._sessions() as session:
-                # Unknown accounts are throttled alike: the answer never tells them apart.
-                had_failures = await self._throttle.check(session, email)
-                user = await session.scalar(select(User).where(User.email == email))
+            found = await self._account.first(email=email, account=account_key(email))
+            assert found is not None  # the one-row subquery always gives a row
+            # Unknown accounts are throttled alike: the answer never tells them apart.
+            had_failures = self._throttle.check(
+                found["throttle_row"] is not None, found["blocked_until"]
+            )
+            user = found if found["id"] is not None else None
         # The connection is back in the pool before Argon2 runs: hashing takes tens of
         # milliseconds and must never hold one. An unknown email still pays for one
         # verification (see PasswordService.verify).
-        valid = await self._passwords.verify(user.password_hash if user else None, password)
-        if user is None or not valid or not user.is_active:
+        valid = await self._passwords.verify(user["password_hash"] if user else None, password)
+        if user is None or not valid or not user["is_active"]:
             record_auth("login_failure")
             if account is not None:
                 await self._throttle.failed(account)
             raise AuthenticationError(_BAD_CREDENTIALS)
         if had_failures:
             await self._throttle.succeeded(email)
-        verified_hash = user.password_hash
-        if self._passwords.needs_rehash(user.password_hash):
+        user_id: uuid.UUID = user["id"]
+        verified_hash: str = user["password_hash"]
+        if self._passwords.needs_rehash(verified_hash):
             new_hash = await self._passwords.hash(password)
             async with self._sessions() as session:
                 await session.execute(
                     update(User)
-                    .where(User.id == user.id, User.password_hash == verified_hash)
+                    .where(User.id == user_id, User.password_hash == verified_hash)
                     .values(password_hash=new_hash)
                 )
                 await session.commit()
             verified_hash = new_hash
-        pair = await self._login_sessions.open(user.id, verified_hash, client)
+        pair = await self._login_sessions.open(user_id, verified_hash, client)
         record_auth("login_success")
         return pair
 

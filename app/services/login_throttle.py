@@ -60,17 +60,13 @@ class LoginThrottleService:
             forget_after=timedelta(seconds=settings.login_throttle_forget_seconds),
         )
 
-    async def check(self, db: AsyncSession, email: str) -> bool:
-        """Refuse (429) while the account waits; True when it has failures on record. Read in
-        the caller's session, so that a login reads the account's throttle and its user in one
-        transaction."""
-        if not self._enabled:
+    def check(self, has_row: bool, blocked_until: datetime | None) -> bool:
+        """Refuse (429) while the account waits; True when it has failures on record. Given
+        the account's throttle row as the login read it (see AuthService)."""
+        if not self._enabled or not has_row:
             return False
-        row = await db.get(LoginThrottle, account_key(email))
-        if row is None:
-            return False
-        if row.blocked_until is not None:
-            wait = (_aware(row.blocked_until) - datetime.now(UTC)).total_seconds()
+        if blocked_until is not None:
+            wait = (_aware(blocked_until) - datetime.now(UTC)).total_seconds()
             if wait > 0:
                 record_auth("login_throttled")
                 retry = str(math.ceil(wait))

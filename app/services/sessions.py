@@ -12,12 +12,25 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import structlog
-from sqlalchemy import ColumnElement, delete, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    String,
+    Uuid,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.errors import AuthenticationError, NotFoundError
 from app.infra.background import cancel_and_wait
+from app.infra.row_read import OneRowWrite
 from app.infra.session_cache import SessionCache
 from app.infra.session_state import SessionStateReader
 from app.models import SessionCacheBacklog, User, UserSession
@@ -61,18 +74,68 @@ def _grant(row: UserSession, *, is_admin: bool) -> SessionGrant:
     )
 
 
+# A login's new session, in one statement. The user is read FOR SHARE in the CTE, which
+# gives the row as it is once any update in flight has committed, so `is_admin` is the one the
+# session is created under; the session is inserted only if the user is active and still has
+# the hash the password was verified against.
+_LOCKED_ACCOUNT: Final = (
+    select(User.id, User.is_admin)
+    .where(
+        User.id == bindparam("user_id", type_=Uuid),
+        User.is_active,
+        User.password_hash == bindparam("verified_hash", type_=String),
+    )
+    .with_for_update(read=True)
+    .cte("account")
+)
+_NOW: Final = bindparam("now", type_=DateTime(timezone=True))
+_OPEN: Final = (
+    insert(UserSession)
+    .from_select(
+        [
+            UserSession.id,
+            UserSession.user_id,
+            UserSession.created_at,
+            UserSession.last_used_at,
+            UserSession.rotated_at,
+            UserSession.expires_at,
+            UserSession.generation,
+            UserSession.refresh_hash,
+            UserSession.user_agent,
+            UserSession.client_address,
+        ],
+        select(
+            bindparam("session_id", type_=Uuid),
+            _LOCKED_ACCOUNT.c.id,
+            _NOW,
+            _NOW,
+            _NOW,
+            bindparam("expires_at", type_=DateTime(timezone=True)),
+            literal_column("0"),
+            bindparam("refresh_hash", type_=String),
+            bindparam("user_agent", type_=String),
+            bindparam("client_address", type_=String),
+        ),
+    )
+    .returning(select(_LOCKED_ACCOUNT.c.is_admin).scalar_subquery().label("is_admin"))
+)
+
+
 class SessionService:
     """Stateless and shared by all requests of a worker, like UserService."""
 
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
+        single_statements: AsyncEngine,
         tokens: TokenService,
         cache: SessionCache,
         state: SessionStateReader,
         settings: Settings,
     ) -> None:
         self._sessions = sessions
+        # Single statements in autocommit (see create_read_engine).
+        self._open = OneRowWrite(single_statements, _OPEN)
         self._tokens = tokens
         self._cache = cache
         self._state = state
@@ -84,34 +147,37 @@ class SessionService:
     async def open(self, user_id: uuid.UUID, verified_hash: str, client: ClientInfo) -> TokenPair:
         """A new session for a user whose password matched `verified_hash`.
 
-        The user row is read FOR SHARE: a password change, deactivation or role change in
-        flight either commits first (and this login sees it) or waits for this session to
-        exist (and revokes it)."""
-        async with self._sessions() as db:
-            user = await db.scalar(
-                select(User).where(User.id == user_id).with_for_update(read=True)
-            )
-            if user is None or not user.is_active or user.password_hash != verified_hash:
-                record_auth("login_failure")
-                raise AuthenticationError(_BAD_CREDENTIALS)
-            now = datetime.now(UTC)
-            row = UserSession(
-                id=uuid.uuid4(),
-                user_id=user.id,
-                created_at=now,
-                last_used_at=now,
-                rotated_at=now,
-                expires_at=now + self._refresh_ttl,
+        One statement (see `_OPEN`), its own transaction: it inserts the session only while
+        the user is active and still has that hash, reading the user FOR SHARE. A password
+        change, deactivation or role change in flight either commits first (and this login
+        sees it) or waits for this session to exist (and revokes it)."""
+        now = datetime.now(UTC)
+        session_id = uuid.uuid4()
+        expires_at = now + self._refresh_ttl
+        opened = await self._open.first(
+            user_id=user_id,
+            verified_hash=verified_hash,
+            session_id=session_id,
+            now=now,
+            expires_at=expires_at,
+            refresh_hash=refresh_hash(token_id("refresh", session_id, 0)),
+            user_agent=(client.user_agent or None) and client.user_agent[:512],
+            client_address=client.address,
+        )
+        if opened is None:
+            record_auth("login_failure")
+            raise AuthenticationError(_BAD_CREDENTIALS)
+        pair = self._tokens.pair_for(
+            SessionGrant(
+                session_id=session_id,
+                user_id=user_id,
+                is_admin=bool(opened["is_admin"]),
                 generation=0,
-                refresh_hash="",
-                user_agent=(client.user_agent or None) and client.user_agent[:512],
-                client_address=client.address,
+                issued_at=int(now.timestamp()),
+                refresh_expires_at=int(expires_at.timestamp()),
             )
-            row.refresh_hash = refresh_hash(token_id("refresh", row.id, 0))
-            pair = self._tokens.pair_for(_grant(row, is_admin=user.is_admin))
-            db.add(row)
-            await db.commit()
-        await self._cache.refill(row.id, active=True)
+        )
+        await self._cache.refill(session_id, active=True)
         return pair
 
     async def refresh(self, token: str, client: ClientInfo) -> TokenPair:

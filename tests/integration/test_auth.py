@@ -35,22 +35,55 @@ async def test_login_issues_a_bearer_pair(harness: AppHarness) -> None:
     assert claims["exp"] - after <= tokens["expires_in"] <= claims["exp"] - before
 
 
-async def test_a_login_takes_two_database_connections(harness: AppHarness) -> None:
-    """One for the account (its throttle row and its user, read together), one for the new
-    session: each connection taken is a pool checkout and a transaction of its own."""
+async def test_a_login_sends_postgresql_two_statements(harness: AppHarness) -> None:
+    """The account (its user and its throttle row, read together), then the new session: two
+    statements, each its own transaction, with no BEGIN, COMMIT or ROLLBACK around them. Every
+    round trip a login makes is work on the event loop that cached reads wait behind. (Behind
+    PgBouncer with a statement timeout, each statement keeps a transaction for its SET LOCAL.)"""
     await harness.sign_up("frugal@example.com")
-    pool = harness.app.state.resources.engine.sync_engine.pool
-    taken: list[object] = []
+    engine = harness.app.state.resources.engine.sync_engine
+    login = asyncio.current_task()
+    statements: list[str] = []
+    # The driver's own log: it sees the transaction control SQLAlchemy's events do not.
+    control: list[str] = []
+    watched: list[Any] = []
 
-    def checkout(dbapi_connection: object, *_args: object) -> None:
-        taken.append(dbapi_connection)
+    def log_query(record: Any) -> None:
+        query = record.query.strip().rstrip(";").upper()
+        if query.startswith(("BEGIN", "COMMIT", "ROLLBACK")):
+            control.append(query)
 
-    event.listen(pool, "checkout", checkout)
+    def checkout(dbapi_connection: Any, *_args: object) -> None:
+        # Only this task's: background work may use the pool meanwhile.
+        if asyncio.current_task() is login:
+            driver = dbapi_connection.driver_connection
+            driver.add_query_logger(log_query)
+            watched.append(driver)
+
+    def before_execute(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statement = " ".join(statement.split()).upper()
+        # A transaction's SET LOCAL (behind PgBouncer) belongs with its BEGIN, not the login.
+        if asyncio.current_task() is login and not statement.startswith("SET LOCAL "):
+            statements.append(statement)
+
+    event.listen(engine.pool, "checkout", checkout)
+    event.listen(engine, "before_cursor_execute", before_execute)
     try:
         await harness.login("frugal@example.com")
     finally:
-        event.remove(pool, "checkout", checkout)
-    assert len(taken) == 2
+        event.remove(engine.pool, "checkout", checkout)
+        event.remove(engine, "before_cursor_execute", before_execute)
+        for driver in watched:
+            driver.remove_query_logger(log_query)
+    settings = harness.app.state.settings
+    if settings.db_pgbouncer_transaction_mode and settings.db_statement_timeout_ms:
+        assert control == ["BEGIN", "ROLLBACK", "BEGIN", "COMMIT"]
+    else:
+        assert control == []
+    assert len(statements) == 2, statements
+    assert statements[0].startswith("SELECT USERS.ID, USERS.PASSWORD_HASH"), statements
+    assert statements[1].startswith("WITH ACCOUNT AS"), statements
+    assert " INSERT INTO SESSIONS " in statements[1], statements
 
 
 async def test_wrong_password_and_unknown_email_look_the_same(harness: AppHarness) -> None:

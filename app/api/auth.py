@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, status
 
 from app.api.deps import AuthServiceDep, ClaimsDep, ClientDep, login_rate_limit
+from app.api.login_route import LoginRoute
 from app.api.responses import (
     AUTHENTICATED,
     BAD_CREDENTIALS,
@@ -22,8 +23,21 @@ from app.schemas.auth import LoginForm, LogoutRequest, RefreshRequest, TokenPair
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
-@router.post(
+async def login(
+    form: Annotated[LoginForm, Form()], auth: AuthServiceDep, client: ClientDep
+) -> TokenPair:
+    """OAuth2 password flow: `username` is the email. Each login opens a session. Rate
+    limited per client address (`RATE_LIMIT_LOGIN`)."""
+    return await auth.login(form.username, form.password, client)
+
+
+# An ordinary login form runs the dependencies by hand (see login_route); registered here, in
+# its place among the routes, as the decorator would.
+router.add_api_route(
     "/token",
+    login,
+    methods=["POST"],
+    route_class_override=LoginRoute,
     response_model=TokenPair,
     dependencies=[Depends(login_rate_limit)],
     operation_id="login",
@@ -38,12 +52,6 @@ router = APIRouter(prefix="/auth", tags=["auth"])
         rate_limited=True,
     ),
 )
-async def login(
-    form: Annotated[LoginForm, Form()], auth: AuthServiceDep, client: ClientDep
-) -> TokenPair:
-    """OAuth2 password flow: `username` is the email. Each login opens a session. Rate
-    limited per client address (`RATE_LIMIT_LOGIN`)."""
-    return await auth.login(form.username, form.password, client)
 
 
 @router.post(

@@ -7,6 +7,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.errors import send_problem
 
 
+def replaying(messages: list[Message], receive: Receive) -> Receive:
+    """A receive that gives the messages already read first, then the client's own."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replay
+
+
 class BodySizeLimitMiddleware:
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
@@ -43,10 +53,7 @@ class BodySizeLimitMiddleware:
             if not message.get("more_body", False):
                 break
 
-        async def replay() -> Message:
-            return buffered.pop(0) if buffered else await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(buffered, receive), send)
 
     async def _reject(self, scope: Scope, send: Send) -> None:
         await send_problem(

@@ -30,7 +30,7 @@ _CANONICAL_UUID: Final = re.compile(
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 
-def _sub_response() -> Response:
+def sub_response() -> Response:
     # What FastAPI hands a dependency as `response`: headers only, no status, no length.
     response = Response()
     del response.headers["content-length"]
@@ -63,7 +63,7 @@ class UserReadRoute(APIRoute):
         token = await oauth2_scheme(request)
         assert token is not None  # auto_error: a missing token raised the 401
         resources = await get_resources(request)
-        response = _sub_response()
+        response = sub_response()
         read = await read_of_user(uuid.UUID(raw_id), token, resources, request, response)
         users = await get_user_service(resources)
         result: Response = await self.endpoint(read=read, users=users, response=response)

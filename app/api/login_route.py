@@ -12,7 +12,7 @@ FastAPI's own. The route's signature is unchanged, and so is the OpenAPI documen
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import unquote_plus
 
@@ -26,8 +26,6 @@ from app.api.body_limit import replaying
 from app.api.deps import client_info, get_auth_service, get_resources, login_rate_limit
 from app.api.read_route import sub_response
 from app.schemas.auth import LoginForm
-
-Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 _FORM: Final = b"application/x-www-form-urlencoded"
 
@@ -89,11 +87,10 @@ class LoginRoute(APIRoute):
         fields = parse_ordinary_form(body)
         if fields is None:
             return None
-        # FastAPI reads an empty form field as a missing one; so does this model, via FastAPI.
-        if any(value == "" for value in fields.values()):
-            return None
+        # FastAPI reads an empty field as a missing one (OAuth2 clients send `scope=` empty).
+        present = {name: value for name, value in fields.items() if value}
         try:
-            return LoginForm.model_validate(fields)
+            return LoginForm.model_validate(present)
         except ValidationError:
             return None
 

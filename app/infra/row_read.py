@@ -47,6 +47,9 @@ class _Statement:
 class _OneRow:
     """A statement of at most one row, compiled once, with named bound parameters."""
 
+    # Whether the statement commits itself where the engine is not in autocommit.
+    _commits = False
+
     def __init__(self, engine: AsyncEngine, statement: Select[Any] | UpdateBase) -> None:
         self._engine = engine
         self._statement = statement
@@ -71,7 +74,8 @@ class _OneRow:
         return record
 
     async def _execute(self, params: dict[str, Any]) -> Mapping[str, Any] | None:
-        async with self._engine.connect() as connection:
+        opened = self._engine.begin() if self._commits else self._engine.connect()
+        async with opened as connection:
             row = (await connection.execute(self._statement, params)).first()
         return None if row is None else cast(Mapping[str, Any], row._mapping)
 
@@ -122,11 +126,8 @@ class OneRowRead(_OneRow):
 class OneRowWrite(_OneRow):
     """An INSERT, UPDATE or DELETE of at most one row, with RETURNING, in one transaction."""
 
+    # Outside autocommit (PgBouncer's transaction mode) the statement must commit itself.
+    _commits = True
+
     def __init__(self, engine: AsyncEngine, statement: UpdateBase) -> None:
         super().__init__(engine, statement)
-
-    async def _execute(self, params: dict[str, Any]) -> Mapping[str, Any] | None:
-        # Outside autocommit (PgBouncer's transaction mode) the statement must commit itself.
-        async with self._engine.begin() as connection:
-            row = (await connection.execute(self._statement, params)).first()
-        return None if row is None else cast(Mapping[str, Any], row._mapping)

@@ -27,6 +27,7 @@ ensure_postgres
 command -v redis-server >/dev/null || apt_install redis-server
 command -v wrk >/dev/null || apt_install wrk
 command -v valgrind >/dev/null || apt_install valgrind
+ensure_jemalloc
 
 # Go builds vegeta and the fixed-cost server the latency runs compare the service with.
 command -v go >/dev/null || apt_install golang-go

@@ -56,6 +56,8 @@ ensure_postgres
 ensure_redis
 # The Redis fault tests start and kill a redis-server of their own.
 command -v redis-server >/dev/null || apt_install redis-server
+# The benchmark's tests start its servers on the allocator the image preloads.
+ensure_jemalloc
 # The high-availability tests run Debian's pgbouncer, redis-server and redis-sentinel.
 bash scripts/install-ha.sh
 PATH="$(bash scripts/install-helm.sh):$PATH"

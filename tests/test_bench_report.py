@@ -214,17 +214,41 @@ def test_the_login_storm_verdict_is_on_the_median_p99s(capsys: pytest.CaptureFix
         return Load(12000, 15.0, 0.5, p99, errors)
 
     quiet = [run(1.2), run(1.0), run(9.0)]
-    print_report(ROWS, [], None, "mix", 1, {}, Storm(quiet, [run(1.4), run(30.0), run(1.1)]))
+    print_report(
+        ROWS, [], None, "mix", 1, {}, Storm(quiet, [run(1.4), run(30.0), run(1.1)], [112.0, 113.0])
+    )
     lines = capsys.readouterr().out.splitlines()
     verdict = next(index for index, line in enumerate(lines) if "login storm / alone" in line)
     assert " 1.17 " in lines[verdict] and "PASS (goal <= 1.5)" in lines[verdict]
     assert "errors, reads beside the storm" in lines[verdict + 1]
     assert lines[verdict + 1].endswith("PASS (goal 0)")
-    print_report(ROWS, [], None, "mix", 1, {}, Storm(quiet, [run(2.0), run(1.9, 2), run(2.2)]))
+    print_report(
+        ROWS,
+        [],
+        None,
+        "mix",
+        1,
+        {},
+        Storm(quiet, [run(2.0), run(1.9, 2), run(2.2)], [112.0, 181.0]),
+    )
     lines = capsys.readouterr().out.splitlines()
     verdict = next(index for index, line in enumerate(lines) if "login storm / alone" in line)
     assert " 1.67 " in lines[verdict] and "MISS (goal <= 1.5)" in lines[verdict]
     assert lines[verdict + 1].endswith("MISS (goal 0)") and " 2 " in lines[verdict + 1]
+
+
+def test_the_workers_rss_after_the_storm_has_its_verdict(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Each hash holds ARGON2_MEMORY_KIB: an allocator that kept it after the storm would
+    grow the workers past the RSS goal where the read runs never show it."""
+    quiet = [Load(12000, 15.0, 0.5, 1.0, 0)]
+    for rss, verdict in (([112.0, 113.0], "PASS"), ([112.0, 181.0], "MISS")):
+        print_report(ROWS, [], None, "mix", 1, {}, Storm(quiet, quiet, rss))
+        line = next(
+            line for line in capsys.readouterr().out.splitlines() if "RSS after the storm" in line
+        )
+        assert f" {max(rss):.0f} " in line and line.endswith(f"{verdict} (goal <= 150)")
 
 
 def test_the_spread_is_the_middle_half_of_the_passes() -> None:

@@ -143,10 +143,13 @@ STORM_P99_GOAL = 1.5
 @dataclass(frozen=True)
 class Storm:
     """Cached reads at one constant rate, runs alone and runs during a login storm taken in
-    turn on the same server: the verdict is on the ratio of their median p99s."""
+    turn on the same server: the verdict is on the ratio of their median p99s. And that
+    server's workers' RSS once the storm's hashes are done, each of which held
+    ARGON2_MEMORY_KIB."""
 
     quiet: list[Load]
     stormy: list[Load]
+    rss_mb: list[float]
 
     @property
     def p99_ratio(self) -> float:
@@ -264,6 +267,10 @@ def print_report(
         print(
             f"  {'errors, reads beside the storm':30} {errors:5d}  {'':6}  {'':6}  "
             f"{'PASS' if errors == 0 else 'MISS'} (goal 0)"
+        )
+        print(
+            f"  {'worker RSS after the storm MB':30} {max(storm.rss_mb):5.0f}  {'':6}  {'':6}  "
+            f"{_verdict(max(storm.rss_mb), 150, higher=False)}"
         )
     print(f"\nload average at the end: {load1:.2f} {load5:.2f} {load15:.2f}", end="")
     print(f" ({os.cpu_count()} cores)")

@@ -760,7 +760,8 @@ def login_phase(
             waited = run_queue_wait_seconds(pids) - waited
             stormy.append((reading, storm.result(), waited / len(pids) / seconds))
             _wait_for_hashes(server)
-    bench.storm = Storm(quiet, [reading for reading, _, _ in stormy])
+        rss = rss_mb(pids)
+    bench.storm = Storm(quiet, [reading for reading, _, _ in stormy], rss)
     bench.notes.append(
         f"cached reads at {rate}/s (30% of the highest constant rate, on the same core), runs "
         f"alone and during a login storm (8 connections logging in) in turn: alone "
@@ -773,7 +774,10 @@ def login_phase(
             for run, logged_in, wait in stormy
         )
         + f"; p99 in the storm / alone, medians: {bench.storm.p99_ratio:.2f}, errors "
-        f"{sum(run.errors for run in (*bench.storm.quiet, *bench.storm.stormy))}"
+        f"{sum(run.errors for run in (*bench.storm.quiet, *bench.storm.stormy))}; worker RSS "
+        "once the last storm's hashes were done: "
+        + ", ".join(f"{size:.0f}" for size in rss)
+        + " MB (goal <= 150 each)"
     )
 
 

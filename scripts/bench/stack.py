@@ -5,6 +5,7 @@ per request, and an OTLP sink."""
 from __future__ import annotations
 
 import asyncio
+import ctypes.util
 import os
 import shutil
 import signal
@@ -28,6 +29,10 @@ from loadtests.local_service import free_port, free_ports
 from scripts.bench import cores
 
 REPO = Path(__file__).resolve().parents[2]
+# The allocator the image preloads (the Dockerfile's LD_PRELOAD). Every server here runs on it,
+# the bare baselines too, so the bench measures what the image runs. It matters most beside a
+# login storm: glibc maps and unmaps each hash's Argon2 memory in the worker's address space.
+ALLOCATOR = "libjemalloc.so.2"
 ADMIN_DSN = os.environ.get("BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 BIN = Path(sys.executable).parent
 
@@ -126,6 +131,16 @@ class Server:
         return [int(child) for child in children]
 
 
+def preloaded_allocator() -> dict[str, str]:
+    """The environment that preloads the image's allocator; a clear error where it is missing,
+    since the loader would only warn and run the servers on glibc's."""
+    if ctypes.util.find_library(ALLOCATOR.removeprefix("lib").split(".so")[0]) != ALLOCATOR:
+        raise RuntimeError(
+            f"{ALLOCATOR} not found: install Debian's libjemalloc2 (scripts/bench.sh does)"
+        )
+    return {"LD_PRELOAD": ALLOCATOR}
+
+
 def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -160,6 +175,7 @@ def serving(
         "METRICS_PORT": str(metrics_port),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "PYTHONPATH": str(REPO),
+        **preloaded_allocator(),
         **env,
     }
     log_dir.mkdir(parents=True, exist_ok=True)

@@ -60,6 +60,14 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
+# ensure_jemalloc: Debian's libjemalloc2, the allocator the image preloads; the benchmark runs
+# every server on it too (scripts/bench/stack.py).
+ensure_jemalloc() {
+  ldconfig -p 2>/dev/null | grep -q 'libjemalloc\.so\.2 ' && return 0
+  log "installing libjemalloc2"
+  apt_install libjemalloc2
+}
+
 # ensure_postgres: start the local cluster when it is down, install it when it is missing.
 ensure_postgres() {
   postgres_up && return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from typing import Any
 
 import asyncpg
 import httpx
@@ -34,25 +35,40 @@ def test_restricted_namespace_refuses_a_privileged_pod(cluster: Cluster, release
     assert 'violates PodSecurity "restricted:latest"' in str(refused.value)
 
 
-# Run in the pod: for each child of PID 1 (gunicorn's workers), its main thread's scheduling
-# policy and the policies of all its threads (field 41 of /proc/<pid>/task/<tid>/stat).
-WORKER_THREAD_POLICIES = """
+# Run in the pod: for PID 1 (gunicorn's master) and each of its children (the workers), the
+# scheduling policy of each of its threads (field 41 of /proc/<pid>/task/<tid>/stat) and the
+# shared objects it maps whose name holds "jemalloc".
+GUNICORN_PROCESSES = """
 import json, os
-workers = {}
+found = {}
 for pid in filter(str.isdigit, os.listdir("/proc")):
     try:
-        stat = open(f"/proc/{pid}/stat").read()
-        if stat.rsplit(")", 1)[1].split()[1] != "1" or int(pid) == os.getpid():
+        parent = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]
+        if pid != "1" and parent != "1" or int(pid) == os.getpid():
             continue
         tasks = f"/proc/{pid}/task"
-        workers[pid] = {
-            tid: int(open(f"{tasks}/{tid}/stat").read().rsplit(")", 1)[1].split()[38])
-            for tid in os.listdir(tasks)
-        }
+        with open(f"/proc/{pid}/maps") as maps:
+            found[pid] = {
+                "policies": {
+                    tid: int(open(f"{tasks}/{tid}/stat").read().rsplit(")", 1)[1].split()[38])
+                    for tid in os.listdir(tasks)
+                },
+                "jemalloc": sorted({line.split()[-1] for line in maps if "jemalloc" in line}),
+            }
     except OSError:
         continue
-print(json.dumps(workers))
+print(json.dumps(found))
 """
+
+
+def gunicorn_processes(cluster: Cluster, release: Release) -> dict[str, dict[str, Any]]:
+    """GUNICORN_PROCESSES, run in the first app pod: its master is "1", its workers the rest."""
+    pod = release.app_pods()[0]["metadata"]["name"]
+    command = ["exec", "--namespace", release.namespace, pod, "--"]
+    result = cluster.kubectl(*command, "python", "-c", GUNICORN_PROCESSES)
+    found: dict[str, dict[str, Any]] = json.loads(result.stdout)
+    assert "1" in found and len(found) >= 2, result.stdout  # the master and its workers
+    return found
 
 
 def test_password_hashing_threads_run_in_the_idle_class_in_the_pod(
@@ -61,14 +77,23 @@ def test_password_hashing_threads_run_in_the_idle_class_in_the_pod(
     # The restricted Pod Security context and the runtime's default seccomp profile let a
     # worker move its hashing threads (one started by the start-up warm-up hash) to the idle
     # class without a capability, so a login storm leaves the event loop its CPU.
-    pod = release.app_pods()[0]["metadata"]["name"]
-    command = ["exec", "--namespace", release.namespace, pod, "--"]
-    result = cluster.kubectl(*command, "python", "-c", WORKER_THREAD_POLICIES)
-    workers: dict[str, dict[str, int]] = json.loads(result.stdout)
-    assert workers, result.stdout
-    for pid, threads in workers.items():
+    workers = {
+        pid: facts for pid, facts in gunicorn_processes(cluster, release).items() if pid != "1"
+    }
+    for pid, facts in workers.items():
+        threads = facts["policies"]
         assert threads[pid] != os.SCHED_IDLE, threads  # the event loop's thread
         assert os.SCHED_IDLE in threads.values(), threads
+
+
+def test_master_and_workers_allocate_with_jemalloc_in_the_pod(
+    cluster: Cluster, release: Release
+) -> None:
+    # The image preloads jemalloc, so a login storm's 64 MiB per hash is not mapped and unmapped
+    # in the address space each worker's event loop shares; the chart's env must keep it.
+    for pid, facts in gunicorn_processes(cluster, release).items():
+        names = [path.rsplit("/", 1)[-1] for path in facts["jemalloc"]]
+        assert names == ["libjemalloc.so.2"], (pid, facts["jemalloc"])
 
 
 def test_migration_hook_created_the_schema_in_a_pod(release: Release) -> None:

@@ -56,6 +56,8 @@ def caches() -> list[str]:
             if child.name in {"lock", "partial", "auxfiles"}:
                 continue
             found.append(f"/{rel}/{child.name}")
+    # apt's package caches, which `apt-get update` and `install` leave unless cleaned.
+    found += [f"/{p.relative_to(ROOT)}" for p in ROOT.glob("var/cache/apt/*.bin")]
     for pattern in (
         "opt/venv/lib/python3*/site-packages/pip",
         "opt/venv/lib/python3*/site-packages/setuptools",

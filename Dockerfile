@@ -50,10 +50,10 @@ RUN groupadd --gid 10001 app \
 
 # jemalloc, the allocator every process of the image runs on (LD_PRELOAD below). Each password hash
 # takes ARGON2_MEMORY_KIB (64 MiB) in a hashing thread of the worker. glibc's malloc maps such a block
-# afresh and unmaps it after every hash, and each map and unmap stalls the worker's event loop, which
-# shares the address space: in `make bench`, reads beside a login storm had a p99 about 1.5 times their
-# p99 alone. jemalloc keeps the address range and hands its pages back to the kernel within a second
-# (about 1.2 times, with the worker's RSS back at its idle size a second after the storm).
+# afresh and unmaps it after every hash, in the address space the worker's event loop shares, and that
+# slowed the loop: in `make bench`, reads beside a login storm had a p99 1.5 to 1.6 times their p99
+# alone. jemalloc keeps the address range and hands its pages back to the kernel instead (0.78 to 1.26
+# times in four runs; the workers' RSS is back at its idle size a second after the storm).
 # Pinned to the version of the base's Debian release (bookworm); no apt lists or caches are kept.
 RUN apt-get update \
     && apt-get install --yes --no-install-recommends libjemalloc2=5.3.0-1 \

@@ -60,6 +60,13 @@ class CircuitBreaker:
             REDIS_BREAKER_OPEN.set(1)
 
 
+def _closed_transport(error: RuntimeError) -> bool:
+    """A write on a connection the peer has just closed: uvloop raises this RuntimeError
+    where asyncio's own loop raises nothing (a known uvloop behaviour), and redis-py passes it
+    on. It is a lost connection, as during a Sentinel failover, not a bug of the caller."""
+    return str(error).endswith("the handler is closed")
+
+
 class RedisGateway:
     """Every Redis call of the service goes through here: breaker, error metrics, one error type."""
 
@@ -74,10 +81,12 @@ class RedisGateway:
             raise RedisUnavailableError("circuit breaker open")
         try:
             result = await operation()
-        except (TimeoutError, RedisError, OSError) as error:
+        except (TimeoutError, RedisError, OSError, RuntimeError) as error:
+            if isinstance(error, RuntimeError) and not _closed_transport(error):
+                raise
             record_redis_error(component)
             self.breaker.record_failure()
-            if isinstance(error, RedisConnectionError):
+            if isinstance(error, RedisConnectionError | RuntimeError):
                 # After a Redis restart every idle pooled connection is dead; drop them all
                 # now rather than failing one request per dead connection.
                 await self._drop_idle_connections()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import uvloop
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -77,3 +78,54 @@ async def _eventually_connections(client: Redis, expected: int) -> int:
             return count
         await asyncio.sleep(0.05)
     return await _connections(client)
+
+
+def test_a_connection_closed_under_uvloop_is_redis_unavailable_not_a_crash() -> None:
+    """uvloop, the servers' event loop, raises RuntimeError ("the handler is closed") for a
+    write on a transport that has closed, where asyncio's own loop raises nothing. A Sentinel
+    failover under load closed a connection that way between its check-out and its first
+    write, and a PATCH answered 500. The pool's check at check-out cannot see a close that
+    comes after it, so the write is made here on a connection closed just after check-out."""
+
+    async def closed_mid_call() -> tuple[int, type[BaseException] | None]:
+        gateway = _gateway()
+        pool = gateway.client.connection_pool
+
+        async def write_after_close() -> None:
+            connection = await pool.get_connection()
+            try:
+                writer = connection._writer
+                assert writer is not None
+                writer.transport.close()  # the peer's close, arriving after the check-out
+                await connection.send_command("PING")
+            finally:
+                await pool.release(connection)
+
+        try:
+            with pytest.raises(RedisUnavailableError) as unavailable:
+                await gateway.call("cache", write_after_close)
+            cause = unavailable.value.__cause__
+            # The next call gets a fresh connection and closes the breaker's count again.
+            assert await gateway.get("cache", "key") is None
+            return gateway.breaker._failures, type(cause) if cause else None
+        finally:
+            await gateway.close()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        failures, cause = runner.run(closed_mid_call())
+    assert cause is RuntimeError
+    assert failures == 0
+
+
+async def test_a_runtime_error_of_another_kind_is_not_taken_for_redis() -> None:
+    gateway = _gateway()
+
+    async def broken() -> None:
+        raise RuntimeError("a bug in the caller")
+
+    try:
+        with pytest.raises(RuntimeError, match="a bug in the caller"):
+            await gateway.call("cache", broken)
+        assert gateway.breaker._failures == 0
+    finally:
+        await gateway.close()

@@ -165,6 +165,13 @@ def _verdict(value: float, goal: float, higher: bool = True) -> str:
     return f"{'PASS' if ok else 'MISS'} (goal {'>=' if higher else '<='} {goal})"
 
 
+def _print_rss(label: str, sizes: list[float]) -> None:
+    """The largest worker's RSS against the goal of 150 MB per worker."""
+    print(
+        f"  {label:30} {max(sizes):5.0f}  {'':6}  {'':6}  {_verdict(max(sizes), 150, higher=False)}"
+    )
+
+
 def print_report(
     measured: list[Row],
     notes: list[str],
@@ -254,10 +261,7 @@ def print_report(
             f"  {'errors at 70% of peak':30} {load.errors:5d}  {'':6}  {'':6}  "
             f"{'PASS' if load.errors == 0 else 'MISS'} (goal 0)" + describe_failures(load.failures)
         )
-        print(
-            f"  {'max worker RSS MB':30} {max(tail.rss_mb):5.0f}  {'':6}  {'':6}  "
-            f"{_verdict(max(tail.rss_mb), 150, higher=False)}"
-        )
+        _print_rss("max worker RSS MB", tail.rss_mb)
     if storm is not None:
         print(
             f"  {'p99 in a login storm / alone':30} {storm.p99_ratio:5.2f}  {'':6}  {'':6}  "
@@ -268,9 +272,6 @@ def print_report(
             f"  {'errors, reads beside the storm':30} {errors:5d}  {'':6}  {'':6}  "
             f"{'PASS' if errors == 0 else 'MISS'} (goal 0)"
         )
-        print(
-            f"  {'worker RSS after the storm MB':30} {max(storm.rss_mb):5.0f}  {'':6}  {'':6}  "
-            f"{_verdict(max(storm.rss_mb), 150, higher=False)}"
-        )
+        _print_rss("worker RSS after the storm MB", storm.rss_mb)
     print(f"\nload average at the end: {load1:.2f} {load5:.2f} {load15:.2f}", end="")
     print(f" ({os.cpu_count()} cores)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes.util
+import functools
 import os
 import shutil
 import signal
@@ -131,10 +132,17 @@ class Server:
         return [int(child) for child in children]
 
 
+@functools.cache
+def _library_found(soname: str) -> bool:
+    """Whether the loader's cache holds `soname`: asked once per name, not per server started
+    (find_library runs ldconfig)."""
+    return ctypes.util.find_library(soname.removeprefix("lib").split(".so")[0]) == soname
+
+
 def preloaded_allocator() -> dict[str, str]:
     """The environment that preloads the image's allocator; a clear error where it is missing,
     since the loader would only warn and run the servers on glibc's."""
-    if ctypes.util.find_library(ALLOCATOR.removeprefix("lib").split(".so")[0]) != ALLOCATOR:
+    if not _library_found(ALLOCATOR):
         raise RuntimeError(
             f"{ALLOCATOR} not found: install Debian's libjemalloc2 (scripts/bench.sh does)"
         )

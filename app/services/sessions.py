@@ -19,6 +19,7 @@ from sqlalchemy import (
     Uuid,
     bindparam,
     delete,
+    exists,
     func,
     insert,
     literal_column,
@@ -30,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.errors import AuthenticationError, NotFoundError
 from app.infra.background import cancel_and_wait
-from app.infra.row_read import OneRowWrite
+from app.infra.row_read import OneRowRead, OneRowWrite
 from app.infra.session_cache import SessionCache
 from app.infra.session_state import SessionStateReader
 from app.models import SessionCacheBacklog, User, UserSession
@@ -119,6 +120,13 @@ _OPEN: Final = (
     )
     .returning(select(_LOCKED_ACCOUNT.c.is_admin).scalar_subquery().label("is_admin"))
 )
+# The upkeep's two reads, a few times a second on every worker: each one round trip on the
+# one-row path, so the event loop never spends most of a millisecond on an ORM session for
+# them while it serves requests.
+_BACKLOG_PENDING: Final = select(exists(select(SessionCacheBacklog.session_id)).label("pending"))
+_ACTIVE_COUNT: Final = select(func.count().label("active")).where(
+    UserSession.revoked_at.is_(None), UserSession.expires_at > _NOW
+)
 
 
 class SessionService:
@@ -136,6 +144,8 @@ class SessionService:
         self._sessions = sessions
         # Single statements in autocommit (see create_read_engine).
         self._open = OneRowWrite(single_statements, _OPEN)
+        self._backlog_pending = OneRowRead(single_statements, _BACKLOG_PENDING)
+        self._active_count = OneRowRead(single_statements, _ACTIVE_COUNT)
         self._tokens = tokens
         self._cache = cache
         self._state = state
@@ -343,33 +353,36 @@ class SessionService:
         """Write the backlog's tombstones, then renew the cache lease; False when the lease
         was not renewed (Redis unavailable, or backlog left)."""
         deadline = self._cache.lease_deadline()  # before looking: see SessionCache
+        looked = await self._backlog_pending.first()
+        if looked is not None and looked["pending"] and not await self._write_backlog():
+            return False
+        return await self._cache.renew_lease(deadline)
+
+    async def _write_backlog(self) -> bool:
+        """Tombstone one batch of the backlog and clear it; True once the backlog is empty."""
         async with self._sessions() as db:
             pending = list(
                 (
                     await db.scalars(select(SessionCacheBacklog.session_id).limit(_BACKLOG_BATCH))
                 ).all()
             )
-        if pending:
-            if not await self._cache.tombstone(pending):
-                return False
-            async with self._sessions() as db:
-                await db.execute(
-                    delete(SessionCacheBacklog).where(SessionCacheBacklog.session_id.in_(pending))
-                )
-                await db.commit()
-            if len(pending) == _BACKLOG_BATCH:
-                return False
-        return await self._cache.renew_lease(deadline)
+        if not pending:
+            return True
+        if not await self._cache.tombstone(pending):
+            return False
+        async with self._sessions() as db:
+            await db.execute(
+                delete(SessionCacheBacklog).where(SessionCacheBacklog.session_id.in_(pending))
+            )
+            await db.commit()
+        return len(pending) < _BACKLOG_BATCH
 
     async def keep_lease(self) -> bool:
         return await self._cache.renew_lease(self._cache.lease_deadline())
 
     async def count_active(self) -> int:
-        query = select(func.count()).where(
-            UserSession.revoked_at.is_(None), UserSession.expires_at > datetime.now(UTC)
-        )
-        async with self._sessions() as db:
-            return int(await db.scalar(query) or 0)
+        counted = await self._active_count.first(now=datetime.now(UTC))
+        return 0 if counted is None else int(counted["active"])
 
 
 async def purge_expired_sessions(

@@ -232,6 +232,82 @@ async def test_a_revocation_redis_cannot_take_still_holds_where_redis_is_stale(
         resources.session_keeper.start()
 
 
+async def _backlog_size(harness: AppHarness) -> int:
+    async with harness.app.state.resources.engine.connect() as connection:
+        return int(await connection.scalar(text("SELECT count(*) FROM session_cache_backlog")))
+
+
+async def test_the_lease_comes_back_only_once_the_backlog_is_in_redis(
+    harness: AppHarness, make_harness: Callable[..., Any], redis_client: aioredis.Redis
+) -> None:
+    """A revocation whose tombstone Redis never took (the backlog) keeps the lease away until
+    a keeper has written it, one batch per round, and then the revoked token is refused."""
+    await harness.sign_up("backlog@example.com")
+    tokens = await harness.login("backlog@example.com")
+    assert await _status(harness, tokens["access_token"]) == 200  # cached as active
+    sid = uuid.UUID(jwt.decode(tokens["access_token"], options={"verify_signature": False})["sid"])
+    resources = harness.app.state.resources
+    keys = resources.login_sessions._cache.keys
+    await resources.session_keeper.stop()
+    try:
+        cut_off: AppHarness = await make_harness(
+            clean=False, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"
+        )
+        await cut_off.app.state.resources.session_keeper.stop()
+        # The backlog revocations leave when Redis cannot take their tombstones: this
+        # session's, and a full batch of others (their rows long gone: only tombstones matter).
+        others = [uuid.uuid4() for _ in range(1000)]
+        async with resources.engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "UPDATE sessions SET revoked_at = now(), revoked_reason = 'logout' "
+                    "WHERE id = :id"
+                ),
+                {"id": sid},
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO session_cache_backlog (session_id, revoked_at) VALUES (:id, now())"
+                ),
+                [{"id": session_id} for session_id in [sid, *others]],
+            )
+        await redis_client.delete(keys.lease)
+
+        assert not await cut_off.app.state.resources.login_sessions.sync_cache()
+        assert await _backlog_size(harness) == 1001
+        assert not await redis_client.exists(keys.lease)
+
+        sync = resources.login_sessions.sync_cache
+        assert not await sync()  # one batch written, one row left
+        assert await _backlog_size(harness) == 1
+        assert not await redis_client.exists(keys.lease)
+        assert await sync()
+        assert await _backlog_size(harness) == 0
+        assert await redis_client.exists(keys.lease)
+        written = await redis_client.mget([keys.session(i) for i in [sid, *others]])
+        assert set(written) == {b"r"}
+        assert await _status(harness, tokens["access_token"]) == 401
+    finally:
+        resources.session_keeper.start()
+
+
+async def test_the_active_sessions_count_leaves_out_revoked_and_expired(
+    harness: AppHarness,
+) -> None:
+    await harness.sign_up("count@example.com")
+    pairs = [await harness.login("count@example.com") for _ in range(4)]
+    expired = jwt.decode(pairs[0]["access_token"], options={"verify_signature": False})["sid"]
+    async with harness.app.state.resources.engine.begin() as connection:
+        await connection.execute(
+            text("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE id = :id"),
+            {"id": expired},
+        )
+    assert (
+        await harness.client.post("/api/v1/auth/logout", headers=_bearer(pairs[1]["access_token"]))
+    ).status_code == 204
+    assert await harness.app.state.resources.login_sessions.count_active() == 2
+
+
 async def test_sessions_api_lists_and_revokes(
     harness: AppHarness, make_harness: Callable[..., Any]
 ) -> None:

@@ -47,6 +47,16 @@ async def _second_worker(make_harness: Callable[..., Any]) -> AppHarness:
     return other
 
 
+async def _worker_without_redis(make_harness: Callable[..., Any]) -> AppHarness:
+    """Another worker on the same PostgreSQL whose Redis is unreachable, its lease keeper
+    stopped so only the test decides when it syncs."""
+    cut_off: AppHarness = await make_harness(
+        clean=False, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"
+    )
+    await cut_off.app.state.resources.session_keeper.stop()
+    return cut_off
+
+
 async def test_tokens_carry_the_session_id(harness: AppHarness) -> None:
     await harness.sign_up("sid@example.com")
     tokens = await harness.login("sid@example.com")
@@ -215,10 +225,7 @@ async def test_a_revocation_redis_cannot_take_still_holds_where_redis_is_stale(
     # the lease running out can protect the stale entry.
     await resources.session_keeper.stop()
     try:
-        cut_off: AppHarness = await make_harness(
-            clean=False, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"
-        )
-        await cut_off.app.state.resources.session_keeper.stop()
+        cut_off = await _worker_without_redis(make_harness)
         await resources.login_sessions.sync_cache()  # a fresh lease, just before
         started = time.monotonic()
         logout = await cut_off.client.post(
@@ -250,10 +257,7 @@ async def test_the_lease_comes_back_only_once_the_backlog_is_in_redis(
     keys = resources.login_sessions._cache.keys
     await resources.session_keeper.stop()
     try:
-        cut_off: AppHarness = await make_harness(
-            clean=False, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"
-        )
-        await cut_off.app.state.resources.session_keeper.stop()
+        cut_off = await _worker_without_redis(make_harness)
         # The backlog revocations leave when Redis cannot take their tombstones: this
         # session's, and a full batch of others (their rows long gone: only tombstones matter).
         others = [uuid.uuid4() for _ in range(1000)]

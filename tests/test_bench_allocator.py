@@ -4,7 +4,6 @@ the bench measures what the image runs, and both sides of every ratio share the 
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -15,13 +14,8 @@ from scripts.bench.stack import ALLOCATOR, Server, baselines, database, redis_se
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _mapped_allocators(server: Server, workers: int) -> dict[int, list[str]]:
-    """For gunicorn's master and each of its `workers`, the file names of the mapped jemalloc
-    objects. The server answers once one worker does; gunicorn forks the others a random
-    fraction of a second apart."""
-    deadline = time.monotonic() + 30
-    while len(server.worker_pids()) < workers and time.monotonic() < deadline:
-        time.sleep(0.1)
+def _mapped_allocators(server: Server) -> dict[int, list[str]]:
+    """For gunicorn's master and each worker, the file names of the mapped jemalloc objects."""
     found = {}
     for pid in [server.process.pid, *server.worker_pids()]:
         maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
@@ -48,7 +42,7 @@ def test_service_and_baseline_workers_run_on_the_allocator(tmp_path: Path) -> No
         }
         with service(env, tmp_path, "service") as served, baselines(env, tmp_path) as bare:
             for server in (served, bare):
-                found = _mapped_allocators(server, workers=2)
+                found = _mapped_allocators(server)
                 assert len(found) == 3, found  # the master and its 2 workers
                 assert all(names == [ALLOCATOR] for names in found.values()), found
 

@@ -149,18 +149,23 @@ def preloaded_allocator() -> dict[str, str]:
     return {"LD_PRELOAD": ALLOCATOR}
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+def _wait_ready(server: Server, ready_path: str, workers: int, timeout: float) -> None:
+    """Until the server answers on `ready_path` and has its `workers`: gunicorn answers once
+    one worker does, and forks the others a random fraction of a second apart, so a reading
+    of the workers taken straight after the answer could miss some."""
     deadline = time.monotonic() + timeout
+    process, log = server.process, server.log_path
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}: see {log}")
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
+            answered = httpx.get(server.base_url + ready_path, timeout=2).status_code == 200
         except httpx.HTTPError:
-            pass
+            answered = False
+        if answered and len(server.worker_pids()) >= workers:
+            return
         time.sleep(0.2)
-    raise TimeoutError(f"server not ready after {timeout}s: see {log}")
+    raise TimeoutError(f"server not ready with {workers} workers after {timeout}s: see {log}")
 
 
 @contextmanager
@@ -171,9 +176,10 @@ def serving(
     log_dir: Path,
     label: str,
     ready_seconds: float = 60,
+    workers: int = 0,
 ) -> Iterator[Server]:
     """Run `command` (gunicorn, or any server bound by $BIND or by the `{bind}` it holds)
-    until the block ends."""
+    until the block ends; a gunicorn server is ready once all its `workers` run."""
     port, metrics_port = free_ports(2)
     metrics_dir = Path(tempfile.mkdtemp(prefix="bench-metrics-"))
     full_env = {
@@ -201,7 +207,7 @@ def serving(
         f"http://127.0.0.1:{port}", process, log_path, f"http://127.0.0.1:{metrics_port}"
     )
     try:
-        _wait_ready(server.base_url + ready_path, process, log_path, ready_seconds)
+        _wait_ready(server, ready_path, workers, ready_seconds)
         yield server
     finally:
         stop(process)
@@ -221,11 +227,12 @@ def service(
         command = [*cores.on(cpus), str(BIN / "user-service"), "serve"]
         if cpus is not None:
             env = {**env, "WEB_CONCURRENCY": str(len(cpus))}
-        return serving(command, env, "/readyz", log_dir, label)
+        workers = int(env.get("WEB_CONCURRENCY", "2"))
+        return serving(command, env, "/readyz", log_dir, label, workers=workers)
     command = [*wrapper, str(BIN / "user-service"), "serve"]
     # Under callgrind a request takes tens of milliseconds and start-up tens of seconds.
     counted = {**env, "WEB_CONCURRENCY": "1", "GUNICORN_TIMEOUT": "900"}
-    return serving(command, counted, "/readyz", log_dir, label, ready_seconds=600)
+    return serving(command, counted, "/readyz", log_dir, label, ready_seconds=600, workers=1)
 
 
 def baselines(
@@ -233,11 +240,11 @@ def baselines(
 ) -> AbstractContextManager[Server]:
     """The bare FastAPI endpoints under gunicorn with the same 2 uvicorn workers (on `cpus`,
     a worker for each)."""
-    workers = "2" if cpus is None else str(len(cpus))
-    command = [*cores.on(cpus), str(BIN / "gunicorn"), "-w", workers]
+    workers = 2 if cpus is None else len(cpus)
+    command = [*cores.on(cpus), str(BIN / "gunicorn"), "-w", str(workers)]
     command += ["-k", "uvicorn_worker.UvicornWorker"]
     command += ["-b", "{bind}", "--no-control-socket", "scripts.bench.baselines:app"]
-    return serving(command, env, "/ready", log_dir, "baselines")
+    return serving(command, env, "/ready", log_dir, "baselines", workers=workers)
 
 
 @contextmanager
